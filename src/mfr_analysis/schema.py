@@ -1,0 +1,112 @@
+"""Contracts of the clean session table, as pandera models.
+
+The model's field names double as the canonical column names used across the package.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from mfr_analysis.tables import categories, load_table
+
+
+def _bounds(field: str) -> dict[str, float | bool]:
+    row = load_table("field_bounds").set_index("field").loc[field]
+    return {"min_value": float(row["low"]), "max_value": float(row["high"]),
+            "include_min": bool(row["low_inclusive"]), "include_max": bool(row["high_inclusive"])}
+
+
+def _in_bounds(field: str) -> pa.Check:
+    return pa.Check.in_range(in_range=_bounds(field), ignore_na=True)
+
+
+def _category(field: str) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(categories=list(categories(field)), ordered=False)
+
+
+CATEGORY_DTYPES: dict[str, pd.CategoricalDtype] = {
+    field: _category(field)
+    for field in ("audience_group", "arm", "technique", "body_region", "pace",
+                  "adverse_event", "rom_measure")
+}
+CATEGORY_DTYPES["delivery"] = pd.CategoricalDtype(["practitioner", "self"])
+
+RATING_FIELDS: tuple[str, ...] = (
+    "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
+    "stress_pre", "stress_post", "pressure",
+)
+NUMERIC_FIELDS: tuple[str, ...] = (
+    "duration_min", "pressure", "pain_pre", "pain_post", "pain_followup", "followup_hours",
+    "rom_pre", "rom_post", "tightness_pre", "tightness_post", "stress_pre", "stress_post",
+)
+
+
+class CleanSessions(pa.DataFrameModel):
+    """One row per session, after cleaning: the canonical table of design.md."""
+
+    session_id: Series[pd.StringDtype] = pa.Field(unique=True, nullable=False)
+    client_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=r"^c_[0-9a-f]{16}$")
+    site: Series[pd.CategoricalDtype] = pa.Field(nullable=True)
+    session_date: Series[pa.DateTime] = pa.Field(nullable=False)
+    audience_group: Series[CATEGORY_DTYPES["audience_group"]] = pa.Field(nullable=False)
+    arm: Series[CATEGORY_DTYPES["arm"]] = pa.Field(nullable=False)
+    technique: Series[CATEGORY_DTYPES["technique"]] = pa.Field(nullable=True)
+    delivery: Series[CATEGORY_DTYPES["delivery"]] = pa.Field(nullable=True)
+    body_region: Series[CATEGORY_DTYPES["body_region"]] = pa.Field(nullable=True)
+    duration_min: Series[float] = pa.Field(nullable=True, in_range=_bounds("duration_min"))
+    pressure: Series[float] = pa.Field(nullable=True, in_range=_bounds("pressure"))
+    pace: Series[CATEGORY_DTYPES["pace"]] = pa.Field(nullable=True)
+    deep_breathing: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    pain_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_pre"))
+    pain_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_post"))
+    pain_followup: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_followup"))
+    followup_hours: Series[float] = pa.Field(nullable=True, in_range=_bounds("followup_hours"))
+    rom_measure: Series[CATEGORY_DTYPES["rom_measure"]] = pa.Field(nullable=True)
+    rom_pre: Series[float] = pa.Field(nullable=True)
+    rom_post: Series[float] = pa.Field(nullable=True)
+    tightness_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("tightness_pre"))
+    tightness_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("tightness_post"))
+    stress_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("stress_pre"))
+    stress_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("stress_post"))
+    adverse_event: Series[CATEGORY_DTYPES["adverse_event"]] = pa.Field(nullable=True)
+    source_file: Series[pd.StringDtype] = pa.Field(nullable=False)
+    source_line: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
+
+    class Config:
+        strict = "filter"  # unknown columns never survive validation
+        coerce = True
+        ordered = False
+
+    @pa.dataframe_check(error="session_date in the future")
+    @classmethod
+    def no_future_dates(cls, df: pd.DataFrame) -> pd.Series:
+        return df["session_date"] <= pd.Timestamp.now().normalize()
+
+    @pa.dataframe_check(error="session_date before 1990")
+    @classmethod
+    def not_before_1990(cls, df: pd.DataFrame) -> pd.Series:
+        return df["session_date"] >= pd.Timestamp("1990-01-01")
+
+
+DERIVED_FIELDS: tuple[str, ...] = (
+    "pain_change", "rom_change", "tightness_change", "stress_change",
+    "session_index", "weeks_since_start", "sessions_per_week",
+)
+
+
+class DerivedSessions(CleanSessions):
+    """Clean sessions plus the derived columns of design.md."""
+
+    pain_change: Series[float] = pa.Field(nullable=True, ge=-10, le=10)
+    rom_change: Series[float] = pa.Field(nullable=True)
+    tightness_change: Series[float] = pa.Field(nullable=True, ge=-10, le=10)
+    stress_change: Series[float] = pa.Field(nullable=True, ge=-10, le=10)
+    session_index: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
+    weeks_since_start: Series[float] = pa.Field(nullable=False, ge=0)
+    sessions_per_week: Series[float] = pa.Field(nullable=False, gt=0)
+
+
+CLEAN_COLUMNS: tuple[str, ...] = tuple(CleanSessions.to_schema().columns)
+DERIVED_COLUMNS: tuple[str, ...] = tuple(DerivedSessions.to_schema().columns)
