@@ -32,6 +32,14 @@ CATEGORY_DTYPES: dict[str, pd.CategoricalDtype] = {
                   "adverse_event", "rom_measure")
 }
 CATEGORY_DTYPES["delivery"] = pd.CategoricalDtype(["practitioner", "self"])
+AudienceGroupDtype = CATEGORY_DTYPES["audience_group"]
+ArmDtype = CATEGORY_DTYPES["arm"]
+TechniqueDtype = CATEGORY_DTYPES["technique"]
+DeliveryDtype = CATEGORY_DTYPES["delivery"]
+BodyRegionDtype = CATEGORY_DTYPES["body_region"]
+PaceDtype = CATEGORY_DTYPES["pace"]
+AdverseEventDtype = CATEGORY_DTYPES["adverse_event"]
+RomMeasureDtype = CATEGORY_DTYPES["rom_measure"]
 
 RATING_FIELDS: tuple[str, ...] = (
     "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
@@ -50,27 +58,27 @@ class CleanSessions(pa.DataFrameModel):
     client_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=r"^c_[0-9a-f]{16}$")
     site: Series[pd.CategoricalDtype] = pa.Field(nullable=True)
     session_date: Series[pa.DateTime] = pa.Field(nullable=False)
-    audience_group: Series[CATEGORY_DTYPES["audience_group"]] = pa.Field(nullable=False)
-    arm: Series[CATEGORY_DTYPES["arm"]] = pa.Field(nullable=False)
-    technique: Series[CATEGORY_DTYPES["technique"]] = pa.Field(nullable=True)
-    delivery: Series[CATEGORY_DTYPES["delivery"]] = pa.Field(nullable=True)
-    body_region: Series[CATEGORY_DTYPES["body_region"]] = pa.Field(nullable=True)
+    audience_group: Series[AudienceGroupDtype] = pa.Field(nullable=False)
+    arm: Series[ArmDtype] = pa.Field(nullable=False)
+    technique: Series[TechniqueDtype] = pa.Field(nullable=True)
+    delivery: Series[DeliveryDtype] = pa.Field(nullable=True)
+    body_region: Series[BodyRegionDtype] = pa.Field(nullable=True)
     duration_min: Series[float] = pa.Field(nullable=True, in_range=_bounds("duration_min"))
     pressure: Series[float] = pa.Field(nullable=True, in_range=_bounds("pressure"))
-    pace: Series[CATEGORY_DTYPES["pace"]] = pa.Field(nullable=True)
+    pace: Series[PaceDtype] = pa.Field(nullable=True)
     deep_breathing: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     pain_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_pre"))
     pain_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_post"))
     pain_followup: Series[float] = pa.Field(nullable=True, in_range=_bounds("pain_followup"))
     followup_hours: Series[float] = pa.Field(nullable=True, in_range=_bounds("followup_hours"))
-    rom_measure: Series[CATEGORY_DTYPES["rom_measure"]] = pa.Field(nullable=True)
+    rom_measure: Series[RomMeasureDtype] = pa.Field(nullable=True)
     rom_pre: Series[float] = pa.Field(nullable=True)
     rom_post: Series[float] = pa.Field(nullable=True)
     tightness_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("tightness_pre"))
     tightness_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("tightness_post"))
     stress_pre: Series[float] = pa.Field(nullable=True, in_range=_bounds("stress_pre"))
     stress_post: Series[float] = pa.Field(nullable=True, in_range=_bounds("stress_post"))
-    adverse_event: Series[CATEGORY_DTYPES["adverse_event"]] = pa.Field(nullable=True)
+    adverse_event: Series[AdverseEventDtype] = pa.Field(nullable=True)
     source_file: Series[pd.StringDtype] = pa.Field(nullable=False)
     source_line: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
 

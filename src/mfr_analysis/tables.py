@@ -40,7 +40,8 @@ def categories(field: str) -> tuple[str, ...]:
 def synonym_map(field: str) -> dict[str, str]:
     """Map of normalised synonym -> canonical value for one vocabulary."""
     table = _read(f"vocabularies/{field}.csv")
-    return {normalise_token(s): c for s, c in zip(table["synonym"], table["canonical"], strict=True)}
+    pairs = zip(table["synonym"], table["canonical"], strict=True)
+    return {normalise_token(synonym): canonical for synonym, canonical in pairs}
 
 
 def normalise_token(text: str) -> str:

@@ -1,0 +1,247 @@
+"""Command line: ``mfr-analysis simulate | clean | claims | report``.
+
+Only this module configures logging; every error reaches the user as one line and a
+non-zero exit code, never a traceback (a traceback with locals could print patient rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from mfr_analysis import __version__
+
+app = typer.Typer(
+    name="mfr-analysis",
+    help="Test the claimed benefits of myofascial release on your own session logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+log = logging.getLogger("mfr_analysis")
+T = TypeVar("T")
+
+
+class DateOrder(StrEnum):
+    dmy = "dmy"
+    mdy = "mdy"
+
+
+class OutputFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+class Correction(StrEnum):
+    holm = "holm"
+    fdr_bh = "fdr_bh"
+
+
+class SliceBy(StrEnum):
+    audience_group = "audience_group"
+    site = "site"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"mfr-analysis: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(step: Callable[[], T]) -> T:
+    """Run one command body, turning every failure into one clear line and an exit code."""
+    from mfr_analysis.errors import UserFacingError
+
+    try:
+        return step()
+    except UserFacingError as error:
+        raise _fail(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise _fail(f"{error.strerror}: {error.filename}") from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    except Exception as error:  # the last guard: one line, and a way to see more
+        if os.environ.get("MFR_DEBUG"):
+            raise
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise _fail(
+            f"unexpected {type(error).__name__}: {first} (set MFR_DEBUG=1 for details)", 1
+        ) from None
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mfr-analysis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Test the claimed benefits of myofascial release on your own session logs."""
+    _configure_logging(verbose)
+
+
+@app.command()
+def simulate(
+    clients: Annotated[int, typer.Option("--clients", min=1, help="Number of clients.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 1,
+    out: Annotated[
+        Path, typer.Option("--out", help="Log file to write: .csv, .tsv, .xlsx, .jsonl, .parquet")
+    ] = Path("simulated_sessions.csv"),
+) -> None:
+    """Write realistic messy session logs and, beside them, the truth of every planted effect."""
+
+    def step() -> None:
+        from mfr_analysis.simulate import write_simulation
+
+        written = write_simulation(clients, seed, out)
+        for kind, path in written.items():
+            typer.echo(f"{kind}: {path}")
+
+    _run(step)
+
+
+@app.command()
+def clean(
+    inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders of them.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="YAML/TOML file: raw header -> column.")
+    ] = None,
+    date_order: Annotated[
+        DateOrder, typer.Option("--date-order", help="How to read 05/03/2024: dmy or mdy.")
+    ] = DateOrder.dmy,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
+
+    def step() -> None:
+        from mfr_analysis.pipeline import run_clean
+
+        report = run_clean(
+            inputs, out, mapping=mapping, date_order=date_order.value, progress=progress
+        )
+        typer.echo(
+            f"rows in {report['rows_in']}: clean {report['rows_clean']}, "
+            f"quarantined {report['rows_quarantined']}, duplicate {report['rows_duplicate']} "
+            f"-> {out}"
+        )
+
+    _run(step)
+
+
+@app.command()
+def claims(
+    input_path: Annotated[
+        list[Path], typer.Argument(metavar="INPUT", help="Raw logs or a clean sessions.parquet.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="File to write the claims table to.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.json,
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
+    correction: Annotated[Correction, typer.Option(help="Multiplicity correction.")] = (
+        Correction.holm
+    ),
+    min_clients: Annotated[int, typer.Option(min=2, help="Fewest clients per cell.")] = 10,
+    mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
+    date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Test every claim overall and per audience group; write the tidy claims table."""
+
+    def step() -> None:
+        from mfr_analysis.claims import evaluate_claims
+        from mfr_analysis.io import write_table
+        from mfr_analysis.pipeline import load_sessions
+
+        sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
+        table = evaluate_claims(
+            sessions,
+            alpha=alpha,
+            correction=correction.value,
+            min_clients=min_clients,
+            progress=progress,
+        )
+        write_table(table, out, output_format.value)
+        counts = table["verdict"].value_counts()
+        typer.echo(
+            f"{len(table)} claim x group rows -> {out} ("
+            + ", ".join(f"{verdict} {n}" for verdict, n in counts.items())
+            + ")"
+        )
+
+    _run(step)
+
+
+@app.command()
+def report(
+    input_path: Annotated[
+        list[Path], typer.Argument(metavar="INPUT", help="Raw logs or a clean sessions.parquet.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML reports.")],
+    by: Annotated[
+        SliceBy | None, typer.Option("--by", help="Also one report per audience group or site.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Parallel report runs (default: cores).")
+    ] = max(1, os.cpu_count() or 1),
+    title: Annotated[str, typer.Option(help="Report title.")] = "Myofascial release claims",
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
+    min_reported_clients: Annotated[
+        int, typer.Option(min=1, help="Counts of fewer clients are suppressed (CMS rule: 11).")
+    ] = 11,
+    mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
+    date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run the report notebooks with papermill and write self-contained HTML plus an index."""
+
+    def step() -> None:
+        from mfr_analysis.report.run import ReportOptions, run_reports
+
+        options = ReportOptions(
+            title=title,
+            alpha=alpha,
+            min_reported_clients=min_reported_clients,
+            date_order=date_order.value,
+            mapping=str(mapping) if mapping else "",
+        )
+        index = run_reports(
+            input_path,
+            out,
+            by=by.value if by else None,
+            workers=workers,
+            options=options,
+            progress=progress,
+        )
+        typer.echo(f"reports -> {index}")
+
+    _run(step)
+
+
+def main() -> None:
+    """Entry point of the ``mfr-analysis`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

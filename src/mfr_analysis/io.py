@@ -1,0 +1,52 @@
+"""Atomic file writing shared by every stage: a crash never leaves half a file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` that replaces it only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_atomic(target: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp_path)`` and move the result onto ``target`` in one step."""
+    with atomic_path(target) as temporary:
+        write(temporary)
+    return Path(target)
+
+
+def write_json(data: Any, target: str | Path) -> Path:
+    """Write JSON (sorted keys, UTF-8, trailing newline) atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    return write_atomic(target, lambda path: path.write_text(text, encoding="utf-8"))
+
+
+def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> Path:
+    """Write a result table as JSON records or CSV, atomically."""
+    if fmt == "csv":
+        return write_atomic(target, lambda path: table.to_csv(path, index=False))
+    if fmt == "json":
+        text = table.to_json(orient="records", date_format="iso", double_precision=15)
+        records = json.loads(text)
+        return write_json(records, target)
+    raise ValueError(f"unknown format {fmt!r}: use json or csv")

@@ -1,0 +1,175 @@
+"""Figures of the report: each function takes tidy frames and returns a matplotlib Figure.
+
+Figures never show a group with fewer clients than the privacy minimum; callers pass
+frames that were already filtered with :func:`mfr_analysis.privacy.reportable_groups`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are rendered headless; no display is ever needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mfr_analysis.report.labels import claim_label, group_label, verdict_colour  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+FIGURE_DPI = 90
+
+
+def _new(width: float, height: float) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
+    return fig, ax
+
+
+def forest_plot(claims: pd.DataFrame, claim_id: str) -> Figure:
+    """Estimate and 95% CI per audience group for one claim, against 0, the MCID and literature."""
+    rows = claims.loc[(claims["claim_id"] == claim_id) & claims["estimate"].notna()]
+    rows = rows.assign(
+        label=[f"{group_label(g)} — {o.split(':', 1)[-1].replace('_', ' ')}"
+               if o.startswith("rom:") else group_label(g)
+               for g, o in zip(rows["audience_group"], rows["outcome"], strict=True)]
+    )
+    fig, ax = _new(7.5, 0.45 * max(len(rows), 2) + 1.3)
+    positions = np.arange(len(rows))[::-1]
+    colours = [verdict_colour(v) for v in rows["verdict"]]
+    ax.hlines(positions, rows["ci_low"], rows["ci_high"], color="#57606a", linewidth=2)
+    ax.scatter(rows["estimate"], positions, c=colours, edgecolors="#24292f", s=70, zorder=3,
+               label="your data (95% CI)")
+    ax.axvline(0, color="#24292f", linewidth=1)
+    mcids = rows["mcid"].dropna().unique()
+    if len(mcids) == 1 and claim_id not in {"pressure_safety"}:
+        for sign in (-1, 1):
+            ax.axvline(sign * mcids[0], color="#bf8700", linestyle="--", linewidth=1)
+        ax.plot([], [], color="#bf8700", linestyle="--", label=f"MCID ±{mcids[0]:g}")
+    if "literature_effect" in rows and rows["literature_effect"].notna().any():
+        ax.scatter(rows["literature_effect"], positions, marker="D", color="#8250df", s=35,
+                   zorder=4, label="published effect")
+    ax.set_yticks(positions, rows["label"])
+    unit = _unit(rows)
+    ax.set_xlabel(f"change after MFR ({unit})" if unit else "estimate")
+    ax.set_title(claim_label(claim_id))
+    ax.legend(loc="best", fontsize="small", frameon=True)
+    return fig
+
+
+def _unit(rows: pd.DataFrame) -> str:
+    for column in ("unit", "outcome_unit"):
+        if column in rows and rows[column].notna().any():
+            return str(rows[column].dropna().iloc[0])
+    return ""
+
+
+def paired_before_after(sessions: pd.DataFrame, outcome: str, max_clients: int = 60) -> Figure:
+    """Per-client mean before and after a session, one panel per audience group."""
+    pre, post = f"{outcome}_pre", f"{outcome}_post"
+    per_client = (
+        sessions.dropna(subset=[pre, post])
+        .groupby(["audience_group", "client_id"], observed=True)[[pre, post]]
+        .mean()
+        .reset_index()
+    )
+    groups = list(per_client["audience_group"].drop_duplicates())
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(2.2 * max(len(groups), 1) + 1, 3.4),
+                             dpi=FIGURE_DPI, sharey=True, layout="constrained", squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=False):
+        clients = per_client.loc[per_client["audience_group"] == group]
+        shown = clients.sort_values("client_id").head(max_clients)
+        for before, after in zip(shown[pre], shown[post], strict=True):
+            ax.plot([0, 1], [before, after], color="#8c959f", alpha=0.35, linewidth=0.8)
+        ax.plot([0, 1], [clients[pre].mean(), clients[post].mean()], color="#0969da",
+                linewidth=3, marker="o")
+        ax.set_xticks([0, 1], ["before", "after"])
+        ax.set_title(group_label(group), fontsize="medium")
+    axes[0][0].set_ylabel(f"{outcome} (0-10)" if outcome != "rom" else outcome)
+    fig.suptitle(f"{outcome.capitalize()} before and after a session (client means)")
+    return fig
+
+
+def pain_trajectories(sessions: pd.DataFrame) -> Figure:
+    """Mean pre-session pain by week since the client's first session, per audience group."""
+    frame = sessions.dropna(subset=["pain_pre"]).assign(
+        week=lambda d: np.floor(d["weeks_since_start"]).clip(upper=16)
+    )
+    fig, ax = _new(7.5, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # seaborn 0.13 on pandas 3 internals
+        sns.lineplot(data=frame, x="week", y="pain_pre", hue="audience_group",
+                     errorbar=("ci", 95), n_boot=200, seed=0, ax=ax, marker="o")
+    ax.set_xlabel("weeks since first session (16 = 16 or more)")
+    ax.set_ylabel("pain before the session (0-10)")
+    ax.set_title("Does pain fall over the weeks?")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [group_label(label) for label in labels], fontsize="small")
+    return fig
+
+
+def responder_bars(responders: pd.DataFrame) -> Figure:
+    """Share of clients whose average change passes the MCID, per claim and group."""
+    fig, ax = _new(7.5, 3.8)
+    frame = responders.assign(
+        group=lambda d: d["audience_group"].map(group_label),
+        claim=lambda d: d["claim_id"].map(claim_label),
+    )
+    sns.barplot(data=frame, x="responder_share", y="claim", hue="group", ax=ax, orient="h")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of clients whose average change reaches the MCID")
+    ax.set_ylabel("")
+    ax.set_title("Responders")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def row_flow(report: dict) -> Figure:
+    """Where every input row went: clean, quarantined or duplicate."""
+    counts = pd.Series(
+        {"clean": report["rows_clean"], "quarantined": report["rows_quarantined"],
+         "duplicate": report["rows_duplicate"]}
+    )
+    fig, ax = _new(7, 2.2)
+    ax.barh(counts.index[::-1], counts.to_numpy()[::-1], color=["#8c959f", "#cf222e", "#1a7f37"])
+    for y, value in enumerate(counts.to_numpy()[::-1]):
+        ax.text(value, y, f" {value:,}", va="center")
+    ax.set_xlabel(f"rows (of {report['rows_in']:,} read)")
+    ax.set_title("Where the input rows went")
+    return fig
+
+
+def reason_bars(reasons: pd.Series) -> Figure:
+    """Rows per quarantine reason code."""
+    fig, ax = _new(7, 0.35 * max(len(reasons), 2) + 1.2)
+    ordered = reasons.sort_values()
+    ax.barh(ordered.index, ordered.to_numpy(), color="#cf222e")
+    ax.set_xlabel("rows (a row can have several reasons)")
+    ax.set_title("Why rows were quarantined")
+    return fig
+
+
+def missingness_heatmap(sessions: pd.DataFrame, columns: list[str]) -> Figure:
+    """Share of missing values per column and audience group."""
+    share = sessions[columns].isna().groupby(sessions["audience_group"], observed=True).mean()
+    share.index = [group_label(g) for g in share.index]
+    fig, ax = _new(8, 0.4 * len(share) + 2.2)
+    sns.heatmap(share, vmin=0, vmax=1, cmap="Greys", annot=len(columns) <= 14, fmt=".0%",
+                cbar_kws={"label": "share missing"}, ax=ax)
+    ax.set_title("Missing values by audience group")
+    return fig
+
+
+def distributions_by_group(sessions: pd.DataFrame, columns: list[str]) -> Figure:
+    """Distribution of a few key measures per audience group."""
+    long = sessions.melt(id_vars=["audience_group"], value_vars=columns).dropna()
+    long = long.assign(group=lambda d: d["audience_group"].map(group_label))
+    grid = sns.displot(long, x="value", col="variable", hue="group", kind="kde",
+                       common_norm=False, facet_kws={"sharex": False, "sharey": False},
+                       height=2.6, aspect=1.1, warn_singular=False)
+    grid.figure.set_dpi(FIGURE_DPI)
+    grid.figure.suptitle("Distributions by audience group", y=1.03)
+    return grid.figure

@@ -1,0 +1,55 @@
+"""Human labels for claims, groups and verdicts, read from ``data/report_labels.csv``."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from mfr_analysis.tables import load_table
+
+
+@cache
+def _labels() -> dict[tuple[str, str], dict[str, str]]:
+    table = load_table("report_labels").fillna("")
+    return {(k, key): row for k, key, row in zip(
+        table["kind"], table["key"], table.to_dict("records"), strict=True)}
+
+
+def _get(kind: str, key: str, field: str) -> str:
+    row = _labels().get((kind, str(key)))
+    return row[field] if row and row[field] else str(key).replace("_", " ")
+
+
+def claim_label(claim_id: str) -> str:
+    """Short title of a claim, e.g. 'Pain relief'."""
+    return _get("claim", claim_id, "label")
+
+
+def claim_plain(claim_id: str) -> str:
+    """What the claim says, in plain words."""
+    return _get("claim", claim_id, "plain")
+
+
+def group_label(group: str) -> str:
+    """Title of an audience group, e.g. 'Desk workers'."""
+    return _get("group", group, "label")
+
+
+def group_plain(group: str) -> str:
+    """Audience group in running text, e.g. 'chronic-pain clients'."""
+    return _get("group", group, "plain")
+
+
+def verdict_label(verdict: str) -> str:
+    """Short verdict wording for the scorecard."""
+    return _get("verdict", verdict, "label")
+
+
+def verdict_plain(verdict: str) -> str:
+    """Verdict in running text."""
+    return _get("verdict", verdict, "plain")
+
+
+def verdict_colour(verdict: str) -> str:
+    """Scorecard colour of a verdict (hex)."""
+    row = _labels().get(("verdict", str(verdict)))
+    return row["colour"] if row and row["colour"] else "#ffffff"

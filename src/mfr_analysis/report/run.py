@@ -1,0 +1,285 @@
+"""Run the report notebooks with papermill and export them to offline HTML, one per slice.
+
+``run_reports`` cleans the input once, then executes the data-quality notebook and one claims
+notebook per slice (all clients, then each audience group or site) in a process pool, writes
+each executed ``.ipynb`` beside its HTML (the record of the run) and an ``index.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+
+from mfr_analysis.config import CLEANING_REPORT_FILE, MIN_REPORTED_CLIENTS, SESSIONS_FILE
+from mfr_analysis.errors import ReportError
+
+log = logging.getLogger(__name__)
+
+KERNEL_NAME = "mfr-analysis"
+NOTEBOOK_DIR_ENV = "MFR_NOTEBOOK_DIR"
+DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
+CLAIMS_NOTEBOOK = "claims_report.ipynb"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Parameters passed to every report notebook (papermill parameters)."""
+
+    title: str = "Myofascial release claims"
+    alpha: float = 0.05
+    correction: str = "holm"
+    min_clients: int = 10
+    min_reported_clients: int = MIN_REPORTED_CLIENTS
+    mcid_overrides: dict[str, float] = field(default_factory=dict)
+    date_order: str = "dmy"
+    mapping: str = ""
+
+
+@dataclass(frozen=True)
+class SliceJob:
+    """One notebook execution: which notebook, which slice, where its outputs go."""
+
+    notebook: str
+    slug: str
+    label: str
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """Outcome of one job: paths written, and the error line if it failed."""
+
+    slug: str
+    label: str
+    notebook: str
+    html: str
+    claims: str
+    error: str = ""
+
+
+def notebook_dir() -> Path:
+    """Folder of the report notebooks: ``$MFR_NOTEBOOK_DIR`` or the repository's ``notebooks/``."""
+    configured = os.environ.get(NOTEBOOK_DIR_ENV)
+    candidates = [Path(configured)] if configured else []
+    candidates.append(Path(__file__).resolve().parents[3] / "notebooks")
+    for candidate in candidates:
+        if (candidate / CLAIMS_NOTEBOOK).is_file():
+            return candidate
+    raise ReportError(
+        f"report notebooks not found; set {NOTEBOOK_DIR_ENV} to the folder holding "
+        f"{CLAIMS_NOTEBOOK}"
+    )
+
+
+def safe_slug(value: str) -> str:
+    """File-name-safe ASCII slug of a slice name; never a path ('../../x' -> 'x')."""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-zA-Z0-9_]+", "-", text).strip("-_").lower()[:60]
+    if text == str(value):
+        return text
+    digest = hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:8]
+    return f"{text or 'slice'}-{digest}"
+
+
+def ensure_kernel() -> str:
+    """Register this environment's Python as the ``mfr-analysis`` Jupyter kernel if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).exists():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (mfr-analysis)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: ReportOptions,
+                      progress: bool) -> tuple[Path, Path | None]:
+    """Clean raw inputs into ``data_dir`` once, or use a given clean sessions.parquet."""
+    paths = [Path(p) for p in inputs]
+    single = paths[0] if len(paths) == 1 else None
+    if single is not None and single.is_dir() and (single / SESSIONS_FILE).is_file():
+        single = single / SESSIONS_FILE
+    if single is not None and single.suffix == ".parquet" and single.name == SESSIONS_FILE:
+        report = single.with_name(CLEANING_REPORT_FILE)
+        return single, report if report.is_file() else None
+    from mfr_analysis.pipeline import run_clean
+
+    run_clean(paths, data_dir, mapping=options.mapping or None, date_order=options.date_order,
+              progress=progress)
+    return data_dir / SESSIONS_FILE, data_dir / CLEANING_REPORT_FILE
+
+
+def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: str | None,
+              options: ReportOptions) -> tuple[list[SliceJob], list[dict]]:
+    """The notebook runs to do, and the slices left out for privacy."""
+    common = {
+        "sessions_path": str(sessions_path.resolve()),
+        "cleaning_report_path": str(cleaning_report.resolve()) if cleaning_report else "",
+        "title": options.title,
+        "alpha": options.alpha,
+        "correction": options.correction,
+        "min_clients": options.min_clients,
+        "min_reported_clients": options.min_reported_clients,
+        "mcid_overrides": dict(options.mcid_overrides),
+    }
+    jobs = [
+        SliceJob(DATA_QUALITY_NOTEBOOK, "data-quality", "Data quality",
+                 {**common, "slice_column": "", "slice_value": ""}),
+        SliceJob(CLAIMS_NOTEBOOK, "claims-all", "All clients",
+                 {**common, "slice_column": "", "slice_value": "",
+                  "claims_out": str((out / "claims-all.json").resolve())}),
+    ]
+    suppressed: list[dict] = []
+    if by:
+        from mfr_analysis.report.labels import group_label
+
+        sessions = pd.read_parquet(sessions_path, columns=["client_id", by])
+        if sessions[by].isna().all():
+            raise ReportError(f"--by {by}: the data has no {by} values")
+        clients = sessions.groupby(by, observed=True)["client_id"].nunique()
+        for value, n_clients in clients.items():
+            label = group_label(str(value)) if by == "audience_group" else str(value)
+            if n_clients < options.min_reported_clients:
+                suppressed.append({"label": label, "reason":
+                                   f"fewer than {options.min_reported_clients} clients"})
+                continue
+            slug = f"claims-{safe_slug(str(value))}"
+            jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, label, {
+                **common, "slice_column": by, "slice_value": str(value),
+                "title": f"{options.title}: {label}",
+                "claims_out": str((out / f"{slug}.json").resolve()),
+            }))
+    return jobs, suppressed
+
+
+def check_parameters(folder: Path, jobs: Sequence[SliceJob]) -> None:
+    """Refuse parameters a notebook does not declare (papermill only warns, #818)."""
+    import papermill as pm
+
+    declared = {name: set(pm.inspect_notebook(str(folder / name)))
+                for name in {job.notebook for job in jobs}}
+    for job in jobs:
+        unknown = set(job.parameters) - declared[job.notebook]
+        if unknown:
+            raise ReportError(f"{job.notebook} has no parameter(s) {', '.join(sorted(unknown))}")
+
+
+def export_html(notebook_path: Path, html_path: Path) -> None:
+    """Convert an executed notebook to self-contained HTML: no code, no network fetches."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from mfr_analysis.io import write_atomic
+
+    exporter = HTMLExporter(
+        template_name="mfr_offline",
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
+    notebook = nbformat.read(notebook_path, as_version=4)
+    body, _ = exporter.from_notebook_node(notebook)
+    write_atomic(html_path, lambda p: p.write_text(body, encoding="utf-8"))
+
+
+def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> SliceResult:
+    """Execute one notebook with papermill and export it; failures are returned, not raised."""
+    import papermill as pm
+
+    out_dir = Path(out)
+    executed = out_dir / "notebooks" / f"{job.slug}.ipynb"
+    html = out_dir / f"{job.slug}.html"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    error = ""
+    for attempt in range(2):  # a kernel that fails to start is retried once (papermill #511)
+        try:
+            pm.execute_notebook(
+                str(Path(notebook_folder) / job.notebook), str(executed),
+                parameters=job.parameters, kernel_name=kernel, progress_bar=False,
+                log_output=False, cwd=str(out_dir),
+            )
+            error = ""
+            break
+        except pm.PapermillExecutionError as failure:
+            error = f"{failure.ename}: {str(failure.evalue).splitlines()[0][:300]}"
+            break
+        except RuntimeError as failure:  # kernel died or did not start
+            error = f"kernel failure: {str(failure).splitlines()[0][:300]}"
+            if attempt == 0:
+                continue
+    if executed.is_file():
+        export_html(executed, html)
+    claims = str(job.parameters.get("claims_out", ""))
+    return SliceResult(job.slug, job.label, job.notebook, html.name if html.is_file() else "",
+                       claims, error)
+
+
+def run_reports(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    by: str | None = None,
+    workers: int | None = None,
+    options: ReportOptions | None = None,
+    progress: bool = True,
+) -> Path:
+    """Clean once, run every report notebook in parallel, write ``index.html``; return its path."""
+    from tqdm.auto import tqdm
+
+    from mfr_analysis.report.index import write_index
+
+    options = options or ReportOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = notebook_dir()
+    sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
+    jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
+    check_parameters(notebooks, jobs)
+    kernel = ensure_kernel()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    results: list[SliceResult] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, job, str(notebooks), str(out), kernel): job
+                   for job in jobs}
+        bar = tqdm(as_completed(futures), total=len(futures), desc="reports", unit="report",
+                   disable=not progress, file=sys.stderr)
+        for future in bar:
+            result = future.result()
+            if result.error:
+                log.warning("report %s failed: %s", result.slug, result.error)
+            results.append(result)
+    order = {job.slug: i for i, job in enumerate(jobs)}
+    results.sort(key=lambda r: order[r.slug])
+    index = write_index(out, results, suppressed, options.title, asdict(options))
+    failed = [r for r in results if r.error]
+    if failed and len(failed) == len(results):
+        raise ReportError(f"every report failed; first: {failed[0].slug}: {failed[0].error}")
+    return index
+
+
+def load_claims(path: str | Path) -> pd.DataFrame | None:
+    """Read a claims table the claims notebook saved, or None when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,325 @@
+"""What the report notebooks show: scorecard, findings, caveats, figures and methods.
+
+Every function takes the tidy claims table (or the session table) and returns an object the
+notebook displays; notebooks stay thin and the same objects can be tested here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import platform
+from collections.abc import Iterable
+
+import pandas as pd
+from IPython.display import HTML, Markdown
+from matplotlib.figure import Figure
+
+from mfr_analysis import __version__
+from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.privacy import suppress_counts
+from mfr_analysis.report.labels import (
+    claim_label,
+    group_label,
+    group_plain,
+    verdict_colour,
+    verdict_label,
+    verdict_plain,
+)
+
+GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
+NUMERIC_COLUMNS = ("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "n_sessions")
+
+
+def suppress_small_cells(
+    claims: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
+) -> pd.DataFrame:
+    """Hide every number of a claims row whose client count lies in 1..minimum-1."""
+    small = claims["n_clients"].between(1, minimum - 1)
+    hidden = claims.assign(verdict=claims["verdict"].where(~small, "suppressed"))
+    numeric = [c for c in claims.columns if c in NUMERIC_COLUMNS or c.endswith("_share")]
+    for column in numeric:
+        hidden[column] = hidden[column].where(~small)
+    hidden["n_clients"] = hidden["n_clients"].astype("Float64").where(~small)
+    return hidden
+
+
+def _outcome_suffix(outcome: str) -> str:
+    return outcome.split(":", 1)[1].replace("_deg", "").replace("_cm", "").replace("_", " ") \
+        if ":" in outcome else ""
+
+
+def _cell(row: pd.Series) -> str:
+    verdict = str(row["verdict"])
+    text = f"<b>{html.escape(verdict_label(verdict))}</b>"
+    if pd.notna(row.get("estimate")) and verdict != "suppressed":
+        text += (f"<br><small>{row['estimate']:+.2f} "
+                 f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]</small>")
+    dark = verdict in {"supported", "contradicted"}
+    style = f"background:{verdict_colour(verdict)};" + ("color:#ffffff;" if dark else "")
+    return f'<td style="{style}" title="{html.escape(verdict_plain(verdict))}">{text}</td>'
+
+
+def scorecard(claims: pd.DataFrame) -> HTML:
+    """One-screen table of verdicts per claim (rows) and audience group (columns)."""
+    groups = [g for g in GROUP_ORDER if g in set(claims["audience_group"])]
+    groups += sorted(set(claims["audience_group"]) - set(groups))
+    keys = claims[["claim_id", "outcome"]].drop_duplicates()
+    header = "".join(f"<th>{html.escape(group_label(g))}</th>" for g in groups)
+    body = []
+    by_key = claims.set_index(["claim_id", "outcome", "audience_group"])
+    for claim_id, outcome in keys.itertuples(index=False):
+        name = claim_label(claim_id)
+        suffix = _outcome_suffix(outcome)
+        cells = []
+        for group in groups:
+            key = (claim_id, outcome, group)
+            cells.append(_cell(by_key.loc[key]) if key in by_key.index else "<td>—</td>")
+        label = f"{name}" + (f" <small>({html.escape(suffix)})</small>" if suffix else "")
+        body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
+    legend = " ".join(
+        f'<span style="background:{verdict_colour(v)};padding:1px 6px;border:1px solid #d0d7de">'
+        f"{html.escape(verdict_label(v))}</span> {html.escape(verdict_plain(v))}.<br>"
+        for v in ("supported", "below_threshold", "no_meaningful_effect", "contradicted",
+                  "inconclusive", "insufficient_data", "not_measured", "suppressed")
+    )
+    return HTML(
+        '<table class="mfr-scorecard"><thead><tr><th>Claim</th>'
+        f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        "<p><small>Each cell: verdict, then the estimated change with its 95% confidence "
+        f"interval in the outcome's unit.</small></p><p><small>{legend}</small></p>"
+    )
+
+
+def _estimate_phrase(row: pd.Series) -> str:
+    if pd.isna(row.get("estimate")):
+        return ""
+    unit = str(row["unit"]) if "unit" in row and pd.notna(row["unit"]) else ""
+    return f" (about {row['estimate']:+.1f}{(' ' + unit) if unit else ''})"
+
+
+def findings(claims: pd.DataFrame) -> Markdown:
+    """Plain-language findings: one line per claim, groups gathered by verdict."""
+    lines = []
+    for claim_id, rows in claims.groupby("claim_id", sort=False):
+        parts = []
+        for outcome, outcome_rows in rows.groupby("outcome", sort=False):
+            suffix = _outcome_suffix(str(outcome))
+            by_verdict: dict[str, list[str]] = {}
+            for _, row in outcome_rows.iterrows():
+                who = ("all clients" if row["audience_group"] == "all"
+                       else group_plain(row["audience_group"]))
+                phrase = who + (_estimate_phrase(row) if row["verdict"] in
+                                {"supported", "below_threshold", "contradicted"} else "")
+                by_verdict.setdefault(str(row["verdict"]), []).append(phrase)
+            sentence = "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
+                                 for v, whos in by_verdict.items())
+            parts.append((f"{suffix}: " if suffix else "") + sentence)
+        lines.append(f"- **{claim_label(str(claim_id))}**: " + " — ".join(parts) + ".")
+    return Markdown("\n".join(lines))
+
+
+def design_caveat(sessions: pd.DataFrame, minimum_control_clients: int = 10) -> HTML | None:
+    """The uncontrolled-design warning, or None when a usable control arm exists."""
+    control = sessions.loc[sessions["arm"] == "control", "client_id"].nunique()
+    if control >= minimum_control_clients:
+        return None
+    return HTML(
+        '<div class="mfr-caveat"><b>No control group.</b> These logs have no usable control '
+        "(sham or untreated) clients, so every before/after change here also contains placebo, "
+        "expectation and regression to the mean: people tend to come in on bad days and feel "
+        "better anyway. Treat the estimates as an upper bound of what the treatment itself "
+        "does.</div>"
+    )
+
+
+def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
+    """Embed a figure as an inline PNG with alt text (offline, accessible) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    figcaption = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return HTML(
+        f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" '
+        f'alt="{html.escape(alt)}">{figcaption}</figure>'
+    )
+
+
+def data_fingerprint(sessions: pd.DataFrame) -> str:
+    """A short SHA-256 of the analysed table's content, for reproducibility."""
+    hashes = pd.util.hash_pandas_object(sessions, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
+
+
+def counts_table(
+    sessions: pd.DataFrame, by: str = "audience_group", minimum: int = MIN_REPORTED_CLIENTS
+) -> pd.DataFrame:
+    """Clients and sessions per group, with small client counts suppressed."""
+    grouped = sessions.groupby(by, observed=True).agg(
+        clients=("client_id", "nunique"), sessions=("session_id", "size")
+    )
+    shown = pd.DataFrame({
+        "clients": suppress_counts(grouped["clients"], minimum),
+        "sessions": grouped["sessions"].map(lambda n: f"{n:,}"),
+    })
+    small = shown["clients"].str.startswith("<")
+    shown["sessions"] = shown["sessions"].where(~small, "—")
+    shown.index = [group_label(str(g)) if by == "audience_group" else str(g) for g in shown.index]
+    return shown
+
+
+def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict) -> Markdown:
+    """Methods appendix: models used per claim, sample sizes, versions, data fingerprint."""
+    import statsmodels
+
+    used = (
+        claims.loc[claims["method"].notna() & (claims["method"] != ""), ["claim_id", "method"]]
+        .drop_duplicates()
+        .groupby("claim_id", sort=False)["method"]
+        .agg(lambda m: "; ".join(sorted(set(m))))
+    )
+    model_lines = "\n".join(f"- {claim_label(c)}: {m}" for c, m in used.items())
+    settings = "\n".join(f"- `{k}` = `{v}`" for k, v in parameters.items())
+    return Markdown(f"""
+**Unit of analysis.** Clients, not sessions: repeated sessions of one client are not
+independent, so every model has a per-client random effect or cluster-robust standard errors.
+
+**Models used.**
+{model_lines}
+
+**Multiplicity.** P-values are adjusted across the whole claims table; a claim is
+*supported* only when the adjusted p-value is below alpha and the estimate passes the
+minimal clinically important difference (MCID). *No meaningful effect* means equivalence
+within ±MCID was shown (two one-sided tests, 90% CI inside the margin).
+
+**Data.** {sessions['client_id'].nunique():,} clients, {len(sessions):,} sessions,
+{sessions['session_date'].min():%Y-%m-%d} to {sessions['session_date'].max():%Y-%m-%d};
+fingerprint `{data_fingerprint(sessions)}`.
+
+**Settings.**
+{settings}
+
+**Software.** mfr-analysis {__version__}, pandas {pd.__version__},
+statsmodels {statsmodels.__version__}, Python {platform.python_version()}.
+""")
+
+
+def ordered_groups(values: Iterable[str]) -> list[str]:
+    """Audience groups in the report's standard order, unknown ones last."""
+    values = list(dict.fromkeys(values))
+    return [g for g in GROUP_ORDER if g in values] + sorted(set(values) - set(GROUP_ORDER))
+
+
+def load_slice(sessions_path: str, column: str = "", value: str = "") -> pd.DataFrame:
+    """The derived session table, restricted to one slice when ``column`` is given."""
+    from mfr_analysis.errors import ReportError
+    from mfr_analysis.pipeline import load_sessions
+
+    sessions = load_sessions([sessions_path])
+    if not column:
+        return sessions
+    if column not in sessions:
+        raise ReportError(f"cannot slice by {column!r}: no such column")
+    sliced = sessions.loc[sessions[column].astype("string") == value]
+    if sliced.empty:
+        raise ReportError(f"no sessions with {column} = {value!r}")
+    return sliced.assign(**{
+        c: sliced[c].cat.remove_unused_categories()
+        for c in sliced.select_dtypes("category").columns
+    })
+
+
+def save_claims(claims: pd.DataFrame, path: str) -> None:
+    """Save the (already suppressed) claims table as JSON records for the index page."""
+    if path:
+        from mfr_analysis.io import write_table
+
+        write_table(claims, path, "json")
+
+
+def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> Markdown:
+    """Report heading with the period and the (suppressed) number of clients."""
+    clients = sessions["client_id"].nunique()
+    shown = f"{clients:,}" if clients >= minimum else f"fewer than {minimum}"
+    return Markdown(
+        f"# {title}\n\n{shown} clients, {len(sessions):,} sessions, "
+        f"{sessions['session_date'].min():%d %b %Y} to {sessions['session_date'].max():%d %b %Y}."
+    )
+
+
+MEASURE_COLUMNS = [
+    "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post", "stress_pre",
+    "stress_post", "rom_pre", "rom_post", "duration_min", "pressure", "pace", "deep_breathing",
+    "technique", "body_region", "adverse_event",
+]
+FOREST_CLAIMS = ("pain", "tightness", "stress", "rom", "lasting_relief", "slow_pace",
+                 "breathing", "delivery", "consistency", "pressure_safety")
+
+
+def plotted_claims(claims: pd.DataFrame) -> list[str]:
+    """Claims with at least one estimate to draw, in the report's order."""
+    present = set(claims.loc[claims["estimate"].notna(), "claim_id"])
+    return [c for c in FOREST_CLAIMS if c in present]
+
+
+def reportable_sessions(
+    sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
+) -> pd.DataFrame:
+    """Sessions of the audience groups with enough clients to be shown."""
+    from mfr_analysis.privacy import reportable_groups
+
+    keep = reportable_groups(sessions, "audience_group", minimum)
+    shown = sessions.loc[sessions["audience_group"].astype("string").isin(keep)]
+    return shown.assign(audience_group=shown["audience_group"].cat.remove_unused_categories())
+
+
+def paired_outcomes(sessions: pd.DataFrame) -> list[str]:
+    """Self-rated outcomes with paired before/after values in the data."""
+    return [o for o in ("pain", "tightness", "stress")
+            if sessions[[f"{o}_pre", f"{o}_post"]].notna().all(axis=1).any()]
+
+
+def responder_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """Responder shares per claim and group, for the responder figure."""
+    if "responder_share" not in claims:
+        return pd.DataFrame(columns=["claim_id", "audience_group", "responder_share"])
+    rows = claims.loc[claims["responder_share"].notna() & ~claims["outcome"].str.contains(":")]
+    return rows[["claim_id", "audience_group", "responder_share"]].reset_index(drop=True)
+
+
+def load_cleaning_report(path: str) -> dict:
+    """The cleaning report as a dict, or an empty dict when none is given."""
+    import json
+    from pathlib import Path
+
+    if not path or not Path(path).is_file():
+        return {}
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def reason_counts(report: dict) -> pd.Series:
+    """Rows per quarantine reason, largest first."""
+    return pd.Series(report.get("reasons", {}), dtype="int64").sort_values(ascending=False)
+
+
+def quality_summary(cleaning_report_path: str) -> Markdown:
+    """One paragraph on where the input rows went."""
+    report = load_cleaning_report(cleaning_report_path)
+    if not report:
+        return Markdown("_No cleaning report was given: the input was an already clean table._")
+    reasons = reason_counts(report)
+    top = ", ".join(f"{code.replace('_', ' ')} ({n:,})" for code, n in reasons.head(5).items())
+    dropped = report.get("dropped_columns") or {}
+    n_dropped = sum(len(v) for v in dropped.values()) if isinstance(dropped, dict) else len(dropped)
+    return Markdown(
+        f"{report['rows_in']:,} rows read: **{report['rows_clean']:,} clean**, "
+        f"{report['rows_quarantined']:,} quarantined, {report['rows_duplicate']:,} exact "
+        f"duplicates. Most common reasons: {top or 'none'}. {n_dropped} unknown column(s) and "
+        "every identifier column (names, e-mails, phones, birth dates, notes) were dropped "
+        "before analysis; client ids are keyed pseudonyms."
+    )

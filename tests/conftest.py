@@ -1,0 +1,26 @@
+"""Shared fixtures: a fixed pseudonym key, and one simulated-and-cleaned dataset per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the user's key file."""
+    monkeypatch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+
+
+@pytest.fixture(scope="session")
+def simulated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A messy simulated log of 300 clients (with its truth file beside it)."""
+    from mfr_analysis.simulate import write_simulation
+
+    out = tmp_path_factory.mktemp("sim") / "logs.csv"
+    write_simulation(300, 7, out)
+    return out

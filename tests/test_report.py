@@ -1,0 +1,113 @@
+"""Reports end to end: papermill-run notebooks exported to offline, privacy-safe HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mfr_analysis.report.run import (
+    CLAIMS_NOTEBOOK,
+    ReportOptions,
+    SliceJob,
+    ensure_kernel,
+    notebook_dir,
+    run_job,
+    run_reports,
+    safe_slug,
+)
+from mfr_analysis.tables import load_table, normalise_token
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+EXTERNAL_CSS = re.compile(r"""@import|url\(\s*["']?(?:https?:)?//""", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    run_reports([simulated_logs], out, by="audience_group", workers=2, progress=False)
+    return out
+
+
+def planted_identifiers(logs: Path) -> set[str]:
+    """Names, e-mails, phones, notes and raw client ids as written in the messy log."""
+    raw = pd.read_csv(logs, dtype=str, keep_default_na=False)
+    aliases = set(load_table("identifier_columns")["alias"])
+    client_aliases = set(load_table("column_aliases").query("canonical == 'client_id'")["alias"])
+    values: set[str] = set()
+    for column in raw.columns:
+        token = normalise_token(column.replace("-", " "))
+        if token in aliases or token in client_aliases:
+            values |= {v for v in raw[column] if len(v.strip()) >= 5}
+    return values
+
+
+def test_index_links_every_group_report(report_dir: Path) -> None:
+    index = (report_dir / "index.html").read_text(encoding="utf-8")
+    links = set(re.findall(r'href="([^"]+\.html)"', index))
+    assert {"data-quality.html", "claims-all.html"} <= links
+    groups = [g for g in ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
+              if f"claims-{g}.html" in links]
+    assert len(groups) == 5
+    for link in links:
+        assert (report_dir / link).is_file()
+        assert (report_dir / "notebooks" / link.replace(".html", ".ipynb")).is_file()
+
+
+def test_claims_report_content(report_dir: Path) -> None:
+    for page in report_dir.glob("claims-*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert 'class="mfr-scorecard"' in text, page.name
+        assert len(re.findall(r'<img src="data:image/png;base64,', text)) >= 5, page.name
+        assert ">Methods<" in text and "fingerprint" in text
+        assert "Traceback" not in text and "Error" not in re.sub(r"<[^>]+>", "", text)[:2000]
+
+
+def test_html_is_offline(report_dir: Path) -> None:
+    for page in report_dir.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert not EXTERNAL.search(text), (page.name, EXTERNAL.search(text))
+        assert not EXTERNAL_CSS.search(text), page.name
+        assert "<script src" not in text
+
+
+def test_no_identifier_reaches_any_report(report_dir: Path, simulated_logs: Path) -> None:
+    identifiers = planted_identifiers(simulated_logs)
+    assert len(identifiers) > 100  # the simulator did plant names, e-mails and ids
+    outputs = [*report_dir.glob("*.html"), *report_dir.glob("notebooks/*.ipynb"),
+               *report_dir.glob("*.json")]
+    for output in outputs:
+        text = output.read_text(encoding="utf-8")
+        leaked = [value for value in identifiers if value in text]
+        assert not leaked, (output.name, leaked[:3])
+
+
+def test_saved_claims_table_is_suppressed_and_tidy(report_dir: Path) -> None:
+    claims = pd.DataFrame(json.loads((report_dir / "claims-all.json").read_text()))
+    assert list(claims.columns[:14]) == [
+        "claim_id", "audience_group", "outcome", "estimate", "ci_low", "ci_high", "p_value",
+        "p_adjusted", "mcid", "n_clients", "n_sessions", "method", "verdict", "note"]
+    shown = claims["n_clients"].dropna()
+    assert not shown.between(1, 10).any()
+
+
+@pytest.mark.parametrize("name", ["../../x", "Site A/B", "..", "", "Clinique Zoë", "a" * 300])
+def test_slugs_stay_inside_the_folder(name: str, tmp_path: Path) -> None:
+    slug = safe_slug(name)
+    assert slug and "/" not in slug and not slug.startswith(".")
+    assert (tmp_path / f"{slug}.html").resolve().parent == tmp_path.resolve()
+    assert safe_slug("desk_worker") == "desk_worker"
+    assert safe_slug("Site A") != safe_slug("site-a")
+
+
+def test_a_failed_slice_is_reported_and_rendered(tmp_path: Path) -> None:
+    job = SliceJob(CLAIMS_NOTEBOOK, "broken", "Broken", {
+        "sessions_path": str(tmp_path / "missing.parquet"), "cleaning_report_path": "",
+        "claims_out": "", **{k: v for k, v in vars(ReportOptions()).items()
+                             if k in {"title", "alpha"}}})
+    result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
+    assert result.error
+    assert (tmp_path / "broken.html").is_file()
