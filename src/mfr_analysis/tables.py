@@ -15,9 +15,10 @@ DATA = files("mfr_analysis") / "data"
 
 
 @cache
-def _read(relative: str) -> pd.DataFrame:
+def _read(relative: str, as_text: bool = False) -> pd.DataFrame:
     with (DATA / relative).open("r", encoding="utf-8") as handle:
-        return pd.read_csv(handle, keep_default_na=False, na_values=[""])
+        return pd.read_csv(handle, keep_default_na=False, na_values=[""],
+                           dtype=str if as_text else None)
 
 
 def load_table(name: str) -> pd.DataFrame:
@@ -27,19 +28,19 @@ def load_table(name: str) -> pd.DataFrame:
 
 def vocabulary(field: str) -> pd.DataFrame:
     """Return the synonym -> canonical table for one categorical field."""
-    return _read(f"vocabularies/{field}.csv").copy()
+    return _read(f"vocabularies/{field}.csv", as_text=True).copy()
 
 
 @cache
 def categories(field: str) -> tuple[str, ...]:
     """Canonical values of a categorical field, in the order the vocabulary lists them."""
-    return tuple(dict.fromkeys(_read(f"vocabularies/{field}.csv")["canonical"]))
+    return tuple(dict.fromkeys(_read(f"vocabularies/{field}.csv", as_text=True)["canonical"]))
 
 
 @cache
 def synonym_map(field: str) -> dict[str, str]:
     """Map of normalised synonym -> canonical value for one vocabulary."""
-    table = _read(f"vocabularies/{field}.csv")
+    table = _read(f"vocabularies/{field}.csv", as_text=True)
     pairs = zip(table["synonym"], table["canonical"], strict=True)
     return {normalise_token(synonym): canonical for synonym, canonical in pairs}
 

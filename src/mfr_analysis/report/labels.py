@@ -53,3 +53,8 @@ def verdict_colour(verdict: str) -> str:
     """Scorecard colour of a verdict (hex)."""
     row = _labels().get(("verdict", str(verdict)))
     return row["colour"] if row and row["colour"] else "#ffffff"
+
+
+def outcome_label(outcome: str) -> str:
+    """Words for a secondary outcome of a claim, e.g. 'pain at follow-up'."""
+    return _get("outcome", outcome, "label")

@@ -202,6 +202,36 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
     write_atomic(html_path, lambda p: p.write_text(body, encoding="utf-8"))
 
 
+def _first_line(error: object) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str) -> None:
+    """papermill run on a kernel we own, over IPC sockets in a private temporary folder.
+
+    IPC keeps the kernel's traffic off TCP (no plain-text loopback warning on stderr), and
+    owning the kernel manager lets us shut the kernel down at once, whatever happened.
+    """
+    import shutil
+    import tempfile
+
+    import papermill as pm
+    from jupyter_client.manager import KernelManager
+
+    sockets = tempfile.mkdtemp(prefix="mfr-kernel-")
+    manager = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(sockets) / "k"))
+    try:
+        pm.execute_notebook(
+            str(folder / job.notebook), str(executed), parameters=job.parameters,
+            kernel_name=kernel, km=manager, progress_bar=False, log_output=False, cwd=str(cwd),
+        )
+    finally:
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
 def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> SliceResult:
     """Execute one notebook with papermill and export it; failures are returned, not raised."""
     import papermill as pm
@@ -211,22 +241,19 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
     html = out_dir / f"{job.slug}.html"
     executed.parent.mkdir(parents=True, exist_ok=True)
     error = ""
-    for attempt in range(2):  # a kernel that fails to start is retried once (papermill #511)
+    for _attempt in range(2):  # a kernel that fails to start is retried once (papermill #511)
         try:
-            pm.execute_notebook(
-                str(Path(notebook_folder) / job.notebook), str(executed),
-                parameters=job.parameters, kernel_name=kernel, progress_bar=False,
-                log_output=False, cwd=str(out_dir),
-            )
+            _execute(job, Path(notebook_folder), executed, out_dir, kernel)
             error = ""
             break
         except pm.PapermillExecutionError as failure:
-            error = f"{failure.ename}: {str(failure.evalue).splitlines()[0][:300]}"
+            error = f"{failure.ename}: {_first_line(failure.evalue)}"
             break
-        except RuntimeError as failure:  # kernel died or did not start
-            error = f"kernel failure: {str(failure).splitlines()[0][:300]}"
-            if attempt == 0:
-                continue
+        except RuntimeError as failure:  # kernel died or did not start: tried once more
+            error = f"kernel failure: {_first_line(failure)}"
+        except Exception as failure:  # any other failure is this slice's, not the batch's
+            error = f"{type(failure).__name__}: {_first_line(failure)}"
+            break
     if executed.is_file():
         export_html(executed, html)
     claims = str(job.parameters.get("claims_out", ""))

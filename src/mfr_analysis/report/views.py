@@ -24,6 +24,7 @@ from mfr_analysis.report.labels import (
     claim_label,
     group_label,
     group_plain,
+    outcome_label,
     verdict_colour,
     verdict_label,
     verdict_plain,
@@ -46,9 +47,11 @@ def suppress_small_cells(
     return hidden
 
 
-def _outcome_suffix(outcome: str) -> str:
-    return outcome.split(":", 1)[1].replace("_deg", "").replace("_cm", "").replace("_", " ") \
-        if ":" in outcome else ""
+def _outcome_suffix(outcome: str, claim_id: str = "") -> str:
+    """What distinguishes rows of one claim: the ROM measure, or a second outcome."""
+    if ":" in outcome:
+        return outcome.split(":", 1)[1].replace("_deg", "").replace("_cm", "").replace("_", " ")
+    return outcome_label(outcome) if outcome not in {claim_id, ""} else ""
 
 
 def _cell(row: pd.Series) -> str:
@@ -72,7 +75,7 @@ def scorecard(claims: pd.DataFrame) -> HTML:
     by_key = claims.set_index(["claim_id", "outcome", "audience_group"])
     for claim_id, outcome in keys.itertuples(index=False):
         name = claim_label(claim_id)
-        suffix = _outcome_suffix(outcome)
+        suffix = _outcome_suffix(outcome, claim_id)
         cells = []
         for group in groups:
             key = (claim_id, outcome, group)
@@ -106,18 +109,22 @@ def findings(claims: pd.DataFrame) -> Markdown:
     for claim_id, rows in claims.groupby("claim_id", sort=False):
         parts = []
         for outcome, outcome_rows in rows.groupby("outcome", sort=False):
-            suffix = _outcome_suffix(str(outcome))
+            suffix = _outcome_suffix(str(outcome), str(claim_id))
             by_verdict: dict[str, list[str]] = {}
-            for _, row in outcome_rows.iterrows():
+            for _, row in outcome_rows.loc[outcome_rows["verdict"] != "suppressed"].iterrows():
                 who = ("all clients" if row["audience_group"] == "all"
                        else group_plain(row["audience_group"]))
                 phrase = who + (_estimate_phrase(row) if row["verdict"] in
                                 {"supported", "below_threshold", "contradicted"} else "")
                 by_verdict.setdefault(str(row["verdict"]), []).append(phrase)
+            if not by_verdict:
+                continue
             sentence = "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
                                  for v, whos in by_verdict.items())
             parts.append((f"{suffix}: " if suffix else "") + sentence)
-        lines.append(f"- **{claim_label(str(claim_id))}**: " + " — ".join(parts) + ".")
+        if parts:
+            lines.append(f"- **{claim_label(str(claim_id))}**: " + " — ".join(parts) + ".")
+    lines.append("\nGroups with fewer clients than the privacy minimum are not described.")
     return Markdown("\n".join(lines))
 
 
