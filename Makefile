@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 KERNEL := $(VENV)/share/jupyter/kernels/mfr-analysis/kernel.json
 SAMPLE_LOGS := data/sample/logs
-SAMPLE_CLIENTS := 400
+SAMPLE_CLIENTS := 600
 SAMPLE_SEED := 20261125
 
 .PHONY: help report test lint bench sample lab clean-reports
