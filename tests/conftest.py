@@ -24,3 +24,13 @@ def simulated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "logs.csv"
     write_simulation(300, 7, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Reports for all clients and each audience group of the simulated logs."""
+    from mfr_analysis.report.run import run_reports
+
+    out = tmp_path_factory.mktemp("reports")
+    run_reports([simulated_logs], out, by="audience_group", workers=2, progress=False)
+    return out

@@ -16,20 +16,12 @@ from mfr_analysis.report.run import (
     ensure_kernel,
     notebook_dir,
     run_job,
-    run_reports,
     safe_slug,
 )
 from mfr_analysis.tables import load_table, normalise_token
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 EXTERNAL_CSS = re.compile(r"""@import|url\(\s*["']?(?:https?:)?//""", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reports")
-    run_reports([simulated_logs], out, by="audience_group", workers=2, progress=False)
-    return out
 
 
 def planted_identifiers(logs: Path) -> set[str]:
