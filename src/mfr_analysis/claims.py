@@ -1,0 +1,1181 @@
+"""The claims engine: test each claimed benefit of MFR on a derived session table.
+
+``evaluate_claims(sessions)`` returns the tidy claims table of design.md: one row per
+(claim_id, audience_group, outcome), ``audience_group="all"`` for the pooled row. The input
+frame is never changed. Clients are the unit of independence throughout.
+
+Method rules (``method`` in each row says which one ran and why):
+
+* within-session change (tightness, pain, stress, rom per measure, follow-up pain):
+  cells of at most ``MIXED_MAX_SESSIONS`` sessions get a MixedLM (REML) ``change ~ 1`` with
+  a random intercept per client; larger cells are reduced to one mean change per client and
+  analysed with OLS on client means (a one-sample t-test: a valid client-level analysis, and
+  the mixed model's fixed effect when clients are balanced). With a control arm of at least
+  ``min_clients`` clients the model is an ANCOVA, ``change ~ arm + pre`` (same coefficient as
+  ``post ~ pre + arm``), estimate = MFR minus control.
+* lasting_relief: pre-session pain ~ weeks with a random intercept and slope per client up
+  to ``MIXED_SLOPES_MAX_SESSIONS`` sessions, per-client OLS slopes (two-stage summary
+  measure) above; with a control arm the arm x weeks interaction. Follow-up pain minus
+  pre-session pain is a second row (``outcome="pain_followup"``) analysed as a change.
+* slow_pace, breathing, delivery: OLS ``change ~ level + pre`` on MFR sessions with
+  cluster-robust errors by client.
+* consistency: per-client slope of pre-session pain over weeks regressed on the client's
+  sessions per week (OLS on clients, HC1 errors).
+* pressure_safety: logistic GEE (exchangeable, by client) of any adverse event on pressure
+  up to ``GEE_MAX_SESSIONS`` sessions, logistic regression with cluster-robust errors above;
+  odds ratio per pressure point.
+* before a MixedLM, variance components are estimated by moments: an ANOVA ICC below
+  ``MIN_ICC`` means a random intercept would sit on the boundary (where MixedLM is slow,
+  warns and equals OLS), so cluster-robust OLS runs instead; a random slope whose moment
+  variance is zero is dropped. The moment estimates also start the optimiser.
+* whenever a MixedLM or GEE fit warns or fails, the cell is refitted with cluster-robust
+  OLS (or logistic regression) and the warning text is kept in ``note``; nothing is printed.
+* heterogeneity (``heterogeneity_p`` on the pooled row): Wald test of group x effect in a
+  client-level OLS with HC1 errors (change, trend, consistency), or a Wald (Cochran's Q)
+  test that the independent group estimates are equal (session-level contrasts, adverse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tqdm import tqdm
+
+from mfr_analysis import config
+from mfr_analysis.errors import AnalysisError
+from mfr_analysis.models import (
+    FitFailed,
+    ModelResult,
+    adjust_pvalues,
+    anova_icc,
+    client_means,
+    client_slopes,
+    clients_needed,
+    equal_effects_p,
+    fit_gee,
+    fit_logit,
+    fit_mixed,
+    fit_ols,
+    minimum_detectable_effect,
+    recorded_warnings,
+    slope_variance,
+    tost_p,
+    wald_equal,
+)
+from mfr_analysis.tables import categories, load_table, normalise_token, synonym_map
+
+__all__ = [
+    "CLAIMS_COLUMNS",
+    "EXTRA_COLUMNS",
+    "VERDICTS",
+    "AnalysisError",
+    "claim_registry",
+    "decide_verdict",
+    "evaluate_claims",
+    "literature",
+]
+
+VERDICTS: tuple[str, ...] = (
+    "supported", "below_threshold", "no_meaningful_effect", "contradicted",
+    "inconclusive", "not_measured", "insufficient_data",
+)
+CLAIMS_COLUMNS: tuple[str, ...] = (
+    "claim_id", "audience_group", "outcome", "estimate", "ci_low", "ci_high", "p_value",
+    "p_adjusted", "mcid", "n_clients", "n_sessions", "method", "verdict", "note",
+)
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "unit", "design", "se", "tost_p", "responder_share", "mde", "clients_needed",
+    "heterogeneity_p", "literature_effect", "literature_smd", "literature_reference",
+)
+ALL = "all"
+MIXED_MAX_SESSIONS = 5_000
+MIXED_SLOPES_MAX_SESSIONS = 1_000
+GEE_MAX_SESSIONS = 20_000
+MIN_ICC = 0.01
+MIN_SLOPE_SHARE = 0.05
+POWER = 0.80
+CIRCULATION_PREFIXES = ("circulation", "blood_flow")
+UNCONTROLLED_NOTE = ("uncontrolled before/after design: the change includes placebo, "
+                     "expectation and regression to the mean")
+
+
+# ---------------------------------------------------------------------------- registry ---
+
+def claim_registry() -> pd.DataFrame:
+    """The claims registry (``data/claims.csv``): one row per claim id, in report order."""
+    return load_table("claims")
+
+
+def literature() -> pd.DataFrame:
+    """Published pooled effects for the overlay (``data/literature.csv``), with references."""
+    return load_table("literature")
+
+
+@cache
+def _thresholds() -> pd.DataFrame:
+    return load_table("thresholds").set_index("outcome")
+
+
+@cache
+def _rom_table() -> pd.DataFrame:
+    return load_table("rom_bounds").set_index("rom_measure")
+
+
+# ---------------------------------------------------------------------------- settings ---
+
+@dataclass(frozen=True)
+class Settings:
+    """Options of one evaluation run."""
+
+    alpha: float
+    min_clients: int
+    mcid_overrides: Mapping[str, float]
+
+
+def _validate_options(alpha: float, correction: str, min_clients: int,
+                      mcid_overrides: Mapping[str, float] | None) -> dict[str, float]:
+    if not (isinstance(alpha, float | int) and 0 < alpha < 1):
+        raise AnalysisError(f"alpha must lie between 0 and 1, got {alpha!r}")
+    if correction not in ("holm", "fdr_bh"):
+        raise AnalysisError(f"correction must be 'holm' or 'fdr_bh', got {correction!r}")
+    if not isinstance(min_clients, int | np.integer) or min_clients < 2:
+        raise AnalysisError(f"min_clients must be an integer of at least 2, got {min_clients!r}")
+    overrides = dict(mcid_overrides or {})
+    known = set(claim_registry()["claim_id"]) | set(_rom_table().index) | {
+        f"rom:{m}" for m in _rom_table().index} | {"pain_followup"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise AnalysisError(f"unknown MCID override key(s) {', '.join(unknown)}; "
+                            f"use a claim id, a rom measure or an outcome such as 'rom:<measure>'")
+    for key, value in overrides.items():
+        if not (isinstance(value, float | int) and math.isfinite(value) and value > 0):
+            raise AnalysisError(f"MCID override {key!r} must be a positive number, got {value!r}")
+    return {k: float(v) for k, v in overrides.items()}
+
+
+def _mcid(claim: pd.Series, outcome: str, settings: Settings) -> float:
+    """MCID of one outcome: override (outcome, measure, claim) else the shipped tables."""
+    overrides = settings.mcid_overrides
+    measure = outcome.split(":", 1)[1] if outcome.startswith("rom:") else None
+    for key in (outcome, measure, claim["claim_id"]):
+        if key is not None and key in overrides:
+            return overrides[key]
+    if measure is not None:
+        return float(_rom_table().loc[measure, "mcid"]) if measure in _rom_table().index \
+            else math.nan
+    key = claim["mcid_key"]
+    if isinstance(key, str) and key in _thresholds().index:
+        return float(_thresholds().loc[key, "mcid"])
+    return math.nan
+
+
+def _mcid_relative(claim: pd.Series) -> float:
+    key = claim["mcid_key"]
+    if isinstance(key, str) and key in _thresholds().index:
+        value = _thresholds().loc[key, "mcid_relative"]
+        return float(value) if pd.notna(value) else math.nan
+    return math.nan
+
+
+# ------------------------------------------------------------------------- preparation ---
+
+@dataclass(frozen=True)
+class Prepared:
+    """The session table reduced to numpy arrays, sorted by client."""
+
+    clients: np.ndarray
+    n_codes: int
+    group: np.ndarray
+    control: np.ndarray
+    num: dict[str, np.ndarray]
+    rom_measure: np.ndarray | None
+    circulation: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        """Number of sessions."""
+        return len(self.clients)
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    """Column as float64 with NaN for missing or unparsable values."""
+    values = pd.to_numeric(series, errors="coerce")
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _coded(series: pd.Series, mapping: Mapping[str, float]) -> np.ndarray:
+    """Map a categorical or text column through ``mapping`` (case-insensitive) to floats."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    lookup = np.array([mapping.get(str(u).strip().lower(), np.nan) for u in uniques] + [np.nan],
+                      dtype=float)
+    return lookup[codes]
+
+
+def _labels(series: pd.Series) -> np.ndarray:
+    """Text labels as an object array, '' for missing."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    lookup = np.array([str(u).strip() for u in uniques] + [""], dtype=object)
+    return lookup[codes]
+
+
+def _adverse(series: pd.Series) -> np.ndarray:
+    """1 for any adverse event, 0 for none, NaN when missing (synonyms via the vocabulary)."""
+    synonyms = synonym_map("adverse_event")
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    values = []
+    for u in uniques:
+        token = normalise_token(str(u))
+        canonical = synonyms.get(token, token)
+        values.append(np.nan if token in ("", "nan", "<na>") else float(canonical != "none"))
+    return np.array([*values, np.nan], dtype=float)[codes]
+
+
+def _has(sessions: pd.DataFrame, column: str) -> bool:
+    return column in sessions.columns and bool(sessions[column].notna().any())
+
+
+def _change(sessions: pd.DataFrame, outcome: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(change, pre) of one outcome: given ``*_change`` filled from post - pre, or None."""
+    pre = _floats(sessions[f"{outcome}_pre"]) if f"{outcome}_pre" in sessions else None
+    post = _floats(sessions[f"{outcome}_post"]) if f"{outcome}_post" in sessions else None
+    computed = post - pre if pre is not None and post is not None else None
+    if _has(sessions, f"{outcome}_change"):
+        given = _floats(sessions[f"{outcome}_change"])
+        change = given if computed is None else np.where(np.isnan(given), computed, given)
+    else:
+        change = computed
+    if change is None or not np.isfinite(change).any():
+        return None
+    return change, (pre if pre is not None else np.full(len(change), np.nan))
+
+
+def _circulation_columns(sessions: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(c for c in sessions.columns
+                 if str(c).lower().startswith(CIRCULATION_PREFIXES))
+
+
+def _sort_keys(sessions: pd.DataFrame) -> list[str]:
+    """Columns that order a client's sessions (datetime or numeric only)."""
+    return [c for c in ("session_date", "session_index") if c in sessions
+            and (pd.api.types.is_datetime64_any_dtype(sessions[c])
+                 or pd.api.types.is_numeric_dtype(sessions[c]))]
+
+
+def prepare(sessions: pd.DataFrame) -> Prepared:
+    """Check the input and reduce it to sorted numpy arrays (the input is not changed)."""
+    if not isinstance(sessions, pd.DataFrame):
+        kind = type(sessions).__name__
+        raise AnalysisError(f"expected a pandas DataFrame of sessions, got {kind}")
+    if "client_id" not in sessions.columns:
+        raise AnalysisError("the session table has no client_id column")
+    table = sessions.loc[sessions["client_id"].notna()]
+    if table.empty:
+        raise AnalysisError("the session table has no sessions with a client_id to analyse")
+    client_codes = pd.factorize(table["client_id"].astype("string"), sort=True)[0]
+    keys = _sort_keys(table)
+    order_frame = pd.DataFrame({"_client": client_codes,
+                                **{k: table[k].to_numpy() for k in keys}})
+    order = order_frame.sort_values(["_client", *keys], kind="stable").index.to_numpy()
+    table = table.iloc[order]
+    clients = client_codes[order].astype(np.int64)
+    group = (_labels(table["audience_group"]) if "audience_group" in table
+             else np.full(len(table), "", dtype=object))
+    control = (_coded(table["arm"], {"control": 1.0}) == 1.0) if "arm" in table \
+        else np.zeros(len(table), dtype=bool)
+    num: dict[str, np.ndarray] = {}
+    for outcome in ("tightness", "pain", "stress", "rom"):
+        pair = _change(table, outcome)
+        if pair is not None:
+            num[f"{outcome}_change"], num[f"{outcome}_pre"] = pair
+    plain = {"pain_pre": "pain_pre", "pain_followup": "pain_followup",
+             "followup_hours": "followup_hours", "weeks": "weeks_since_start",
+             "spw": "sessions_per_week", "pressure": "pressure"}
+    for key, column in plain.items():
+        if _has(table, column):
+            num[key] = _floats(table[column])
+    if _has(table, "pace"):
+        num["pace"] = _coded(table["pace"], {"slow": 1.0, "fast": 0.0})
+    if _has(table, "deep_breathing"):
+        num["breathing"] = _coded(table["deep_breathing"], {
+            "true": 1.0, "1": 1.0, "1.0": 1.0, "yes": 1.0, "y": 1.0,
+            "false": 0.0, "0": 0.0, "0.0": 0.0, "no": 0.0, "n": 0.0})
+    if _has(table, "delivery"):
+        num["delivery"] = _coded(table["delivery"], {"practitioner": 1.0, "self": 0.0})
+    elif _has(table, "technique"):
+        techniques = load_table("techniques")
+        mapping = {t: 1.0 if d == "practitioner" else 0.0
+                   for t, d in zip(techniques["technique"], techniques["delivery"], strict=True)}
+        num["delivery"] = _coded(table["technique"], mapping)
+    if _has(table, "adverse_event"):
+        num["adverse"] = _adverse(table["adverse_event"])
+    circulation = _circulation_columns(table)
+    for prefix in sorted({c.rsplit("_", 1)[0] for c in circulation}):
+        pair = _change(table, prefix)
+        if pair is not None:
+            num[f"{prefix}_change"], num[f"{prefix}_pre"] = pair
+    rom_measure = _labels(table["rom_measure"]) if _has(table, "rom_measure") else None
+    n_codes = int(clients.max()) + 1 if len(clients) else 0
+    return Prepared(clients, n_codes, group, control, num, rom_measure, circulation)
+
+
+# ------------------------------------------------------------------------------- cells ---
+
+@dataclass(frozen=True)
+class Cell:
+    """One audience group (or all) as a boolean mask over the prepared sessions."""
+
+    name: str
+    mask: np.ndarray
+
+
+def _cells(prep: Prepared, groups: Sequence[str] | None) -> list[Cell]:
+    present = [g for g in pd.unique(prep.group) if g]
+    if groups is None:
+        chosen = [g for g in config.AUDIENCE_GROUPS if g in present]
+        chosen += sorted(set(present) - set(chosen))
+    else:
+        chosen = list(dict.fromkeys(g for g in groups if g != ALL))
+        unknown = [g for g in chosen if g not in config.AUDIENCE_GROUPS and g not in present]
+        if unknown:
+            raise AnalysisError(f"unknown audience group(s) {', '.join(unknown)}; known: "
+                                f"{', '.join(config.AUDIENCE_GROUPS)}")
+    return [Cell(ALL, np.ones(prep.n, dtype=bool))] + [Cell(g, prep.group == g) for g in chosen]
+
+
+# ---------------------------------------------------------------------------- cell fits ---
+
+@dataclass(frozen=True)
+class HetData:
+    """What one cell contributes to the between-group heterogeneity test."""
+
+    y: np.ndarray
+    effect: np.ndarray | None
+    covariate: np.ndarray | None
+    clients: np.ndarray
+    kind: Literal["hc1", "cluster", "logit"]
+    design: str
+
+
+@dataclass(frozen=True)
+class CellFit:
+    """Result of one claim in one cell, before multiplicity and verdicts."""
+
+    status: Literal["fit", "insufficient_data", "not_measured", "degenerate"]
+    n_clients: int = 0
+    n_sessions: int = 0
+    estimate: float = math.nan
+    se: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    df: float = math.inf
+    method: str = ""
+    design: str = ""
+    notes: tuple[str, ...] = ()
+    mcid: float = math.nan
+    responder_share: float = math.nan
+    mde: float = math.nan
+    clients_needed: float = math.nan
+    sd_baseline: float = math.nan
+    log_scale: bool = False
+    het: HetData | None = field(default=None, repr=False)
+
+
+def _insufficient(n_clients: int, n_sessions: int, min_clients: int, why: str = "") -> CellFit:
+    text = why or f"{n_clients} clients with data, fewer than the minimum of {min_clients}"
+    return CellFit("insufficient_data", n_clients, n_sessions, notes=(text,))
+
+
+def _from_estimate(result: ModelResult, term: str, **extra: object) -> CellFit:
+    est = result.term(term)
+    return CellFit("fit", n_sessions=est.n_obs, estimate=est.estimate, se=est.se,
+                   ci_low=est.ci_low, ci_high=est.ci_high, p_value=est.p_value, df=est.df,
+                   method=est.method, **extra)  # type: ignore[arg-type]
+
+
+def _fit_with_fallback(primary: str, fit: Callable[[], ModelResult],
+                       fallback: Callable[[], ModelResult]) -> tuple[ModelResult, tuple[str, ...]]:
+    """Run ``fit``; on failure, any warning or a non-finite SE run ``fallback`` instead."""
+    try:
+        result = fit()
+    except FitFailed as error:
+        reason = str(error)
+    else:
+        if not result.warnings:
+            return result, ()
+        reason = f"{primary} warned: " + " | ".join(result.warnings)
+    backup = fallback()
+    notes = [f"{backup.method} used because {reason}"]
+    if backup.warnings:
+        notes.append(f"{backup.method} warned: " + " | ".join(backup.warnings))
+    return replace(backup, method=f"{backup.method} (fallback from {primary})"), tuple(notes)
+
+
+def _mixed_or_ols(y: np.ndarray, X: np.ndarray, clients: np.ndarray, names: list[str],
+                  settings: Settings, slope: np.ndarray | None = None,
+                  ) -> tuple[ModelResult, tuple[str, ...]]:
+    """MixedLM (random intercept, plus a random slope on ``slope`` if given) with checks.
+
+    Variance components are first estimated by moments: a random slope whose variance is
+    estimated at zero is dropped, and a random intercept with an ANOVA ICC below
+    ``MIN_ICC`` is replaced by cluster-robust OLS (MixedLM would sit on the boundary,
+    where it is slow, warns, and equals OLS). Warnings or failures also fall back to OLS.
+    """
+    def ols() -> ModelResult:
+        return fit_ols(y, X, names=names, clients=clients, cov_type="cluster",
+                       alpha=settings.alpha)
+
+    notes: list[str] = []
+    slope_rel = math.nan
+    if slope is not None:
+        share, slope_var, sigma2 = slope_variance(y, slope, clients)
+        if not (math.isfinite(share) and share >= MIN_SLOPE_SHARE):
+            notes.append("between-client slope variance estimated at zero (moments): random "
+                         "intercept only")
+            slope = None
+        else:
+            slope_rel = slope_var / sigma2
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    icc = anova_icc(y - X @ beta, clients)
+    if not (math.isfinite(icc) and icc >= MIN_ICC):
+        shown = "not estimable" if not math.isfinite(icc) else f"{icc:.3f}"
+        notes.append(f"between-client variance near zero (ANOVA ICC {shown}): a random "
+                     "intercept would sit on the boundary, so cluster-robust OLS was used")
+        result = ols()
+        if result.warnings:
+            notes.append(f"OLS warned: {' | '.join(result.warnings)}")
+        return result, tuple(notes)
+    exog_re = None if slope is None else np.column_stack([np.ones(len(y)), slope])
+    start = np.diag([icc / (1 - icc)] + ([] if slope is None else [slope_rel]))
+    result, fallback = _fit_with_fallback(
+        "MixedLM",
+        lambda: fit_mixed(y, X, clients, names=names, exog_re=exog_re, start_cov_re=start,
+                          alpha=settings.alpha),
+        ols)
+    return result, (*notes, *fallback)
+
+
+def _centre(x: np.ndarray) -> np.ndarray:
+    return x - x.mean() if x.size else x
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(np.std(values, ddof=1)) if values.size >= 2 else math.nan
+
+
+def _responders(values: np.ndarray, mcid: float, direction: int,
+                baseline: np.ndarray | None = None, relative: float = math.nan) -> float:
+    """Share of clients whose client-level value passes the MCID in the claimed direction."""
+    if values.size == 0 or not math.isfinite(mcid):
+        return math.nan
+    passed = direction * values >= mcid
+    if baseline is not None and math.isfinite(relative):
+        with np.errstate(invalid="ignore"):
+            passed |= (direction * values >= relative * np.abs(baseline)) & (baseline > 0)
+    return float(passed.mean())
+
+
+def _finite_means(values: np.ndarray, units: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-unit mean of the finite entries of ``values`` at ``codes`` (NaN where none)."""
+    ok = np.isfinite(values)
+    size = int(units.max()) + 1 if units.size else 0
+    counts = np.bincount(units[ok], minlength=size)[codes]
+    sums = np.bincount(units[ok], weights=values[ok], minlength=size)[codes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _arm_counts(clients: np.ndarray, control: np.ndarray) -> tuple[int, int]:
+    return (int(np.unique(clients[~control]).size), int(np.unique(clients[control]).size))
+
+
+def _units(clients: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """Client-by-arm unit codes (a client seen in both arms is two units)."""
+    return clients * 2 + control.astype(np.int64)
+
+
+def _power_fields(values_mfr: np.ndarray, values_ctrl: np.ndarray | None, mcid: float,
+                  settings: Settings) -> dict[str, float]:
+    """MDE at the current n and clients needed for the MCID, from client-level SDs."""
+    if values_ctrl is None or values_ctrl.size == 0:
+        sd, ratio, n = _sd(values_mfr), None, values_mfr.size
+    else:
+        n1, n2 = values_mfr.size, values_ctrl.size
+        pooled = ((n1 - 1) * _sd(values_mfr) ** 2 + (n2 - 1) * _sd(values_ctrl) ** 2) \
+            / max(n1 + n2 - 2, 1)
+        sd, ratio, n = math.sqrt(pooled), n2 / n1, n1
+    return {"mde": minimum_detectable_effect(sd, n, alpha=settings.alpha, power=POWER,
+                                             ratio=ratio),
+            "clients_needed": clients_needed(mcid, sd, alpha=settings.alpha, power=POWER,
+                                             ratio=ratio)}
+
+
+def _se_mde(se: float, df: float, alpha: float) -> float:
+    """Normal/t approximation of the minimum detectable effect from a standard error."""
+    if not (math.isfinite(se) and se > 0):
+        return math.nan
+    dist = stats.norm if math.isinf(df) else stats.t(df)
+    return float((dist.ppf(1 - alpha / 2) + dist.ppf(POWER)) * se)
+
+
+def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,
+                    control: np.ndarray, *, mcid: float, direction: int, relative: float,
+                    settings: Settings) -> CellFit:
+    """Within-session change in one cell: random-intercept MixedLM or client means; ANCOVA."""
+    n_mfr, n_ctrl = _arm_counts(clients, control)
+    controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
+    notes: list[str] = []
+    if controlled:
+        keep = np.isfinite(pre) if np.isfinite(pre).any() else np.ones(len(y), dtype=bool)
+        y, pre, clients, control = y[keep], pre[keep], clients[keep], control[keep]
+        n_mfr, n_ctrl = _arm_counts(clients, control)
+        controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
+    if not controlled:
+        if n_ctrl:
+            notes.append(f"control arm too small for a controlled comparison "
+                         f"({n_ctrl} clients): MFR sessions analysed alone")
+        mfr = ~control
+        y, pre, clients, control = y[mfr], pre[mfr], clients[mfr], control[mfr]
+        notes.append(UNCONTROLLED_NOTE)
+    n_clients = int(np.unique(clients).size)
+    if n_clients < settings.min_clients:
+        return _insufficient(n_clients, len(y), settings.min_clients)
+    units = _units(clients, control)
+    codes, unit_y, _ = client_means(y, units)
+    has_pre = pre.size > 0 and bool(np.isfinite(pre).all())
+    unit_pre = _finite_means(pre, units, codes) if np.isfinite(pre).any() else None
+    unit_ctrl = (codes % 2).astype(bool)
+    baseline_sd = _sd(unit_pre[np.isfinite(unit_pre)]) if unit_pre is not None else math.nan
+    responders = _responders(unit_y[~unit_ctrl], mcid, direction,
+                             unit_pre[~unit_ctrl] if unit_pre is not None else None, relative)
+    power = _power_fields(unit_y[~unit_ctrl], unit_y[unit_ctrl] if controlled else None,
+                          mcid, settings)
+    design = "controlled" if controlled else "uncontrolled"
+    if controlled:
+        notes.insert(0, f"controlled: compared with the control arm ({n_ctrl} control "
+                        "clients); estimate = MFR minus control" + (
+                            ", adjusted for the pre-session value (ANCOVA)" if has_pre else ""))
+    elif unit_pre is not None and math.isfinite(relative):
+        mean_pre = float(np.nanmean(unit_pre[~unit_ctrl]))
+        if mean_pre > 0:
+            share = float(np.mean(unit_y[~unit_ctrl])) / mean_pre
+            notes.append(f"mean change is {share:+.0%} of the mean pre-session value "
+                         f"(relative MCID {relative:.0%})")
+    extra = {"n_clients": n_clients, "design": design, "sd_baseline": baseline_sd,
+             "responder_share": responders, **power}
+    mfr_flag = (~control).astype(float)
+    cov = _centre(pre) if has_pre else None
+    het_cov = _centre(unit_pre) if (controlled and has_pre) else None
+    het = HetData(unit_y, (~unit_ctrl).astype(float) if controlled else None, het_cov,
+                  codes // 2, "hc1", design)
+    if np.ptp(y) == 0:
+        value = 0.0 if controlled else float(y[0])
+        return CellFit("degenerate", n_clients, len(y), estimate=value,
+                       notes=(*notes, f"every change equals {float(y[0]):g}: no variation, "
+                              "so no test is possible (were post values recorded?)"),
+                       **{k: v for k, v in extra.items() if k != "n_clients"})
+    if controlled:
+        columns = [np.ones(len(y)), mfr_flag] + ([cov] if cov is not None else [])
+        names = ["intercept", "mfr_vs_control"] + (["pre"] if cov is not None else [])
+        term = "mfr_vs_control"
+        label = "ANCOVA change ~ arm + pre" if cov is not None else "change ~ arm"
+        X = np.column_stack(columns)
+    else:
+        X, names, term, label = np.ones((len(y), 1)), ["intercept"], "intercept", "change ~ 1"
+    if len(y) <= MIXED_MAX_SESSIONS:
+        result, fallback_notes = _mixed_or_ols(y, X, clients, names, settings)
+        fit = _from_estimate(result, term, notes=(*notes, *fallback_notes), het=het, **extra)
+        return replace(fit, method=f"{fit.method}: {label}")
+    # large cell: one row per client (and arm), OLS on client means
+    if controlled:
+        Xc = np.column_stack([np.ones(len(unit_y)), (~unit_ctrl).astype(float)]
+                             + ([_centre(unit_pre)] if has_pre else []))
+        result = fit_ols(unit_y, Xc, names=names, cov_type="HC1", alpha=settings.alpha)
+    else:
+        result = fit_ols(unit_y, np.ones((len(unit_y), 1)), names=names,
+                         alpha=settings.alpha)
+    warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
+    fit = _from_estimate(result, term, notes=(*notes, *warn), het=het, **extra)
+    return replace(fit, n_sessions=len(y), method=(
+        f"client-level {result.method} on per-client means: {label} "
+        f"(cell above {MIXED_MAX_SESSIONS:,} sessions)"))
+
+
+def fit_trend_cell(y: np.ndarray, weeks: np.ndarray, clients: np.ndarray,
+                   control: np.ndarray, *, mcid_points: float, direction: int,
+                   settings: Settings) -> CellFit:
+    """Pre-session pain over weeks: random-slope MixedLM or per-client slopes."""
+    n_mfr, n_ctrl = _arm_counts(clients, control)
+    controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
+    notes: list[str] = []
+    if not controlled:
+        if n_ctrl:
+            notes.append(f"control arm too small for a controlled comparison ({n_ctrl} "
+                         "clients): MFR sessions analysed alone")
+        mfr = ~control
+        y, weeks, clients, control = y[mfr], weeks[mfr], clients[mfr], control[mfr]
+        notes.append("uncontrolled: the trend includes natural recovery and regression "
+                     "to the mean")
+    n_clients = int(np.unique(clients).size)
+    units = _units(clients, control)
+    codes, slopes, _ = client_slopes(y, weeks, units)
+    unit_ctrl = (codes % 2).astype(bool)
+    n_slopes = int(np.unique(codes // 2).size)
+    if n_clients < settings.min_clients or n_slopes < settings.min_clients:
+        why = "" if n_clients < settings.min_clients else (
+            f"only {n_slopes} clients have pre-session pain in more than one week "
+            f"(minimum {settings.min_clients})")
+        return _insufficient(n_clients, len(y), settings.min_clients, why)
+    last = np.zeros(int(units.max()) + 1)
+    np.maximum.at(last, units, weeks)
+    horizon = float(np.median(last[codes]))
+    mcid = mcid_points / horizon if horizon > 0 else math.nan
+    notes.insert(0, f"estimate in points per week; MCID {mcid_points:g} points over the "
+                    f"median span of {horizon:.1f} weeks = {mcid:.3g} points/week")
+    if controlled:
+        notes.insert(0, f"arm x weeks interaction against the control arm ({n_ctrl} control "
+                        "clients): estimate = MFR slope minus control slope")
+    design = "controlled" if controlled else "uncontrolled"
+    extra = {"n_clients": n_clients, "design": design, "mcid": mcid,
+             "responder_share": _responders(slopes[~unit_ctrl], mcid, direction),
+             **_power_fields(slopes[~unit_ctrl], slopes[unit_ctrl] if controlled else None,
+                             mcid, settings)}
+    het = HetData(slopes, (~unit_ctrl).astype(float) if controlled else None, None,
+                  codes // 2, "hc1", design)
+    if np.ptp(y) == 0:
+        return CellFit("degenerate", n_clients, len(y), estimate=0.0, het=None,
+                       notes=(*notes, "pre-session pain never changes: no test possible"),
+                       **{k: v for k, v in extra.items() if k != "n_clients"})
+    w = weeks
+    mfr_flag = (~control).astype(float)
+    if controlled:
+        X = np.column_stack([np.ones(len(y)), w, mfr_flag, mfr_flag * w])
+        names, term = ["intercept", "weeks", "mfr", "mfr_x_weeks"], "mfr_x_weeks"
+        label = "pain_pre ~ weeks * arm"
+    else:
+        X, names, term = np.column_stack([np.ones(len(y)), w]), ["intercept", "weeks"], "weeks"
+        label = "pain_pre ~ weeks"
+    if len(y) <= MIXED_SLOPES_MAX_SESSIONS:
+        result, fallback_notes = _mixed_or_ols(y, X, clients, names, settings, slope=w)
+        fit = _from_estimate(result, term, notes=(*notes, *fallback_notes), het=het, **extra)
+        return replace(fit, method=f"{fit.method}: {label}")
+    if controlled:
+        Xc = np.column_stack([np.ones(len(slopes)), (~unit_ctrl).astype(float)])
+        result = fit_ols(slopes, Xc, names=["intercept", term], cov_type="HC1",
+                         alpha=settings.alpha)
+    else:
+        result = fit_ols(slopes, np.ones((len(slopes), 1)), names=[term], alpha=settings.alpha)
+    warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
+    fit = _from_estimate(result, term, notes=(*notes, *warn), het=het, **extra)
+    return replace(fit, n_sessions=len(y), method=(
+        f"two-stage: per-client OLS slopes, then {result.method} on {len(slopes)} client "
+        f"slopes (cell above {MIXED_SLOPES_MAX_SESSIONS:,} sessions)"))
+
+
+def fit_contrast_cell(y: np.ndarray, level: np.ndarray, pre: np.ndarray, clients: np.ndarray,
+                      *, names: tuple[str, str], factor: str, settings: Settings) -> CellFit:
+    """Difference in change between two levels of a session factor, cluster-robust OLS."""
+    n_clients = int(np.unique(clients).size)
+    n_level = int(np.unique(clients[level == 1]).size)
+    n_ref = int(np.unique(clients[level == 0]).size)
+    if min(n_level, n_ref) < settings.min_clients:
+        why = (f"{n_level} clients with {names[0]} sessions and {n_ref} with {names[1]} "
+               f"sessions; each needs at least {settings.min_clients}")
+        return _insufficient(n_clients, len(y), settings.min_clients, why)
+    has_pre = pre.size > 0 and bool(np.isfinite(pre).all())
+    notes = [f"observational comparison of MFR sessions ({factor} = {names[0]} minus "
+             f"{factor} = {names[1]})" + (", adjusted for the pre-session value" if has_pre
+                                          else "") + "; not randomised"]
+    cov = _centre(pre) if has_pre else None
+    het = HetData(y, level, cov, clients, "cluster", "observational")
+    if np.ptp(y) == 0:
+        return CellFit("degenerate", n_clients, len(y), estimate=0.0, design="observational",
+                       notes=(*notes, "every change is the same: no test possible"))
+    X = np.column_stack([np.ones(len(y)), level] + ([cov] if cov is not None else []))
+    labels = ["intercept", "level"] + (["pre"] if cov is not None else [])
+    result = fit_ols(y, X, names=labels, clients=clients, cov_type="cluster",
+                     alpha=settings.alpha)
+    warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
+    fit = _from_estimate(result, "level", n_clients=n_clients, design="observational",
+                         notes=(*notes, *warn), het=het)
+    label = f"change ~ {factor} + pre" if cov is not None else f"change ~ {factor}"
+    return replace(fit, method=f"{fit.method}: {label}",
+                   mde=_se_mde(fit.se, fit.df, settings.alpha))
+
+
+def fit_dose_cell(y: np.ndarray, weeks: np.ndarray, spw: np.ndarray, clients: np.ndarray, *,
+                  settings: Settings) -> CellFit:
+    """Client-level OLS of each client's pain slope over weeks on sessions per week."""
+    n_clients = int(np.unique(clients).size)
+    codes, slopes, _ = client_slopes(y, weeks, clients)
+    if slopes.size < settings.min_clients:
+        why = (f"only {slopes.size} clients have pre-session pain in more than one week "
+               f"(minimum {settings.min_clients})")
+        return _insufficient(n_clients, len(y), settings.min_clients, why)
+    dose = client_means(spw, clients)[1][np.searchsorted(np.unique(clients), codes)]
+    notes = ["client-level: each client's pre-session pain slope (points/week) regressed on "
+             "sessions per week; observational, clients choose their frequency",
+             "estimate = change in weekly pain slope per extra session per week"]
+    het = HetData(slopes, _centre(dose), None, codes, "hc1", "observational")
+    if np.ptp(dose) == 0 or np.ptp(slopes) == 0:
+        return CellFit("degenerate", n_clients, len(y), design="observational",
+                       notes=(*notes, "sessions per week or the pain slopes do not vary: "
+                              "no test possible"))
+    X = np.column_stack([np.ones(slopes.size), dose])
+    result = fit_ols(slopes, X, names=["intercept", "sessions_per_week"], cov_type="HC1",
+                     alpha=settings.alpha)
+    warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
+    fit = _from_estimate(result, "sessions_per_week", n_clients=int(slopes.size),
+                         design="observational", notes=(*notes, *warn), het=het)
+    return replace(fit, n_sessions=len(y),
+                   method=f"client-level {result.method}: client pain slope ~ sessions/week",
+                   mde=_se_mde(fit.se, fit.df, settings.alpha))
+
+
+def fit_adverse_cell(events: np.ndarray, pressure: np.ndarray, clients: np.ndarray, *,
+                     settings: Settings) -> CellFit:
+    """Odds ratio of any adverse event per pressure point: logistic GEE or logistic regression."""
+    n_clients = int(np.unique(clients).size)
+    if n_clients < settings.min_clients:
+        return _insufficient(n_clients, len(events), settings.min_clients)
+    notes = ["odds ratio of any adverse event per extra pressure point; observational"]
+    n_events = int(events.sum())
+    if n_events == 0 or n_events == len(events) or np.ptp(pressure) == 0:
+        why = (f"{n_events} adverse events in {len(events)} sessions" if np.ptp(pressure) > 0
+               else "pressure does not vary")
+        return CellFit("degenerate", n_clients, len(events), design="observational",
+                       log_scale=True, notes=(*notes, f"{why}: no test possible"))
+    het = HetData(events, _centre(pressure), None, clients, "logit", "observational")
+    X = np.column_stack([np.ones(len(events)), pressure])
+    names = ["intercept", "pressure"]
+    if len(events) <= GEE_MAX_SESSIONS:
+        result, fallback_notes = _fit_with_fallback(
+            "GEE",
+            lambda: fit_gee(events, X, clients, names=names, family="binomial",
+                            alpha=settings.alpha),
+            lambda: fit_logit(events, X, clients, names=names, alpha=settings.alpha))
+    else:
+        result = fit_logit(events, X, clients, names=names, alpha=settings.alpha)
+        fallback_notes = (f"logistic regression warned: {' | '.join(result.warnings)}",) \
+            if result.warnings else ()
+    fit = _from_estimate(result, "pressure", n_clients=n_clients, design="observational",
+                         log_scale=True, het=het,
+                         notes=(*notes, f"{n_events} adverse events", *fallback_notes))
+    return replace(fit, method=f"{fit.method}: any adverse event ~ pressure")
+
+
+def _guarded(fit_cell: Callable[..., CellFit], *args: Any, **kwargs: Any) -> CellFit:
+    """Run a cell fit; a numerical failure becomes an inconclusive row with its reason."""
+    try:
+        with recorded_warnings() as caught:
+            fit = fit_cell(*args, **kwargs)
+    except (FitFailed, np.linalg.LinAlgError, ValueError, ZeroDivisionError,
+            FloatingPointError) as error:
+        return CellFit("degenerate", notes=(f"model could not be fitted: "
+                                            f"{type(error).__name__}: {error}",))
+    if caught:
+        fit = replace(fit, notes=(*fit.notes, "warnings: " + " | ".join(caught)))
+    return fit
+
+
+# ------------------------------------------------------------------------ heterogeneity ---
+
+def heterogeneity(parts: Sequence[HetData], alpha: float = 0.05) -> tuple[float, str]:
+    """Wald test that the claim's effect is equal across audience groups (p, method)."""
+    if len(parts) < 2:
+        return math.nan, "fewer than two groups with enough clients"
+    kind = parts[0].kind
+    y = np.concatenate([p.y for p in parts])
+    g = np.concatenate([np.full(len(p.y), i) for i, p in enumerate(parts)])
+    dummies = (g[:, None] == np.arange(len(parts))[None, :]).astype(float)
+    columns, names = [dummies], [f"group{i}" for i in range(len(parts))]
+    tested = list(names)
+    if parts[0].effect is not None:
+        effect = np.concatenate([p.effect for p in parts])  # type: ignore[misc]
+        columns.append(dummies * effect[:, None])
+        tested = [f"effect{i}" for i in range(len(parts))]
+        names += tested
+    if parts[0].covariate is not None:
+        columns.append(np.concatenate([p.covariate for p in parts])[:, None])  # type: ignore[misc]
+        names.append("covariate")
+    X = np.column_stack(columns)
+    clients = np.concatenate([p.clients for p in parts])
+    try:
+        if kind == "logit":
+            result = fit_logit(y, X, clients, names=names, alpha=alpha)
+        elif kind == "cluster":
+            result = fit_ols(y, X, names=names, clients=clients, cov_type="cluster",
+                             alpha=alpha)
+        else:
+            result = fit_ols(y, X, names=names, cov_type="HC1", alpha=alpha)
+        p = wald_equal(result, tested)
+    except (FitFailed, np.linalg.LinAlgError, ValueError) as error:
+        return math.nan, f"heterogeneity test failed: {error}"
+    return p, f"Wald test of group differences ({result.method})"
+
+
+# ------------------------------------------------------------------------------- claims ---
+
+@dataclass
+class Job:
+    """Shared state of one evaluation run."""
+
+    prep: Prepared
+    cells: list[Cell]
+    settings: Settings
+
+
+def _rows_for(claim: pd.Series, outcome: str, fits: Sequence[tuple[Cell, CellFit]],
+              *, unit: str, mcid: float, direction: int, alpha: float) -> list[dict]:
+    """Rows of one claim outcome over all cells, with heterogeneity attached."""
+    fitted = [(c, f) for c, f in fits if c.name != ALL and f.status == "fit" and f.het]
+    pooled = next((f for c, f in fits if c.name == ALL), None)
+    design = pooled.design if pooled is not None else ""
+    same = [f for _, f in fitted if f.het is not None and f.het.design == design]
+    if len(same) < 2:
+        het_p, het_method = math.nan, "not testable (fewer than two groups with enough clients)"
+    elif same[0].het.kind in ("cluster", "logit"):  # type: ignore[union-attr]
+        het_p = equal_effects_p([f.estimate for f in same], [f.se for f in same])
+        het_method = "Wald test that the group estimates are equal (Cochran's Q)"
+    else:
+        het_p, het_method = heterogeneity([f.het for f in same], alpha)  # type: ignore[misc]
+    rows = []
+    for cell, fit in fits:
+        notes = list(fit.notes)
+        if cell.name == ALL and len(fits) > 1 and fit.status == "fit":
+            notes.append(f"heterogeneity across groups: {het_method}" + (
+                f", p = {het_p:.3g}" if math.isfinite(het_p) else ""))
+        elif cell.name != ALL and fit.status == "fit":
+            if not math.isfinite(het_p):
+                notes.append("group differences could not be tested; read this row with the "
+                             "pooled one")
+            elif het_p >= alpha:
+                notes.append(f"groups do not differ detectably (heterogeneity p = {het_p:.2g}):"
+                             " a group-specific effect is not shown, prefer the pooled row")
+            else:
+                notes.append(f"groups differ (heterogeneity p = {het_p:.2g})")
+        row_mcid = fit.mcid if math.isfinite(fit.mcid) else mcid
+        rows.append(_row(claim, cell.name, outcome, fit, notes=notes, unit=unit,
+                         mcid=row_mcid, direction=direction,
+                         het_p=het_p if cell.name == ALL else math.nan))
+    return rows
+
+
+def _row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Sequence[str],
+         unit: str, mcid: float, direction: int, het_p: float) -> dict:
+    """One claims-table row (with the internal fields needed for the verdict)."""
+    estimate, low, high = fit.estimate, fit.ci_low, fit.ci_high
+    if fit.log_scale:
+        estimate, low, high = (math.exp(v) if math.isfinite(v) else math.nan
+                               for v in (estimate, low, high))
+    tost = tost_p(fit.estimate, fit.se, mcid, fit.df) if fit.status == "fit" else math.nan
+    return {
+        "claim_id": claim["claim_id"], "audience_group": group, "outcome": outcome,
+        "estimate": estimate, "ci_low": low, "ci_high": high, "p_value": fit.p_value,
+        "p_adjusted": math.nan, "mcid": mcid, "n_clients": fit.n_clients,
+        "n_sessions": fit.n_sessions, "method": fit.method, "verdict": "",
+        "note": "; ".join(dict.fromkeys(n for n in notes if n)),
+        "unit": unit, "design": fit.design, "se": fit.se, "tost_p": tost,
+        "responder_share": fit.responder_share, "mde": fit.mde,
+        "clients_needed": fit.clients_needed, "heterogeneity_p": het_p,
+        "_status": "fit" if fit.status == "fit" else (
+            fit.status if fit.status in ("insufficient_data", "not_measured")
+            else "inconclusive"),
+        "_effect": fit.estimate, "_direction": direction, "_sd_baseline": fit.sd_baseline,
+    }
+
+
+def _not_measured(job: Job, claim: pd.Series, outcome: str, why: str) -> list[dict]:
+    fit = CellFit("not_measured", notes=(why,))
+    return [_row(claim, cell.name, outcome, fit, notes=fit.notes, unit=str(claim["unit"]),
+                 mcid=math.nan, direction=int(claim["direction"]), het_p=math.nan)
+            for cell in job.cells]
+
+
+def _finite(*arrays: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        keep &= np.isfinite(a)
+    return keep
+
+
+def _change_claim(job: Job, claim: pd.Series, outcome: str, change: np.ndarray,
+                  pre: np.ndarray, base: np.ndarray, *, unit: str) -> list[dict]:
+    direction, settings, prep = int(claim["direction"]), job.settings, job.prep
+    mcid = _mcid(claim, outcome, settings)
+    relative = _mcid_relative(claim) if outcome == claim["outcome"] else math.nan
+    usable = base & np.isfinite(change)
+    fits = []
+    for cell in job.cells:
+        m = cell.mask & usable
+        fits.append((cell, _guarded(fit_change_cell, change[m], pre[m], prep.clients[m],
+                                    prep.control[m], mcid=mcid, direction=direction,
+                                    relative=relative, settings=settings)))
+    return _rows_for(claim, outcome, fits, unit=unit, mcid=mcid, direction=direction,
+                     alpha=settings.alpha)
+
+
+def _claim_change(job: Job, claim: pd.Series) -> list[dict]:
+    outcome = str(claim["outcome"])
+    if outcome == "circulation":
+        return _claim_circulation(job, claim)
+    key = f"{outcome}_change"
+    if key not in job.prep.num:
+        return _not_measured(job, claim, outcome,
+                             f"no {outcome}_pre/{outcome}_post (or {outcome}_change) values")
+    return _change_claim(job, claim, outcome, job.prep.num[key], job.prep.num[f"{outcome}_pre"],
+                         np.ones(job.prep.n, dtype=bool), unit=str(claim["unit"]))
+
+
+def _claim_circulation(job: Job, claim: pd.Series) -> list[dict]:
+    found = job.prep.circulation
+    prefixes = sorted({k[:-len("_change")] for k in job.prep.num
+                       if k.endswith("_change") and k.startswith(CIRCULATION_PREFIXES)})
+    if not prefixes:
+        why = ("no circulation or blood-flow measure in the logs" if not found else
+               f"column(s) {', '.join(found)} found but no *_pre/*_post pair to compare")
+        return _not_measured(job, claim, "circulation", why)
+    rows = []
+    for prefix in prefixes:
+        rows += _change_claim(job, claim, prefix, job.prep.num[f"{prefix}_change"],
+                              job.prep.num[f"{prefix}_pre"], np.ones(job.prep.n, dtype=bool),
+                              unit="measure unit")
+    return rows
+
+
+def _claim_rom(job: Job, claim: pd.Series) -> list[dict]:
+    prep = job.prep
+    if "rom_change" not in prep.num:
+        return _not_measured(job, claim, "rom", "no rom_pre/rom_post (or rom_change) values")
+    if prep.rom_measure is None:
+        return _not_measured(job, claim, "rom", "rom values without rom_measure: the unit and "
+                             "the MCID are unknown")
+    change = prep.num["rom_change"]
+    known = [m for m in categories("rom_measure")]
+    present = set(pd.unique(prep.rom_measure[np.isfinite(change)])) - {""}
+    measures = [m for m in known if m in present] + sorted(present - set(known))
+    if not measures:
+        return _not_measured(job, claim, "rom", "no rom value has a rom_measure")
+    rows = []
+    for measure in measures:
+        unit = str(_rom_table().loc[measure, "unit"]) if measure in _rom_table().index else ""
+        rows += _change_claim(job, claim, f"rom:{measure}", change, prep.num["rom_pre"],
+                              prep.rom_measure == measure, unit=unit)
+    return rows
+
+
+def _claim_trajectory(job: Job, claim: pd.Series) -> list[dict]:
+    prep, settings = job.prep, job.settings
+    direction = int(claim["direction"])
+    rows: list[dict] = []
+    mcid_points = _mcid(claim, str(claim["claim_id"]), settings)
+    if "pain_pre" in prep.num and "weeks" in prep.num:
+        y, weeks = prep.num["pain_pre"], prep.num["weeks"]
+        usable = _finite(y, weeks)
+        fits = []
+        for cell in job.cells:
+            m = cell.mask & usable
+            fits.append((cell, _guarded(fit_trend_cell, y[m], weeks[m], prep.clients[m],
+                                        prep.control[m], mcid_points=mcid_points,
+                                        direction=direction, settings=settings)))
+        rows += _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
+                          mcid=math.nan, direction=direction, alpha=settings.alpha)
+    else:
+        rows += _not_measured(job, claim, "pain_pre",
+                              "needs pain_pre and weeks_since_start")
+    if "pain_followup" in prep.num and "pain_pre" in prep.num:
+        change = prep.num["pain_followup"] - prep.num["pain_pre"]
+        followup_rows = _change_claim(job, claim, "pain_followup", change, prep.num["pain_pre"],
+                                      np.ones(prep.n, dtype=bool), unit="points")
+        hours = prep.num.get("followup_hours")
+        if hours is not None and np.isfinite(hours[np.isfinite(change)]).any():
+            median = float(np.nanmedian(hours[np.isfinite(change)]))
+            for row in followup_rows:
+                row["note"] = "; ".join(filter(None, [
+                    f"follow-up pain minus pre-session pain, median {median:g} h after the "
+                    "session", row["note"]]))
+        rows += followup_rows
+    return rows
+
+
+def _claim_contrast(job: Job, claim: pd.Series) -> list[dict]:
+    prep, settings = job.prep, job.settings
+    outcome, factor = str(claim["outcome"]), str(claim["factor"])
+    key = {"pace": "pace", "deep_breathing": "breathing", "delivery": "delivery"}[factor]
+    if f"{outcome}_change" not in prep.num:
+        return _not_measured(job, claim, outcome, f"no {outcome} change values")
+    if key not in prep.num:
+        return _not_measured(job, claim, outcome, f"no {factor} values")
+    y, level, pre = prep.num[f"{outcome}_change"], prep.num[key], prep.num[f"{outcome}_pre"]
+    usable = _finite(y, level) & ~prep.control
+    adjust = bool(np.isfinite(pre[usable]).any())
+    if adjust:
+        usable &= np.isfinite(pre)
+    names = (str(claim["level"]), str(claim["reference_level"]))
+    fits = []
+    for cell in job.cells:
+        m = cell.mask & usable
+        fits.append((cell, _guarded(fit_contrast_cell, y[m], level[m],
+                                    pre[m] if adjust else np.array([]),
+                                    prep.clients[m], names=names, factor=factor,
+                                    settings=settings)))
+    return _rows_for(claim, outcome, fits, unit=str(claim["unit"]),
+                     mcid=_mcid(claim, str(claim["claim_id"]), settings),
+                     direction=int(claim["direction"]), alpha=settings.alpha)
+
+
+def _claim_dose(job: Job, claim: pd.Series) -> list[dict]:
+    prep, settings = job.prep, job.settings
+    if not all(k in prep.num for k in ("pain_pre", "weeks", "spw")):
+        return _not_measured(job, claim, "pain_pre",
+                             "needs pain_pre, weeks_since_start and sessions_per_week")
+    y, weeks, spw = prep.num["pain_pre"], prep.num["weeks"], prep.num["spw"]
+    usable = _finite(y, weeks, spw) & ~prep.control
+    fits = []
+    for cell in job.cells:
+        m = cell.mask & usable
+        fits.append((cell, _guarded(fit_dose_cell, y[m], weeks[m], spw[m], prep.clients[m],
+                                    settings=settings)))
+    return _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
+                     mcid=_mcid(claim, str(claim["claim_id"]), settings),
+                     direction=int(claim["direction"]), alpha=settings.alpha)
+
+
+def _claim_adverse(job: Job, claim: pd.Series) -> list[dict]:
+    prep, settings = job.prep, job.settings
+    if "adverse" not in prep.num or "pressure" not in prep.num:
+        return _not_measured(job, claim, "adverse_event", "needs adverse_event and pressure")
+    events, pressure = prep.num["adverse"], prep.num["pressure"]
+    usable = _finite(events, pressure) & ~prep.control
+    fits = []
+    for cell in job.cells:
+        m = cell.mask & usable
+        fits.append((cell, _guarded(fit_adverse_cell, events[m], pressure[m], prep.clients[m],
+                                    settings=settings)))
+    return _rows_for(claim, "adverse_event", fits, unit=str(claim["unit"]), mcid=math.nan,
+                     direction=int(claim["direction"]), alpha=settings.alpha)
+
+
+ANALYSES = {
+    "change": _claim_change,
+    "change_per_measure": _claim_rom,
+    "trajectory": _claim_trajectory,
+    "contrast": _claim_contrast,
+    "dose": _claim_dose,
+    "adverse": _claim_adverse,
+}
+
+
+# ---------------------------------------------------------------------------- verdicts ---
+
+def decide_verdict(status: str, p_adjusted: float, effect: float, direction: int,
+                   mcid: float, tost: float, alpha: float = 0.05) -> str:
+    """The verdict of one row from its adjusted p, signed effect, MCID and TOST p-value."""
+    if status in ("not_measured", "insufficient_data"):
+        return status
+    if status != "fit" or not math.isfinite(p_adjusted) or not math.isfinite(effect):
+        return "inconclusive"
+    if p_adjusted < alpha:
+        if effect == 0:
+            return "inconclusive"
+        if np.sign(effect) == direction:
+            if math.isfinite(mcid) and abs(effect) < mcid:
+                return "below_threshold"
+            return "supported"
+        return "contradicted"
+    if math.isfinite(mcid) and math.isfinite(tost) and tost < alpha:
+        return "no_meaningful_effect"
+    return "inconclusive"
+
+
+def _literature_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Published effect per row: SMD, the SMD in the row's unit, and the references."""
+    lit = literature()
+    smd, effect, refs = [], [], []
+    keys = zip(table["claim_id"], table["audience_group"], table["outcome"],
+               table["_sd_baseline"], strict=True)
+    for claim_id, group, outcome, sd in keys:
+        outcome = "rom" if str(outcome).startswith("rom:") else outcome
+        match = lit.loc[(lit["claim_id"] == claim_id) & (lit["outcome"] == outcome)]
+        own = match.loc[match["audience_group"] == group]
+        general = match.loc[match["audience_group"] == ALL]
+        chosen = pd.concat([own, general]) if group != ALL else general
+        overlay = chosen.loc[chosen["overlay"].astype(str).str.lower() == "true"]
+        value = float(overlay["smd_signed"].iloc[0]) if len(overlay) else math.nan
+        smd.append(value)
+        effect.append(value * sd if math.isfinite(value) and math.isfinite(sd) else math.nan)
+        refs.append(" | ".join(f"{r.reference}: {r.comparison} ({r.population}); {r.summary}"
+                               if pd.isna(r.effect) else
+                               f"{r.reference}: {r.measure} {r.effect:g}"
+                               + (f" ({r.ci_low:g} to {r.ci_high:g})"
+                                  if pd.notna(r.ci_low) and pd.notna(r.ci_high) else "")
+                               + f", {r.comparison} ({r.population})"
+                               for r in chosen.itertuples()) or "")
+    return table.assign(literature_effect=effect, literature_smd=smd,
+                        literature_reference=refs)
+
+
+def _finish(rows: list[dict], settings: Settings, correction: str) -> pd.DataFrame:
+    """Multiplicity, verdicts, literature overlay and the final column order and types."""
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = adjust_pvalues(table["p_value"], correction, settings.alpha)
+    table["verdict"] = [
+        decide_verdict(s, p, e, d, m, t, settings.alpha)
+        for s, p, e, d, m, t in zip(table["_status"], table["p_adjusted"], table["_effect"],
+                                    table["_direction"], table["mcid"], table["tost_p"],
+                                    strict=True)]
+    table = _literature_columns(table)
+    table = table.drop(columns=[c for c in table.columns if c.startswith("_")])
+    floats = ["estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mcid", "se", "tost_p",
+              "responder_share", "mde", "clients_needed", "heterogeneity_p",
+              "literature_effect", "literature_smd"]
+    texts = ["claim_id", "audience_group", "outcome", "method", "verdict", "note", "unit",
+             "design", "literature_reference"]
+    table = table.astype({**dict.fromkeys(floats, "float64"), **dict.fromkeys(texts, "str"),
+                          "n_clients": "int64", "n_sessions": "int64"})
+    return table[list(CLAIMS_COLUMNS + EXTRA_COLUMNS)].reset_index(drop=True)
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in CLAIMS_COLUMNS + EXTRA_COLUMNS})
+
+
+def evaluate_claims(
+    sessions: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    correction: Literal["holm", "fdr_bh"] = "holm",
+    min_clients: int = config.MIN_CLIENTS_PER_CELL,
+    mcid_overrides: Mapping[str, float] | None = None,
+    groups: Sequence[str] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Test every registered claim overall and per audience group; return the claims table.
+
+    >>> table = evaluate_claims(sessions)                            # doctest: +SKIP
+    >>> table.loc[table.claim_id == "pain", ["audience_group", "estimate", "verdict"]]
+    ...                                                              # doctest: +SKIP
+
+    Raises :class:`AnalysisError` (a ``ValueError``) for unusable input or options; every
+    other problem (too few clients, a missing outcome, a failed fit) becomes a verdict.
+    """
+    overrides = _validate_options(alpha, correction, min_clients, mcid_overrides)
+    settings = Settings(float(alpha), int(min_clients), overrides)
+    prep = prepare(sessions)
+    job = Job(prep, _cells(prep, groups), settings)
+    registry = claim_registry()
+    rows: list[dict] = []
+    with tqdm(total=len(registry), desc="claims", unit="claim", disable=not progress,
+              leave=False) as bar:
+        for _, claim in registry.iterrows():
+            bar.set_postfix_str(str(claim["claim_id"]))
+            rows += ANALYSES[str(claim["analysis"])](job, claim)
+            bar.update()
+    return _finish(rows, settings, correction) if rows else _empty_table()

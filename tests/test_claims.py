@@ -1,0 +1,441 @@
+"""The claims engine against known truth: planted effects, coverage, bad inputs, determinism."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mfr_analysis import claims
+from mfr_analysis.claims import (
+    CLAIMS_COLUMNS,
+    VERDICTS,
+    AnalysisError,
+    claim_registry,
+    decide_verdict,
+    evaluate_claims,
+)
+from mfr_analysis.errors import AnalysisError as SharedAnalysisError
+
+GROUPS = ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
+MEASURES = ("knee_flexion_deg", "hip_flexion_deg", "sit_and_reach_cm")
+NO_EFFECTS: dict[str, float] = {
+    "pain": 0.0, "tightness": 0.0, "stress": 0.0, "rom": 0.0, "trend": 0.0, "followup": 0.0,
+    "slow": 0.0, "breathing": 0.0, "practitioner": 0.0, "pressure_logodds": 0.0,
+    "consistency": 0.0, "placebo": 0.0,
+}
+
+
+def make_sessions(n_clients: int = 150, sessions: int = 5, *, seed: int = 0,
+                  effects: Mapping[str, float] | None = None,
+                  group_effects: Mapping[str, Mapping[str, float]] | None = None,
+                  groups: Sequence[str] = GROUPS, control_share: float = 0.0,
+                  noise: float = 1.0, client_sd: float = 0.8) -> pd.DataFrame:
+    """A derived session table whose true mean changes are ``effects`` (points, degrees...)."""
+    rng = np.random.default_rng(seed)
+    eff = {**NO_EFFECTS, **(effects or {})}
+    n = n_clients * sessions
+    client = np.repeat(np.arange(n_clients), sessions)
+    index = np.tile(np.arange(1, sessions + 1), n_clients)
+    group = np.array(groups, dtype=object)[np.arange(n_clients) % len(groups)][client]
+    control = (rng.random(n_clients) < control_share)[client]
+    spw = rng.uniform(1, 4, n_clients)[client]
+    weeks = (index - 1) / spw
+
+    def planted(name: str) -> np.ndarray:
+        value = np.full(n, eff[name], dtype=float)
+        for g, values in (group_effects or {}).items():
+            if name in values:
+                value[group == g] = values[name]
+        placebo = eff["placebo"] if name in ("pain", "tightness", "stress") else 0.0
+        return np.where(control, placebo, value)
+
+    def client_noise() -> np.ndarray:
+        return rng.normal(0, client_sd, n_clients)[client]
+
+    slow, breathing = rng.random(n) < 0.5, rng.random(n) < 0.5
+    practitioner = rng.random(n) < 0.4
+    trend = planted("trend") + np.where(control, 0.0, eff["consistency"] * (spw - 2.5))
+    pain_pre = 6 + client_noise() + trend * weeks + rng.normal(0, noise, n)
+    pain_change = (planted("pain") + client_noise() + rng.normal(0, noise, n)
+                   + np.where(control, 0.0,
+                              eff["slow"] * slow + eff["practitioner"] * practitioner))
+    tight_pre = 6 + client_noise() + rng.normal(0, noise, n)
+    tight_change = planted("tightness") + client_noise() + rng.normal(0, noise, n)
+    stress_pre = 5 + client_noise() + rng.normal(0, noise, n)
+    stress_change = (planted("stress") + client_noise() + rng.normal(0, noise, n)
+                     + np.where(control, 0.0, eff["breathing"] * breathing))
+    measure = np.array(MEASURES, dtype=object)[np.arange(n_clients) % len(MEASURES)][client]
+    rom_pre = 100 + rng.normal(0, 10, n_clients)[client] + rng.normal(0, 3, n)
+    rom_change = planted("rom") + rng.normal(0, 2, n_clients)[client] + rng.normal(0, 3, n)
+    pressure = rng.uniform(1, 9, n)
+    adverse = rng.random(n) < 1 / (1 + np.exp(3 - eff["pressure_logodds"] * (pressure - 5)))
+    followup = pain_pre + planted("followup") + rng.normal(0, noise, n)
+    return pd.DataFrame({
+        "session_id": [f"s{i:07d}" for i in range(n)],
+        "client_id": [f"c_{c:016x}" for c in client],
+        "audience_group": pd.Categorical(group, categories=list(GROUPS)),
+        "arm": pd.Categorical(np.where(control, "control", "mfr"), ["mfr", "control"]),
+        "technique": np.where(practitioner, "practitioner", "foam_roller"),
+        "delivery": pd.Categorical(np.where(practitioner, "practitioner", "self")),
+        "pressure": pressure,
+        "pace": pd.Categorical(np.where(slow, "slow", "fast"), ["slow", "fast"]),
+        "deep_breathing": pd.array(breathing, dtype="boolean"),
+        "pain_pre": pain_pre, "pain_post": pain_pre + pain_change,
+        "pain_followup": followup, "followup_hours": 24.0,
+        "rom_measure": measure, "rom_pre": rom_pre, "rom_post": rom_pre + rom_change,
+        "tightness_pre": tight_pre, "tightness_post": tight_pre + tight_change,
+        "stress_pre": stress_pre, "stress_post": stress_pre + stress_change,
+        "adverse_event": np.where(adverse, "bruising", "none"),
+        "session_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(index * 3, unit="D"),
+        "pain_change": pain_change, "rom_change": rom_change,
+        "tightness_change": tight_change, "stress_change": stress_change,
+        "session_index": pd.array(index, dtype="Int64"), "weeks_since_start": weeks,
+        "sessions_per_week": spw,
+    })
+
+
+def row(table: pd.DataFrame, claim_id: str, group: str = "all",
+        outcome: str | None = None) -> pd.Series:
+    """The single row of one claim, group (and outcome)."""
+    pick = (table["claim_id"] == claim_id) & (table["audience_group"] == group)
+    if outcome is not None:
+        pick &= table["outcome"] == outcome
+    found = table.loc[pick]
+    assert len(found) == 1, f"{claim_id}/{group}/{outcome}: {len(found)} rows"
+    return found.iloc[0]
+
+
+PLANTED = {"pain": -3.5, "tightness": -0.8, "stress": -0.5, "rom": 7.0, "slow": -1.2,
+           "breathing": 1.0, "practitioner": 0.0, "pressure_logodds": 0.5, "followup": -3.0}
+
+
+@pytest.fixture(scope="module")
+def planted() -> pd.DataFrame:
+    """A 150-client table with known effects (MixedLM path: every cell is small)."""
+    return make_sessions(150, 5, seed=1, effects=PLANTED)
+
+
+@pytest.fixture(scope="module")
+def planted_table(planted: pd.DataFrame) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may leave the engine
+        return evaluate_claims(planted)
+
+
+# ---------------------------------------------------------------------- contract ---
+
+def test_registry_is_the_design_contract() -> None:
+    registry = claim_registry()
+    assert list(registry["claim_id"]) == [
+        "tightness", "circulation", "pain", "stress", "rom", "lasting_relief", "slow_pace",
+        "breathing", "consistency", "pressure_safety", "delivery"]
+    assert set(registry["direction"]) <= {-1, 1}
+    assert VERDICTS == ("supported", "below_threshold", "no_meaningful_effect", "contradicted",
+                        "inconclusive", "not_measured", "insufficient_data")
+    assert issubclass(AnalysisError, ValueError) and AnalysisError is SharedAnalysisError
+
+
+def test_table_columns_and_rows(planted_table: pd.DataFrame) -> None:
+    table = planted_table
+    assert tuple(table.columns[:14]) == CLAIMS_COLUMNS
+    assert set(table["verdict"]) <= set(VERDICTS)
+    keys = table[["claim_id", "audience_group", "outcome"]]
+    assert not keys.duplicated().any()
+    assert set(table["audience_group"]) == {"all", *GROUPS}
+    assert set(table["claim_id"]) == set(claim_registry()["claim_id"])
+    rom = table.loc[table["claim_id"] == "rom", "outcome"].unique()
+    assert sorted(rom) == sorted(f"rom:{m}" for m in MEASURES)
+    assert table["n_clients"].dtype == "int64" and table["estimate"].dtype == "float64"
+    fitted = table["p_value"].notna()
+    assert (table.loc[fitted, "p_adjusted"] >= table.loc[fitted, "p_value"] - 1e-15).all()
+    assert table.loc[~fitted, "p_adjusted"].isna().all()
+    assert (table["method"].str.len() > 0).sum() >= fitted.sum()
+
+
+# ------------------------------------------------------------------ planted truth ---
+
+@pytest.mark.parametrize(("claim_id", "outcome", "verdict"), [
+    ("pain", None, "supported"),
+    ("tightness", None, "below_threshold"),
+    ("stress", None, "no_meaningful_effect"),
+    ("rom", "rom:knee_flexion_deg", "supported"),
+    ("rom", "rom:sit_and_reach_cm", "supported"),
+    ("slow_pace", None, "supported"),
+    ("breathing", None, "contradicted"),
+    ("pressure_safety", None, "supported"),
+    ("delivery", None, "inconclusive"),
+    ("lasting_relief", "pain_followup", "supported"),
+    ("circulation", None, "not_measured"),
+])
+def test_planted_effects_get_the_right_verdict(planted_table: pd.DataFrame, claim_id: str,
+                                               outcome: str | None, verdict: str) -> None:
+    assert row(planted_table, claim_id, outcome=outcome)["verdict"] == verdict
+
+
+def test_estimates_cover_the_planted_values(planted_table: pd.DataFrame) -> None:
+    pain = PLANTED["pain"] + 0.5 * PLANTED["slow"]  # half of the sessions are slow
+    stress = PLANTED["stress"] + 0.5 * PLANTED["breathing"]
+    truth = {("pain", None): pain, ("tightness", None): -0.8, ("stress", None): stress,
+             ("rom", "rom:hip_flexion_deg"): 7.0, ("slow_pace", None): -1.2,
+             ("breathing", None): 1.0, ("lasting_relief", "pain_followup"): -3.0,
+             ("pressure_safety", None): math.exp(0.5)}
+    for (claim_id, outcome), value in truth.items():
+        r = row(planted_table, claim_id, outcome=outcome)
+        assert r["ci_low"] <= value <= r["ci_high"], (claim_id, r["ci_low"], r["ci_high"])
+
+
+def test_group_rows_and_extras(planted_table: pd.DataFrame) -> None:
+    pain = planted_table.loc[planted_table["claim_id"] == "pain"].set_index("audience_group")
+    assert (pain["verdict"] == "supported").all()
+    assert pain.loc["all", "n_clients"] == 150 and pain.loc["athlete", "n_clients"] == 30
+    assert pain.loc["all", "n_sessions"] == 750
+    assert 0.8 <= pain.loc["all", "responder_share"] <= 1.0
+    assert pain.loc["all", "mde"] < 1.0 and pain.loc["all", "clients_needed"] >= 3
+    assert math.isfinite(pain.loc["all", "heterogeneity_p"])
+    assert pain.loc["athlete", "heterogeneity_p"] != pain.loc["athlete", "heterogeneity_p"]
+    assert "uncontrolled" in pain.loc["all", "note"]
+    assert pain.loc["chronic_pain", "literature_smd"] == pytest.approx(-0.37)
+    assert "Wu et al. 2021" in pain.loc["chronic_pain", "literature_reference"]
+    assert pain.loc["chronic_pain", "literature_effect"] < 0
+    odds = row(planted_table, "pressure_safety")
+    assert odds["estimate"] > 1 and odds["unit"].startswith("odds ratio")
+    assert row(planted_table, "rom", outcome="rom:sit_and_reach_cm")["mcid"] == 3.0
+    assert row(planted_table, "rom", outcome="rom:knee_flexion_deg")["mcid"] == 5.0
+
+
+def test_contradicted_change_and_inconclusive_few_clients() -> None:
+    worse = make_sessions(40, 4, seed=2, effects={"rom": -7.0, "pain": -0.4})
+    table = evaluate_claims(worse, groups=[])
+    assert row(table, "rom", outcome="rom:knee_flexion_deg")["verdict"] == "contradicted"
+    assert row(table, "pain")["verdict"] == "no_meaningful_effect"  # CI well inside +-2
+    noisy = make_sessions(12, 3, seed=2, effects={"pain": -1.0}, noise=3.0, client_sd=2.0)
+    pain = row(evaluate_claims(noisy, groups=[]), "pain")
+    assert pain["verdict"] == "inconclusive"
+    assert pain["ci_low"] < -2.0 < 0.0 < pain["ci_high"]
+
+
+def test_too_few_clients_is_insufficient_data() -> None:
+    table = evaluate_claims(make_sessions(8, 5, seed=3, effects=PLANTED), groups=[])
+    measured = table.loc[table["verdict"] != "not_measured"]
+    assert (measured["verdict"] == "insufficient_data").all()
+    assert measured["p_value"].isna().all() and (measured["n_clients"] <= 8).all()
+
+
+def test_controlled_design_uses_ancova_against_control() -> None:
+    data = make_sessions(200, 3, seed=4, control_share=0.5,
+                         effects={"pain": -2.5, "placebo": -2.0})
+    table = evaluate_claims(data, groups=[])
+    pain = row(table, "pain")
+    assert pain["design"] == "controlled"
+    assert pain["ci_low"] <= -0.5 <= pain["ci_high"]
+    assert pain["verdict"] in ("below_threshold", "inconclusive")
+    assert "ANCOVA" in pain["method"] and "control arm" in pain["note"]
+
+
+def test_heterogeneity_detects_a_group_specific_effect() -> None:
+    data = make_sessions(200, 4, seed=5, effects={"pain": -1.0},
+                         group_effects={"athlete": {"pain": -4.0}})
+    table = evaluate_claims(data)
+    assert row(table, "pain")["heterogeneity_p"] < 1e-6
+    assert row(table, "pain", "athlete")["verdict"] == "supported"
+    assert row(table, "pain", "senior")["verdict"] == "below_threshold"
+    same = evaluate_claims(make_sessions(150, 4, seed=6, effects={"pain": -3.0}))
+    assert row(same, "pain")["heterogeneity_p"] > 0.01
+    assert "prefer the pooled row" in row(same, "pain", "rehab")["note"]
+
+
+def test_client_level_path_for_large_cells(monkeypatch: pytest.MonkeyPatch,
+                                           planted: pd.DataFrame) -> None:
+    monkeypatch.setattr(claims, "MIXED_MAX_SESSIONS", 100)
+    monkeypatch.setattr(claims, "MIXED_SLOPES_MAX_SESSIONS", 100)
+    monkeypatch.setattr(claims, "GEE_MAX_SESSIONS", 100)
+    table = evaluate_claims(planted, groups=["athlete"])
+    pain = row(table, "pain")
+    assert pain["method"].startswith("client-level")
+    assert pain["ci_low"] <= -4.1 <= pain["ci_high"] and pain["verdict"] == "supported"
+    assert row(table, "lasting_relief", outcome="pain_pre")["method"].startswith(
+        "two-stage")
+    assert "logistic regression" in row(table, "pressure_safety")["method"]
+
+
+def test_options_change_the_verdicts(planted: pd.DataFrame) -> None:
+    strict = evaluate_claims(planted, groups=[], mcid_overrides={"pain": 5.0, "rom": 10.0})
+    assert row(strict, "pain")["verdict"] == "below_threshold"
+    assert row(strict, "pain")["mcid"] == 5.0
+    assert row(strict, "rom", outcome="rom:knee_flexion_deg")["verdict"] == "below_threshold"
+    bh = evaluate_claims(planted, groups=[], correction="fdr_bh")
+    holm = evaluate_claims(planted, groups=[])
+    assert (bh["p_adjusted"].fillna(0) <= holm["p_adjusted"].fillna(0) + 1e-12).all()
+    only = evaluate_claims(planted, groups=["senior"])
+    assert set(only["audience_group"]) == {"all", "senior"}
+
+
+def test_circulation_is_analysed_when_measured() -> None:
+    data = make_sessions(60, 3, seed=7)
+    rng = np.random.default_rng(7)
+    data = data.assign(circulation_pre=rng.normal(50, 5, len(data)))
+    data = data.assign(circulation_post=data["circulation_pre"] + 10 + rng.normal(0, 5, len(data)))
+    circulation = row(evaluate_claims(data, groups=[]), "circulation", outcome="circulation")
+    assert circulation["verdict"] == "supported" and circulation["estimate"] > 5
+
+
+# ---------------------------------------------------------------------- coverage ---
+
+def test_client_level_ci_coverage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """95% CIs of the client-level path cover the truth 92-98% of the time (1000 fits)."""
+    monkeypatch.setattr(claims, "MIXED_MAX_SESSIONS", 0)
+    monkeypatch.setattr(claims, "_power_fields", lambda *a, **k: {})
+    setting = claims.Settings(alpha=0.05, min_clients=10, mcid_overrides={})
+    rng = np.random.default_rng(20240601)
+    truth, covered = -1.3, 0
+    replicates = 1000
+    for _ in range(replicates):
+        per_client = rng.integers(1, 8, 40)
+        clients = np.repeat(np.arange(40), per_client)
+        y = truth + rng.normal(0, 1.0, 40)[clients] + rng.normal(0, 1.5, clients.size)
+        fit = claims.fit_change_cell(y, np.full(y.size, 5.0), clients,
+                                     np.zeros(y.size, dtype=bool), mcid=2.0, direction=-1,
+                                     relative=math.nan, settings=setting)
+        covered += fit.ci_low <= truth <= fit.ci_high
+    assert 0.92 <= covered / replicates <= 0.98
+
+
+# -------------------------------------------------------------------- bad inputs ---
+
+def test_bad_inputs_raise_one_line_analysis_errors() -> None:
+    good = make_sessions(12, 2, seed=8)
+    cases = [
+        lambda: evaluate_claims(good.iloc[0:0]),
+        lambda: evaluate_claims(good.drop(columns="client_id")),
+        lambda: evaluate_claims("sessions.csv"),  # type: ignore[arg-type]
+        lambda: evaluate_claims(good, alpha=1.5),
+        lambda: evaluate_claims(good, correction="bonferroni"),  # type: ignore[arg-type]
+        lambda: evaluate_claims(good, min_clients=1),
+        lambda: evaluate_claims(good, mcid_overrides={"pian": 2.0}),
+        lambda: evaluate_claims(good, mcid_overrides={"pain": -1.0}),
+        lambda: evaluate_claims(good, groups=["athletes"]),
+    ]
+    for case in cases:
+        with pytest.raises(AnalysisError) as error:
+            case()
+        assert "\n" not in str(error.value) and str(error.value)
+
+
+def test_single_client_and_one_client_group() -> None:
+    one = make_sessions(1, 6, seed=9)
+    table = evaluate_claims(one)
+    assert set(table["verdict"]) <= {"insufficient_data", "not_measured"}
+    data = make_sessions(41, 3, seed=10, effects={"pain": -3.0},
+                         groups=("athlete", "senior", "rehab", "desk_worker"))
+    lonely = make_sessions(1, 3, seed=11, groups=("chronic_pain",)).assign(
+        client_id="c_ffffffffffffffff")
+    table = evaluate_claims(pd.concat([data, lonely], ignore_index=True))
+    assert row(table, "pain", "chronic_pain")["verdict"] == "insufficient_data"
+    assert row(table, "pain", "chronic_pain")["n_clients"] == 1
+    assert row(table, "pain")["verdict"] == "supported"
+
+
+def test_all_pain_equal_is_inconclusive_with_a_reason() -> None:
+    data = make_sessions(30, 3, seed=12)
+    data = data.assign(pain_pre=5.0, pain_post=5.0, pain_change=0.0, pain_followup=5.0)
+    table = evaluate_claims(data, groups=[])
+    pain = row(table, "pain")
+    assert pain["verdict"] == "inconclusive" and "no variation" in pain["note"]
+    assert row(table, "slow_pace")["verdict"] == "inconclusive"
+    assert row(table, "lasting_relief", outcome="pain_pre")["verdict"] == "inconclusive"
+
+
+def test_missing_or_empty_outcomes_are_not_measured() -> None:
+    data = make_sessions(30, 3, seed=13, effects={"pain": -3.0})
+    data = data.drop(columns=["stress_pre", "stress_post", "stress_change"]).assign(
+        tightness_pre=np.nan, tightness_post=np.nan, tightness_change=np.nan,
+        adverse_event=pd.NA)
+    table = evaluate_claims(data, groups=[])
+    for claim_id in ("stress", "tightness", "pressure_safety", "circulation"):
+        assert row(table, claim_id)["verdict"] == "not_measured", claim_id
+    assert row(table, "pain")["verdict"] == "supported"
+    minimal = data[["client_id", "pain_pre", "pain_post"]]
+    table = evaluate_claims(minimal)
+    assert row(table, "pain")["verdict"] == "supported"
+    assert set(table["audience_group"]) == {"all"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_clients=st.integers(1, 14), sessions=st.integers(1, 4),
+       missing=st.floats(0.0, 0.9), seed=st.integers(0, 2**16), min_clients=st.integers(2, 5))
+def test_random_small_tables_never_crash(n_clients: int, sessions: int, missing: float,
+                                         seed: int, min_clients: int) -> None:
+    data = make_sessions(n_clients, sessions, seed=seed, effects={"pain": -1.0})
+    rng = np.random.default_rng(seed)
+    for column in ("pain_pre", "pain_post", "pain_change", "rom_post", "rom_change",
+                   "pressure", "weeks_since_start", "tightness_post", "tightness_change"):
+        data[column] = data[column].mask(rng.random(len(data)) < missing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = evaluate_claims(data, min_clients=min_clients)
+    assert set(table["verdict"]) <= set(VERDICTS)
+    assert tuple(table.columns[:14]) == CLAIMS_COLUMNS
+
+
+# ------------------------------------------------------------------ determinism ---
+
+def test_same_input_same_table_and_input_untouched(planted: pd.DataFrame) -> None:
+    before = planted.copy(deep=True)
+    first = evaluate_claims(planted, groups=["rehab"])
+    second = evaluate_claims(planted, groups=["rehab"])
+    pd.testing.assert_frame_equal(first, second)
+    pd.testing.assert_frame_equal(planted, before)
+
+
+# ---------------------------------------------------------------------- verdicts ---
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("fit", 0.001, -3.0, -1, 2.0, 0.9), "supported"),
+    (("fit", 0.001, -1.0, -1, 2.0, 0.001), "below_threshold"),
+    (("fit", 0.001, 1.0, -1, 2.0, 0.001), "contradicted"),
+    (("fit", 0.40, 0.1, -1, 2.0, 0.001), "no_meaningful_effect"),
+    (("fit", 0.40, 0.1, -1, 2.0, 0.30), "inconclusive"),
+    (("fit", 0.001, 0.4, 1, math.nan, math.nan), "supported"),
+    (("fit", 0.40, 0.0, 1, math.nan, math.nan), "inconclusive"),
+    (("fit", math.nan, 0.0, 1, 2.0, math.nan), "inconclusive"),
+    (("insufficient_data", math.nan, math.nan, 1, 2.0, math.nan), "insufficient_data"),
+    (("not_measured", math.nan, math.nan, 1, 2.0, math.nan), "not_measured"),
+])
+def test_decide_verdict(args: tuple, expected: str) -> None:
+    assert decide_verdict(*args) == expected
+
+
+# ------------------------------------------------------------- simulator truth ---
+
+def test_confidence_intervals_cover_the_simulators_truth() -> None:
+    """End to end on the simulator's clean world: most 95% CIs cover the planted values."""
+    simulate = pytest.importorskip("mfr_analysis.simulate")
+    derive = pytest.importorskip("mfr_analysis.derive")
+    steps = ("add_changes", "add_session_index", "add_weeks_since_start",
+             "add_sessions_per_week")
+    if not all(hasattr(derive, step) for step in steps):
+        pytest.skip("derive has no per-step functions")
+    sessions, truth = simulate.simulate_sessions(1500, 11)
+    for step in steps:
+        sessions = getattr(derive, step)(sessions)
+    table = evaluate_claims(sessions)
+    truth = truth.assign(outcome=np.where(truth["claim_id"] == "rom",
+                                          "rom:" + truth["rom_measure"].fillna(""),
+                                          truth["outcome"]))
+    merged = table.merge(truth[["claim_id", "audience_group", "outcome", "planted_change",
+                                "planted_effect"]],
+                         on=["claim_id", "audience_group", "outcome"], how="inner")
+    value = np.where(merged["design"] == "controlled", merged["planted_effect"],
+                     merged["planted_change"])
+    value = np.where(merged["claim_id"] == "pressure_safety", np.exp(value), value)
+    checked = merged["estimate"].notna() & np.isfinite(value)
+    covered = (merged["ci_low"] <= value) & (value <= merged["ci_high"])
+    assert checked.sum() >= 60
+    assert covered[checked].mean() >= 0.85
