@@ -50,6 +50,11 @@ class SliceBy(StrEnum):
     site = "site"
 
 
+def _show_progress(requested: bool | None) -> bool:
+    """Progress bars when asked, else only when stderr is a terminal (quiet in CI and pipes)."""
+    return sys.stderr.isatty() if requested is None else requested
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"mfr-analysis: error: {message}", err=True)
     return typer.Exit(code)
@@ -131,16 +136,18 @@ def clean(
     date_order: Annotated[
         DateOrder, typer.Option("--date-order", help="How to read 05/03/2024: dmy or mdy.")
     ] = DateOrder.dmy,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    ] = None,
 ) -> None:
     """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
 
     def step() -> None:
         from mfr_analysis.pipeline import run_clean
 
-        report = run_clean(
-            inputs, out, mapping=mapping, date_order=date_order.value, progress=progress
-        )
+        report = run_clean(inputs, out, mapping=mapping, date_order=date_order.value,
+                           progress=_show_progress(progress))
         typer.echo(
             f"rows in {report['rows_in']}: clean {report['rows_clean']}, "
             f"quarantined {report['rows_quarantined']}, duplicate {report['rows_duplicate']} "
@@ -164,7 +171,10 @@ def claims(
     min_clients: Annotated[int, typer.Option(min=2, help="Fewest clients per cell.")] = 10,
     mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
     date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    ] = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table."""
 
@@ -179,7 +189,7 @@ def claims(
             alpha=alpha,
             correction=correction.value,
             min_clients=min_clients,
-            progress=progress,
+            progress=_show_progress(progress),
         )
         write_table(table, out, output_format.value)
         counts = table["verdict"].value_counts()
@@ -211,7 +221,10 @@ def report(
     ] = 11,
     mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
     date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    ] = None,
 ) -> None:
     """Run the report notebooks with papermill and write self-contained HTML plus an index."""
 
@@ -231,7 +244,7 @@ def report(
             by=by.value if by else None,
             workers=workers,
             options=options,
-            progress=progress,
+            progress=_show_progress(progress),
         )
         typer.echo(f"reports -> {index}")
 

@@ -31,19 +31,21 @@ from mfr_analysis.report.labels import (
 )
 
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
-NUMERIC_COLUMNS = ("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "n_sessions")
 
 
 def suppress_small_cells(
     claims: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
 ) -> pd.DataFrame:
-    """Hide every number of a claims row whose client count lies in 1..minimum-1."""
+    """Hide every number of a claims row whose client count lies in 1..minimum-1.
+
+    Only the MCID (a setting, not a result) stays; estimates, intervals, p-values, counts,
+    power figures and shares could all reveal something about the few clients in the cell.
+    """
     small = claims["n_clients"].between(1, minimum - 1)
     hidden = claims.assign(verdict=claims["verdict"].where(~small, "suppressed"))
-    numeric = [c for c in claims.columns if c in NUMERIC_COLUMNS or c.endswith("_share")]
+    numeric = [c for c in claims.select_dtypes("number").columns if c != "mcid"]
     for column in numeric:
-        hidden[column] = hidden[column].where(~small)
-    hidden["n_clients"] = hidden["n_clients"].astype("Float64").where(~small)
+        hidden[column] = hidden[column].astype("Float64").where(~small)
     return hidden
 
 
