@@ -35,9 +35,10 @@ def write_atomic(target: str | Path, write: Callable[[Path], Any]) -> Path:
     return Path(target)
 
 
-def write_json(data: Any, target: str | Path) -> Path:
-    """Write JSON (sorted keys, UTF-8, trailing newline) atomically."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+def write_json(data: Any, target: str | Path, *, sort_keys: bool = True) -> Path:
+    """Write JSON (UTF-8, trailing newline; keys sorted unless told) atomically."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, ensure_ascii=False, default=str)
+    text += "\n"
     return write_atomic(target, lambda path: path.write_text(text, encoding="utf-8"))
 
 
@@ -48,5 +49,5 @@ def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> P
     if fmt == "json":
         text = table.to_json(orient="records", date_format="iso", double_precision=15)
         records = json.loads(text)
-        return write_json(records, target)
+        return write_json(records, target, sort_keys=False)  # keep the column order
     raise ValueError(f"unknown format {fmt!r}: use json or csv")

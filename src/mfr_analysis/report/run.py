@@ -88,7 +88,7 @@ def safe_slug(value: str) -> str:
     """File-name-safe ASCII slug of a slice name; never a path ('../../x' -> 'x')."""
     text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode("ascii")
     text = re.sub(r"[^a-zA-Z0-9_]+", "-", text).strip("-_").lower()[:60]
-    if text == str(value):
+    if text and text == str(value):
         return text
     digest = hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:8]
     return f"{text or 'slice'}-{digest}"
@@ -271,7 +271,7 @@ def run_reports(
     progress: bool = True,
 ) -> Path:
     """Clean once, run every report notebook in parallel, write ``index.html``; return its path."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from mfr_analysis.report.index import write_index
 
