@@ -54,7 +54,8 @@ def test_garbage_input_is_one_line(tmp_path: Path) -> None:
 
 def test_simulate_clean_claims_round_trip(tmp_path: Path) -> None:
     logs = tmp_path / "logs.csv"
-    assert run_cli("simulate", "--clients", "120", "--seed", "3", "--out", str(logs)).returncode == 0
+    simulated = run_cli("simulate", "--clients", "120", "--seed", "3", "--out", str(logs))
+    assert simulated.returncode == 0, simulated.stderr
     assert logs.is_file()
     cleaned = run_cli("clean", str(logs), "--out", str(tmp_path / "clean"), "--no-progress")
     assert cleaned.returncode == 0, cleaned.stderr

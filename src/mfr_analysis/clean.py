@@ -1,0 +1,943 @@
+"""Clean raw session logs: parse every spelling, validate, pseudonymise, de-duplicate.
+
+The work is vectorised the way messy logs allow: each column has few distinct spellings, so
+each column is factorised once, every *distinct* value is parsed once in Python (the small
+``parse_*`` functions below), and the results are mapped back to the rows with the integer
+codes. Row-level rules (range of motion against its measure, duplicates, session ids) are
+numpy operations on those codes.
+
+A row that breaks any rule goes to the quarantine with its raw values (client id replaced by
+its pseudonym, session id by the derived one), its source file and line, and every reason
+code that applies (``reasons``, codes from ``data/reason_codes.csv``), plus ``reason_detail``
+naming the field of each reason. Blank optional values are NA; an unreadable non-blank value
+is a reason, never a silent NA.
+
+Decisions worth knowing:
+
+* Dates: ``date_order`` ("dmy" default, or "mdy") decides ``05/03/2024``; dotted dates
+  (``05.03.2024``) are always day-first; ISO (``2024-03-05``) is always year-month-day; a date
+  that is only valid in the other order is quarantined as ``date_order_mismatch``; Excel
+  serials 10000-100000 (1900 date system, 1927-2173) and ``yyyymmdd`` are read; a time part
+  is ignored. Two-digit years are 20yy unless that is after ``today``.
+* Ratings (0-10): ``7``, ``7/10``, ``7 out of 10``, ``70/100``, ``70 %``, ``70 mm`` (VAS,
+  divided by 10), ``7 cm`` (10-cm VAS), ``6-7`` (midpoint), number words; ``none`` is 0.
+  A bare number above 10 is out of range, never divided by 10.
+* Exact duplicates: rows whose parsed values agree in every canonical column except
+  ``source_file``, ``source_line`` and a derived ``session_id`` (a session id given by the
+  source must match too) are kept once, the first in input order, and counted where the later
+  copy came from; only rows that pass validation are de-duplicated.
+* Session ids: ``s_`` + 16 hex digits of a keyed hash of (source file, client pseudonym,
+  source session id) when the source has one, else of (client pseudonym, date, source file,
+  source line). If a source id repeats within (file, client) with different content, the later
+  rows get the line-based id, so every clean session keeps a unique id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa_schema
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mfr_analysis import __version__
+from mfr_analysis.config import EARLIEST_SESSION_DATE
+from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64, load_key
+from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, encode_strings
+from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
+from mfr_analysis.tables import load_table, normalise_token, synonym_map
+
+log = logging.getLogger(__name__)
+
+DateOrder = Literal["dmy", "mdy"]
+DATE_ORDERS: tuple[str, ...] = ("dmy", "mdy")
+RATING_FIELDS: tuple[str, ...] = (
+    "pressure", "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
+    "stress_pre", "stress_post",
+)
+VOCAB_FIELDS: tuple[str, ...] = (
+    "audience_group", "arm", "technique", "body_region", "pace", "adverse_event", "rom_measure",
+)
+ROM_FIELDS: tuple[str, ...] = ("rom_pre", "rom_post")
+QUARANTINE_EXTRA: tuple[str, ...] = ("source_file", "source_line", "reasons", "reason_detail")
+_STRING = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3 `str`, what pandera coerces to
+
+
+# ---------------------------------------------------------------------------------------------
+# reference tables
+
+
+@cache
+def reason_codes() -> tuple[str, ...]:
+    """All reason codes, in the order of ``data/reason_codes.csv``."""
+    return tuple(load_table("reason_codes")["reason"])
+
+
+def _bit(reason: str) -> int:
+    """1-based position of a reason code (0 means 'no problem')."""
+    return reason_codes().index(reason) + 1
+
+
+@cache
+def _missing_tokens() -> frozenset[str]:
+    return frozenset(normalise_token(t) for t in load_table("missing_tokens")["token"]) | {""}
+
+
+@cache
+def _number_words() -> dict[str, float]:
+    table = load_table("number_words")
+    return {normalise_token(w): float(v) for w, v in zip(table["word"], table["value"],
+                                                            strict=True)}
+
+
+@cache
+def _bounds() -> dict[str, tuple[float, float, bool, bool]]:
+    table = load_table("field_bounds")
+    return {f: (float(lo), float(hi), bool(li), bool(hi_inc)) for f, lo, hi, li, hi_inc in zip(
+        table["field"], table["low"], table["high"], table["low_inclusive"],
+        table["high_inclusive"], strict=True)}
+
+
+@cache
+def _rom_bounds() -> pd.DataFrame:
+    return load_table("rom_bounds").set_index("rom_measure")
+
+
+@cache
+def _vocab_index(field: str) -> dict[str, str]:
+    """Normalised synonym -> canonical, also matching hyphen/space/no-space variants."""
+    base = synonym_map(field)
+    index = dict(base)
+    for key, canonical in base.items():
+        for variant in (key.replace("-", " "), key.replace("-", "").replace(" ", "")):
+            index.setdefault(variant, canonical)
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# parsers of one distinct value (pure, never raise)
+
+_TRANSLATE = str.maketrans({
+    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2010": "-", "\u2011": "-", "\u00ba": "\u00b0",
+    "\u2033": '"', "\u201c": '"', "\u201d": '"', "\u2032": "'", "\u2019": "'", "\u00a0": " ",
+})
+_NUM = r"[+-]?(?:\d+(?:[.,]\d+)?|[.,]\d+)"
+_QUANTITY = re.compile(rf"^(?P<a>{_NUM})(?:\s*(?:-|to)\s*(?P<b>{_NUM}))?\s*(?P<unit>\D.*)?$")
+_HOURS_MINUTES = re.compile(
+    rf"^(?P<h>{_NUM})\s*(?:h|hr|hrs|hour|hours)\s*(?P<m>{_NUM})\s*(?:m|min|mins|minutes?)?$")
+
+RATING_UNITS: dict[str, float] = {
+    "": 1.0, "/10": 1.0, "outof10": 1.0, "of10": 1.0, "pt": 1.0, "pts": 1.0, "point": 1.0,
+    "points": 1.0, "nrs": 1.0, "cm": 1.0, "/100": 0.1, "outof100": 0.1, "of100": 0.1,
+    "%": 0.1, "mm": 0.1,
+}
+DURATION_UNITS: dict[str, float] = {
+    "": 1.0, "m": 1.0, "min": 1.0, "mins": 1.0, "minute": 1.0, "minutes": 1.0, "'": 1.0,
+    "h": 60.0, "hr": 60.0, "hrs": 60.0, "hour": 60.0, "hours": 60.0,
+    "s": 1 / 60, "sec": 1 / 60, "secs": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
+}
+HOURS_UNITS: dict[str, float] = {
+    "": 1.0, "h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0,
+    "d": 24.0, "day": 24.0, "days": 24.0, "w": 168.0, "wk": 168.0, "week": 168.0,
+    "weeks": 168.0, "min": 1 / 60, "mins": 1 / 60, "minutes": 1 / 60,
+}
+ROM_UNITS: dict[str, tuple[str, float]] = {
+    "": ("", 1.0),
+    **dict.fromkeys(("deg", "degs", "degree", "degrees", "\u00b0"), ("degrees", 1.0)),
+    **dict.fromkeys(("rad", "rads", "radian", "radians"), ("degrees", 180 / math.pi)),
+    "cm": ("cm", 1.0), "mm": ("cm", 0.1),
+    **dict.fromkeys(("in", "inch", "inches", '"', "''"), ("cm", 2.54)),
+}
+
+
+def _prep(text: object) -> str:
+    """NFKC, lower case, one kind of dash, single spaces."""
+    cleaned = unicodedata.normalize("NFKC", str(text).translate(_TRANSLATE))
+    return " ".join(cleaned.lower().split())
+
+
+def is_missing(text: object) -> bool:
+    """True for blanks and the tokens of ``missing_tokens.csv`` (n/a, -, refused, ...)."""
+    return normalise_token(_prep(text)) in _missing_tokens()
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "."))
+
+
+def _quantity(text: str, units: dict[str, float]) -> float | None:
+    """Number or range (midpoint) with an optional unit from ``units``, scaled; else None."""
+    match = _QUANTITY.match(text)
+    if not match:
+        return None
+    unit = re.sub(r"\s+", "", match["unit"] or "")
+    if unit not in units:
+        return None
+    value = _number(match["a"])
+    if match["b"] is not None:
+        value = (value + _number(match["b"])) / 2
+    return value * units[unit]
+
+
+def _words_to_digits(text: str) -> str:
+    words = _number_words()
+    return re.sub(r"[a-z]+", lambda m: f"{words[m[0]]:g}" if m[0] in words else m[0], text)
+
+
+def parse_rating(text: object) -> tuple[float, str | None]:
+    """A 0-10 self-rating in any spelling -> (value, None), (nan, None) if blank, or a reason."""
+    t = _prep(text)
+    words = _number_words()
+    if t in words:
+        return words[t], None
+    if is_missing(t):
+        return math.nan, None
+    value = _quantity(_words_to_digits(t), RATING_UNITS)
+    if value is None or not math.isfinite(value):
+        return math.nan, "unparseable_number"
+    return value, None
+
+
+def parse_duration(text: object) -> tuple[float, str | None]:
+    """Session duration in minutes: ``20``, ``20 min``, ``1 h``, ``1h30``, ``90 s``."""
+    t = _prep(text)
+    if is_missing(t):
+        return math.nan, None
+    match = _HOURS_MINUTES.match(t)
+    if match:
+        return _number(match["h"]) * 60 + _number(match["m"]), None
+    value = _quantity(t, DURATION_UNITS)
+    if value is None or not math.isfinite(value):
+        return math.nan, "unparseable_number"
+    return value, None
+
+
+def parse_hours(text: object) -> tuple[float, str | None]:
+    """Follow-up delay in hours: ``24``, ``48 h``, ``2 days``, ``next day``."""
+    t = _prep(text)
+    if is_missing(t):
+        return math.nan, None
+    if t in ("next day", "the next day", "following day"):
+        return 24.0, None
+    value = _quantity(_words_to_digits(t), HOURS_UNITS)
+    if value is None or not math.isfinite(value):
+        return math.nan, "unparseable_number"
+    return value, None
+
+
+def parse_rom(text: object) -> tuple[float, str, str | None]:
+    """Range of motion -> (value, unit kind '', 'degrees' or 'cm', reason); rad/in converted."""
+    t = _prep(text)
+    if is_missing(t):
+        return math.nan, "", None
+    match = _QUANTITY.match(t)
+    unit = re.sub(r"\s+", "", (match["unit"] or "")) if match else None
+    if match is None or unit not in ROM_UNITS:
+        return math.nan, "", "unparseable_number"
+    kind, factor = ROM_UNITS[unit]
+    value = _number(match["a"])
+    if match["b"] is not None:
+        value = (value + _number(match["b"])) / 2
+    value *= factor
+    if not math.isfinite(value):
+        return math.nan, "", "unparseable_number"
+    return value, kind, None
+
+
+def in_bounds(field: str, value: float) -> bool:
+    """Is ``value`` inside the plausibility bounds of ``field`` (field_bounds.csv)?"""
+    lo, hi, lo_inc, hi_inc = _bounds()[field]
+    above = value >= lo if lo_inc else value > lo
+    below = value <= hi if hi_inc else value < hi
+    return bool(above and below)
+
+
+def parse_field_value(field: str, text: object) -> tuple[float, str | None]:
+    """Parse one numeric field and check its bounds: (value, None) or (nan, reason)."""
+    parser = {"duration_min": parse_duration, "followup_hours": parse_hours}.get(
+        field, parse_rating)
+    value, reason = parser(text)
+    if reason is None and not math.isnan(value) and not in_bounds(field, value):
+        return math.nan, "out_of_range"
+    return (math.nan, reason) if reason else (value, None)
+
+
+_TIME_PART = re.compile(r"(?:[t ]\s*\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:am|pm)?"
+                        r"\s*(?:z|utc|gmt|[+-]\d{2}:?\d{2})?)$")
+_ISO = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})$")
+_MONTH_FORMATS = ("%d %b %Y", "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y %b %d", "%Y %B %d",
+                  "%d %b %y", "%d %B %y", "%b %d %y", "%B %d %y")
+EXCEL_EPOCH = dt.date(1899, 12, 30)  # 1900 date system (serial 1 = 1900-01-01 after Excel's bug)
+EXCEL_SERIAL_RANGE = (10_000, 100_000)
+
+
+def _make_date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def parse_date(text: object, order: str = "dmy",
+               pivot_year: int | None = None) -> tuple[dt.date | None, str | None]:
+    """A session date in any common spelling -> (date, None), (None, None) if blank, or reason."""
+    t = _prep(text)
+    if is_missing(t):
+        return None, None
+    t = _TIME_PART.sub("", t).strip()
+    pivot = pivot_year if pivot_year is not None else dt.date.today().year
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        if len(t) == 8 and t[:2] in ("19", "20"):
+            found = _make_date(int(t[:4]), int(t[4:6]), int(t[6:]))
+            return (found, None) if found else (None, "unparseable_date")
+        serial = float(t)
+        if EXCEL_SERIAL_RANGE[0] <= serial <= EXCEL_SERIAL_RANGE[1]:
+            return EXCEL_EPOCH + dt.timedelta(days=int(serial)), None
+        return None, "unparseable_date"
+    if match := _ISO.match(t):
+        found = _make_date(int(match[1]), int(match[2]), int(match[3]))
+        return (found, None) if found else (None, "unparseable_date")
+    if match := _NUMERIC_DATE.match(t):
+        a, sep, b, y = int(match[1]), match[2], int(match[3]), match[4]
+        year = int(y) if len(y) == 4 else (2000 + int(y) if 2000 + int(y) <= pivot
+                                           else 1900 + int(y))
+        day_first = sep == "." or order == "dmy"
+        found = _make_date(year, b, a) if day_first else _make_date(year, a, b)
+        if found:
+            return found, None
+        other = _make_date(year, a, b) if day_first else _make_date(year, b, a)
+        return None, "date_order_mismatch" if other else "unparseable_date"
+    words = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", t)
+    words = re.sub(r"^(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", "", words)
+    words = " ".join(re.sub(r"[,/.\-]", " ", words).replace("sept", "sep").split())
+    for fmt in _MONTH_FORMATS:
+        try:
+            return dt.datetime.strptime(words, fmt).date(), None
+        except ValueError:
+            continue
+    return None, "unparseable_date"
+
+
+def parse_category(field: str, text: object) -> tuple[str | None, str | None]:
+    """Vocabulary lookup: (canonical, None), (None, None) if blank, or (None, reason)."""
+    key = normalise_token(_prep(text))
+    index = _vocab_index(field)
+    for candidate in (key, key.replace("-", " "), key.replace("-", "").replace(" ", "")):
+        if candidate in index:
+            return index[candidate], None
+    if key in _missing_tokens():
+        return None, None
+    return None, "unparseable_boolean" if field == "boolean" else f"unknown_{field}"
+
+
+# ---------------------------------------------------------------------------------------------
+# column plumbing
+
+
+def _arrow_strings(series: pd.Series) -> pa.ChunkedArray:
+    """The column as an Arrow string array (zero-copy for pyarrow-backed strings)."""
+    dtype = series.dtype
+    arrow_backed = (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or (
+        isinstance(dtype, pd.ArrowDtype)
+        and (pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(
+            dtype.pyarrow_dtype)))
+    if arrow_backed:
+        arr = pa.array(series)
+    else:
+        arr = pa.array([None if _isna(v) else _text(v) for v in series.tolist()],
+                       pa.large_string())
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _isna(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encode(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Factorise a text column: (codes, distinct values); code -1 marks a missing cell.
+
+    Codes come in the smallest integer type that holds them (a categorical's own codes)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), [_text(c) for c in series.cat.categories.tolist()]
+    codes, dictionary = encode_strings(_arrow_strings(series))
+    return codes, dictionary.to_pylist()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One column parsed per distinct value; index -1 (the extra last slot) is 'missing'."""
+
+    codes: np.ndarray  # per row, -1 = missing cell
+    values: np.ndarray  # per distinct value + 1
+    reasons: np.ndarray  # int16 per distinct value + 1: 0 ok, else 1-based reason position
+    labels: tuple[str, ...] = ()  # site names, or the unit kind of each distinct ROM value
+
+    def rows(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """Parsed value of every row (or of the rows where the boolean ``keep`` is set)."""
+        values = np.take(self.values, self.codes)
+        return values if keep is None else values[keep]
+
+    def row_reasons(self) -> np.ndarray:
+        """Reason position of every row (0 = fine)."""
+        return self.reasons[self.codes]
+
+    def distinct_keys(self) -> np.ndarray:
+        """Integer per distinct value (and the missing slot), equal iff the parsed values are."""
+        return pd.factorize(self.values, use_na_sentinel=False)[0]
+
+
+def _parse_distinct(codes: np.ndarray, uniques: list[str], parse: Callable[[str], tuple],
+                    missing: tuple, dtype: Any) -> Parsed:
+    """Parse each distinct value once (plus the 'missing' slot) and keep codes for the rows."""
+    results = [parse(u) for u in uniques] + [missing]
+    values = np.array([r[0] for r in results], dtype=dtype)
+    reasons = np.array([_bit(r[-1]) if r[-1] else 0 for r in results], dtype=np.int16)
+    labels = tuple(r[1] for r in results) if len(missing) == 3 else ()
+    return Parsed(codes, values, reasons, labels)
+
+
+def _absent(n: int, value: Any, dtype: Any, reason: str | None = None) -> Parsed:
+    return Parsed(np.full(n, -1, dtype=np.int32), np.array([value], dtype=dtype),
+                  np.array([_bit(reason) if reason else 0], dtype=np.int16))
+
+
+# ---------------------------------------------------------------------------------------------
+# the reasons of every row
+
+
+class _Reasons:
+    """Bit mask of reasons per row, plus which field raised each reason (for the detail)."""
+
+    def __init__(self, n: int) -> None:
+        self.mask = np.zeros(n, dtype=np.uint64)
+        self.by_field: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+    def add(self, field: str, row_reasons: np.ndarray) -> None:
+        hit = np.flatnonzero(row_reasons)
+        if hit.size:
+            codes = row_reasons[hit].astype(np.int16)
+            self.mask[hit] |= np.left_shift(np.uint64(1), (codes - 1).astype(np.uint64))
+            self.by_field.append((field, hit, codes))
+
+    def add_where(self, field: str, rows: np.ndarray, reason: str) -> None:
+        self.add(field, np.where(rows, _bit(reason), 0).astype(np.int16))
+
+    def text(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(reasons, reason_detail) strings for the given rows, built once per combination."""
+        if rows.size == 0:
+            return np.array([], dtype=object), np.array([], dtype=object)
+        codes = reason_codes()
+        distinct, inverse = np.unique(self.mask[rows], return_inverse=True)
+        labels = np.array([";".join(c for i, c in enumerate(codes) if int(m) >> i & 1)
+                           for m in distinct], dtype=object)
+        reasons = labels[inverse.reshape(-1)]
+        detail_matrix = np.zeros((rows.size, len(self.by_field)), dtype=np.int16)
+        for j, (_, hit, hit_codes) in enumerate(self.by_field):
+            where = np.searchsorted(rows, hit)
+            inside = (where < rows.size) & (rows[np.minimum(where, rows.size - 1)] == hit)
+            detail_matrix[where[inside], j] = hit_codes[inside]
+        combos, inverse = np.unique(detail_matrix, axis=0, return_inverse=True)
+        fields = [f for f, _, _ in self.by_field]
+        details = np.array([";".join(f"{codes[c - 1]}:{fields[j]}" for j, c in enumerate(row) if c)
+                            for row in combos], dtype=object)
+        return reasons, details[inverse.reshape(-1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing helpers
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: a bijective scramble of 64-bit integers."""
+    x = np.asarray(x, dtype=np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _combine(h: np.ndarray, values: np.ndarray, salt: int) -> np.ndarray:
+    v = np.asarray(values).astype(np.uint64) + np.uint64(salt)
+    return _mix(h ^ _mix(v))
+
+
+# ---------------------------------------------------------------------------------------------
+# the cleaning step
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Clean sessions, quarantined rows, the number of exact duplicates, and the report."""
+
+    sessions: pd.DataFrame
+    quarantine: pd.DataFrame
+    duplicates: int
+    report: dict[str, Any]
+
+
+def clean_sessions(raw: pd.DataFrame, *, date_order: DateOrder = "dmy", key: bytes | None = None,
+                   today: dt.date | None = None,
+                   on_sessions: Callable[[pd.DataFrame], None] | None = None) -> CleanResult:
+    """Parse, validate, pseudonymise and de-duplicate raw rows; the input is not changed.
+
+    ``on_sessions``, if given, receives the sessions frame as soon as it is built, while its
+    validation and the quarantine are still to come (the pipeline starts writing it then); a
+    caller must not publish anything it did with the frame unless this function returns.
+    """
+    if date_order not in DATE_ORDERS:
+        raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
+    key = load_key() if key is None else key
+    today = today or dt.date.today()
+    n = len(raw)
+    reasons = _Reasons(n)
+    file_codes, file_names = _source_files(raw)
+    source_line = _source_lines(raw)
+    with ThreadPoolExecutor(max_workers=1) as background:  # GIL-free work beside the main thread
+        source_ids = background.submit(_source_session_ids, raw, n, key)
+
+        parsed = _parse_all(raw, date_order, today, key, reasons)
+        client_hash = _client_hashes(parsed["client_id"])
+        file_hash = keyed_hash64(np.asarray(file_names, dtype=object), key) if file_names else (
+            np.zeros(0, dtype=np.uint64))
+        source_id, has_source_id = source_ids.result()
+
+        valid = reasons.mask == 0
+        hashing = background.submit(  # numpy only: runs beside the duplicate search
+            _session_hashes, client_hash, parsed["session_date"].rows(),
+            np.take(file_hash, file_codes), source_line, source_id, has_source_id)
+        duplicate = _duplicates(valid, parsed, source_id)
+        keep = valid & ~duplicate
+        ids, conflicts = _unique_ids(hashing.result(), keep, source_line)
+
+    sessions = _sessions_frame(keep, parsed, ids, file_codes, file_names, source_line)
+    if on_sessions is not None:
+        on_sessions(sessions)
+    sessions = _clean_schema().validate(sessions, lazy=True, inplace=True)
+    quarantined = np.flatnonzero(~valid)
+    quarantine = _quarantine_frame(raw, quarantined, parsed, ids, file_codes, file_names,
+                                   source_line, reasons)
+    report = _report(n, keep, valid, duplicate, reasons, file_codes, file_names,
+                     date_order, has_source_id, conflicts, raw)
+    log.info("cleaned %d rows: %d clean, %d quarantined, %d duplicates", n,
+             report["rows_clean"], report["rows_quarantined"], report["rows_duplicate"])
+    return CleanResult(sessions, quarantine, report["rows_duplicate"], report)
+
+
+def _parse_all(raw: pd.DataFrame, date_order: str, today: dt.date, key: bytes,
+               reasons: _Reasons) -> dict[str, Parsed]:
+    """Parse every canonical column and record the reasons of every row in ``reasons``."""
+    parsed: dict[str, Parsed] = {}
+    for column in INPUT_COLUMNS:
+        if column == "session_id":
+            continue
+        parsed[column] = _parse_column(raw, column, len(raw), date_order, today, key)
+        if parsed[column].reasons.any():  # most columns have no bad spelling at all
+            reasons.add(column, parsed[column].row_reasons())
+    _check_rom(parsed, reasons)
+    if ISSUE_COLUMN in raw.columns:
+        issue_codes, issue_values = encode(raw[ISSUE_COLUMN])
+        flagged = np.array([bool(v) for v in issue_values] + [False])[issue_codes]
+        reasons.add_where("row", flagged, "malformed_row")
+    return parsed
+
+
+@cache
+def _clean_schema() -> pa_schema.DataFrameSchema:
+    """``CleanSessions`` with session_id uniqueness left out: :func:`_unique_ids` has already
+    proved it on the 64-bit ids, which map one-to-one to the ``s_`` + hex strings (and it is
+    ten times faster than hashing millions of strings again). Validation is in place (the frame
+    is ours) and strict, since the frame holds exactly the clean columns."""
+    schema = CleanSessions.to_schema().update_column("session_id", unique=False)
+    schema.strict = True  # the frame has exactly the clean columns: validate without a copy
+    return schema
+
+
+def _source_files(raw: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Codes and names of the source files (a placeholder name when the frame has none)."""
+    if "source_file" not in raw.columns:
+        return np.zeros(len(raw), dtype=np.int32), ["<frame>"] if len(raw) else []
+    codes, names = encode(raw["source_file"])
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(names), codes).astype(np.int32)
+        names = [*names, "<unknown>"]
+    return codes, names
+
+
+def _source_lines(raw: pd.DataFrame) -> np.ndarray:
+    """Source line of every row (the row number where the frame has none)."""
+    position = np.arange(1, len(raw) + 1, dtype=np.int64)
+    if "source_line" not in raw.columns:
+        return position
+    column = raw["source_line"]
+    if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+        lines = column.to_numpy(dtype=np.int64)
+        return lines if (lines >= 1).all() else np.where(lines >= 1, lines, position)
+    lines = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    usable = np.isfinite(lines) & (lines >= 1)
+    return np.where(usable, lines, position).astype(np.int64)
+
+
+def _parse_column(raw: pd.DataFrame, column: str, n: int, date_order: str, today: dt.date,
+                  key: bytes) -> Parsed:
+    """Parse one canonical column (or stand in for an absent one)."""
+    if column not in raw.columns:
+        return _absent_column(column, n)
+    codes, uniques = encode(raw[column])
+    if column == "client_id":
+        return _parse_clients(codes, uniques, key)
+    if column == "site":
+        return _parse_sites(codes, uniques)
+    if column == "session_date":
+        return _parse_dates(codes, uniques, date_order, today)
+    if column in VOCAB_FIELDS:
+        categories = list(CATEGORY_DTYPES[column].categories)
+        blank = (categories.index("mfr"), None) if column == "arm" else (
+            (-1, "missing_audience_group") if column == "audience_group" else (-1, None))
+
+        def category_code(text: str) -> tuple[int, str | None]:
+            value, reason = parse_category(column, text)
+            return (categories.index(value), None) if value else (
+                (-1, reason) if reason else blank)
+
+        return _parse_distinct(codes, uniques, category_code, blank, np.int16)
+    if column == "deep_breathing":
+        def boolean(text: str) -> tuple[int, str | None]:
+            value, reason = parse_category("boolean", text)
+            return (int(value == "true"), None) if value else (-1, reason)
+
+        return _parse_distinct(codes, uniques, boolean, (-1, None), np.int8)
+    if column in ROM_FIELDS:
+        return _parse_distinct(codes, uniques, parse_rom, (math.nan, "", None), np.float64)
+    return _parse_distinct(codes, uniques, lambda t: parse_field_value(column, t),
+                           (math.nan, None), np.float64)
+
+
+def _absent_column(column: str, n: int) -> Parsed:
+    if column == "client_id":
+        return _absent(n, None, object, "missing_client_id")
+    if column == "session_date":
+        return _absent(n, np.iinfo(np.int64).min, np.int64, "missing_date")
+    if column == "arm":
+        return _absent(n, list(CATEGORY_DTYPES["arm"].categories).index("mfr"), np.int16)
+    if column == "audience_group":
+        return _absent(n, -1, np.int16, "missing_audience_group")
+    if column in VOCAB_FIELDS or column == "site":
+        return _absent(n, -1, np.int16)
+    if column == "deep_breathing":
+        return _absent(n, -1, np.int8)
+    return _absent(n, math.nan, np.float64)
+
+
+def _parse_clients(codes: np.ndarray, uniques: list[str], key: bytes) -> Parsed:
+    present = [not is_missing(u) for u in uniques]
+    pseudonyms = client_pseudonyms([u for u, p in zip(uniques, present, strict=True) if p], key)
+    it = iter(pseudonyms)
+    values = np.array([next(it) if p else None for p in present] + [None], dtype=object)
+    reasons = np.array([0 if p else _bit("missing_client_id") for p in present]
+                       + [_bit("missing_client_id")], dtype=np.int16)
+    return Parsed(codes, values, reasons)
+
+
+def _parse_sites(codes: np.ndarray, uniques: list[str]) -> Parsed:
+    """Free-text site names: spaces trimmed; spellings differing only in case are merged."""
+    labels: dict[str, int] = {}
+    names: list[str] = []
+    values = []
+    for u in uniques:
+        if is_missing(u):
+            values.append(-1)
+            continue
+        norm = normalise_token(u)
+        if norm not in labels:
+            labels[norm] = len(names)
+            names.append(" ".join(str(u).split()))
+        values.append(labels[norm])
+    return Parsed(codes, np.array([*values, -1], dtype=np.int32),
+                  np.zeros(len(uniques) + 1, dtype=np.int16), tuple(names))
+
+
+def _parse_dates(codes: np.ndarray, uniques: list[str], date_order: str,
+                 today: dt.date) -> Parsed:
+    earliest = dt.date.fromisoformat(EARLIEST_SESSION_DATE)
+    epoch = dt.date(1970, 1, 1)
+
+    def day_number(text: str) -> tuple[int, str | None]:
+        found, reason = parse_date(text, date_order, today.year)
+        if found is None:
+            return np.iinfo(np.int64).min, reason or "missing_date"
+        if found > today:
+            return np.iinfo(np.int64).min, "future_date"
+        if found < earliest:
+            return np.iinfo(np.int64).min, "date_before_1990"
+        return (found - epoch).days, None
+
+    return _parse_distinct(codes, uniques, day_number, (np.iinfo(np.int64).min, "missing_date"),
+                           np.int64)
+
+
+def _check_rom(parsed: dict[str, Parsed], reasons: _Reasons) -> None:
+    """Range of motion against its measure: named, same unit, inside the accept range.
+
+    The verdict depends only on (measure, ROM spelling), so it is worked out once per pair in
+    a small table and looked up for every row with one 2-D gather.
+    """
+    measure = parsed["rom_measure"]
+    categories = list(CATEGORY_DTYPES["rom_measure"].categories)
+    bounds = _rom_bounds().reindex(categories)
+    kind_code = {"": 0, "degrees": 1, "cm": 2}
+    blank_slot, unknown_slot = len(categories), len(categories) + 1
+    slot_u = np.where(measure.values >= 0, measure.values,
+                      np.where(measure.reasons > 0, unknown_slot, blank_slot))
+    slot = np.take(slot_u, measure.codes)
+    for column in ROM_FIELDS:
+        rom = parsed[column]
+        value = rom.values
+        kind = np.array([kind_code[k] for k in (rom.labels or ("",) * value.size)], np.int8)
+        has_value = ~np.isnan(value)
+        table = np.zeros((len(categories) + 2, value.size), dtype=np.int16)
+        for m, (unit, low, high) in enumerate(zip(bounds["unit"], bounds["accept_low"],
+                                                  bounds["accept_high"], strict=True)):
+            mismatch = has_value & (kind != 0) & (kind != kind_code[unit])
+            with np.errstate(invalid="ignore"):
+                outside = has_value & ~mismatch & ((value < low) | (value > high))
+            table[m] = np.where(mismatch, _bit("rom_unit_mismatch"),
+                                np.where(outside, _bit("rom_out_of_range"), 0))
+        table[blank_slot] = np.where(has_value, _bit("rom_without_measure"), 0)
+        reasons.add(column, table[slot, rom.codes])
+
+
+def _client_hashes(clients: Parsed) -> np.ndarray:
+    """The 64 bits of each row's client pseudonym (0 when missing)."""
+    per_distinct = np.array([int(v[2:], 16) if v else 0 for v in clients.values], dtype=np.uint64)
+    return per_distinct[clients.codes]
+
+
+def _source_session_ids(raw: pd.DataFrame, n: int, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Keyed hash of each row's source session id (trimmed), and whether it has one."""
+    if "session_id" not in raw.columns or n == 0:
+        return np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool)
+    trimmed = pc.utf8_trim_whitespace(_arrow_strings(raw["session_id"]))
+    tokens = pa.array(sorted(_missing_tokens()), pa.large_string())
+    missing = pc.fill_null(pc.is_in(pc.utf8_lower(trimmed), value_set=tokens), True)
+    present = ~missing.to_numpy(zero_copy_only=False)
+    hashes = np.zeros(n, dtype=np.uint64)
+    if present.any():
+        texts = pc.filter(trimmed, pa.array(present)).to_numpy(zero_copy_only=False)
+        hashes[present] = keyed_hash64(np.asarray(texts, dtype=object), key)
+    return hashes, present
+
+
+def _duplicates(valid: np.ndarray, parsed: dict[str, Parsed],
+                source_id: np.ndarray) -> np.ndarray:
+    """Valid rows that repeat an earlier valid row exactly (boolean over all rows)."""
+    duplicate = np.zeros(valid.size, dtype=bool)
+    rows = np.flatnonzero(valid)
+    if rows.size < 2:
+        return duplicate
+    # XOR of independent 64-bit hashes of each column's parsed value; equal rows give equal
+    # hashes, and the rare unequal rows with equal hashes are weeded out below.
+    columns = list(enumerate(parsed.values(), 1))
+
+    def xor_of(part: list[tuple[int, Parsed]]) -> np.ndarray:
+        h = np.zeros(rows.size, dtype=np.uint64)
+        for salt, p in part:
+            distinct = _mix(p.distinct_keys().astype(np.uint64) + np.uint64(salt << 32))
+            h ^= np.take(distinct, np.take(p.codes, rows))
+        return h
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy gathers release the GIL
+        halves = list(pool.map(xor_of, [columns[0::2], columns[1::2]]))
+    h = halves[0] ^ halves[1] ^ _mix(source_id[rows] ^ np.uint64(0xD0B1E))
+    # Only rows whose hash occurs more than once can be duplicates: find those hashes with a
+    # sort (cheaper than a hash table of every row), then work on that small subset.
+    ordered = np.sort(h)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if repeated.size == 0:
+        return duplicate
+    candidates = np.flatnonzero(pd.Index(repeated).get_indexer(h) >= 0)
+    codes, _ = pd.factorize(h[candidates])
+    seen_before = np.concatenate(([-1], np.maximum.accumulate(codes)[:-1]))
+    first_of_group = np.flatnonzero(codes > seen_before)
+    repeat = np.flatnonzero(codes <= seen_before)
+    if repeat.size:
+        first = rows[candidates[first_of_group[codes[repeat]]]]
+        later = rows[candidates[repeat]]
+        same = source_id[later] == source_id[first]
+        for p in parsed.values():
+            keys = p.distinct_keys()
+            same &= keys[p.codes[later]] == keys[p.codes[first]]
+        duplicate[later[same]] = True  # a mismatch would be a 64-bit hash collision
+    return duplicate
+
+
+def _session_hashes(client: np.ndarray, days: np.ndarray, file: np.ndarray, line: np.ndarray,
+                    source_id: np.ndarray, has_source_id: np.ndarray) -> np.ndarray:
+    """64-bit session ids: from (file, client, source id), else (file, client, date, line)."""
+    ids = np.empty(client.size, dtype=np.uint64)
+    given = np.flatnonzero(has_source_id) if not has_source_id.all() else slice(None)
+    derived = np.flatnonzero(~has_source_id)
+    ids[given] = _combine(_combine(_mix(file[given] ^ np.uint64(0x51D)), client[given], 4),
+                          source_id[given], 5)
+    if derived.size:
+        ids[derived] = _combine(_combine(_combine(
+            _mix(file[derived] ^ np.uint64(0x5E55)), client[derived], 1), days[derived], 2),
+            line[derived], 3)
+    return ids
+
+
+def _unique_ids(ids: np.ndarray, keep: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, int]:
+    """Make ids unique among kept rows: repeats get the source line mixed in (deterministic)."""
+    ids = ids.copy()
+    conflicts = 0
+    rows = np.flatnonzero(keep)
+    for salt in range(6, 64):
+        kept = ids[rows]
+        ordered = np.sort(kept)
+        if not (ordered[1:] == ordered[:-1]).any():
+            break
+        repeat = pd.Series(kept).duplicated().to_numpy()
+        conflicts += int(repeat.sum())
+        again = rows[repeat]
+        ids[again] = _combine(ids[again], line[again], salt)
+    return ids, conflicts
+
+
+# ---------------------------------------------------------------------------------------------
+# output frames
+
+
+def _categorical(codes: np.ndarray, column: str) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int16), dtype=CATEGORY_DTYPES[column])
+
+
+def _strings(values: pa.Array | pa.ChunkedArray) -> pd.Series:
+    table = pa.table({"v": values})
+    return table.to_pandas(types_mapper=lambda t: _STRING if pa.types.is_large_string(t) or
+                           pa.types.is_string(t) else None)["v"]
+
+
+def _sessions_frame(keep: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray,
+                    file_codes: np.ndarray, file_names: list[str],
+                    source_line: np.ndarray) -> pd.DataFrame:
+    """The clean table of the kept rows, in the dtypes of ``CleanSessions``."""
+    kept_rows = np.flatnonzero(keep)
+    clients = parsed["client_id"]
+    jobs: dict[str, Callable[[], Any]] = {
+        column: (lambda p=p: p.rows(keep)) for column, p in parsed.items()}
+    jobs["session_id"] = lambda: hex_ids(ids[kept_rows])
+    jobs["client_id"] = lambda: pa.array(clients.values, pa.large_string()).take(
+        pa.array(np.take(clients.codes, kept_rows)))
+    jobs["source_file"] = lambda: pa.array(file_names, pa.large_string()).take(
+        pa.array(file_codes[kept_rows]))
+    # numpy gathers and Arrow kernels release the GIL: two cores build the columns
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        taken = {name: future.result() for name, future in futures.items()}
+
+    technique = taken["technique"]
+    techniques = load_table("techniques").set_index("technique")["delivery"]
+    delivery_of = np.array([*[CATEGORY_DTYPES["delivery"].categories.get_loc(techniques[c])
+                              for c in CATEGORY_DTYPES["technique"].categories], -1])
+    breathing = taken["deep_breathing"]
+    columns: dict[str, Any] = {
+        "session_id": _strings(taken["session_id"]),
+        "client_id": _strings(taken["client_id"]),
+        "site": pd.Categorical.from_codes(
+            taken["site"], categories=pd.Index(list(parsed["site"].labels), dtype="str")),
+        "session_date": taken["session_date"].astype("datetime64[D]").astype("datetime64[ns]"),
+        "delivery": pd.Categorical.from_codes(delivery_of[technique],
+                                              dtype=CATEGORY_DTYPES["delivery"]),
+        "deep_breathing": pd.arrays.BooleanArray(breathing == 1, breathing < 0),
+        "source_file": _strings(taken["source_file"]),
+        "source_line": pd.arrays.IntegerArray(source_line[kept_rows],
+                                              np.zeros(kept_rows.size, dtype=bool)),
+    }
+    for column in VOCAB_FIELDS:
+        columns[column] = _categorical(taken[column], column)
+    for column in CLEAN_COLUMNS:
+        if column not in columns:
+            columns[column] = taken[column].astype(np.float64, copy=False)
+    return pd.DataFrame({c: columns[c] for c in CLEAN_COLUMNS}, copy=False)
+
+
+def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, parsed: dict[str, Parsed],
+                      ids: np.ndarray, file_codes: np.ndarray, file_names: list[str],
+                      source_line: np.ndarray, reasons: _Reasons) -> pd.DataFrame:
+    """Raw values (as text) of rejected rows; client id pseudonymised, session id derived."""
+    columns: dict[str, Any] = {}
+    for column in INPUT_COLUMNS:
+        if column == "session_id":
+            columns[column] = hex_ids(ids[rows]).to_pylist()
+        elif column == "client_id":
+            p = parsed["client_id"]
+            columns[column] = [v or "" for v in p.values[p.codes[rows]]]
+        elif column in raw.columns:
+            codes, values = encode(raw[column].iloc[rows])
+            columns[column] = np.array([*values, ""], dtype=object)[codes]
+        else:  # absent from every input: blank, so the file always has the same columns
+            columns[column] = np.full(rows.size, "", dtype=object)
+    reason_text, detail = reasons.text(rows)
+    columns["source_file"] = np.array(file_names, dtype=object)[file_codes[rows]]
+    columns["source_line"] = source_line[rows]
+    columns["reasons"] = reason_text
+    columns["reason_detail"] = detail
+    frame = pd.DataFrame(columns)
+    text_columns = [c for c in frame.columns if c != "source_line"]
+    return frame.astype(dict.fromkeys(text_columns, "str")).astype({"source_line": "int64"})
+
+
+def _report(n: int, keep: np.ndarray, valid: np.ndarray, duplicate: np.ndarray,
+            reasons: _Reasons, file_codes: np.ndarray, file_names: list[str], date_order: str,
+            has_source_id: np.ndarray, conflicts: int, raw: pd.DataFrame) -> dict[str, Any]:
+    codes = reason_codes()
+    counts = {c: int(np.count_nonzero(reasons.mask & np.uint64(1 << i)))
+              for i, c in enumerate(codes)}
+
+    def per_file(rows: np.ndarray | None = None) -> np.ndarray:
+        chosen = file_codes if rows is None else file_codes[rows]
+        return np.bincount(chosen, minlength=len(file_names))
+
+    totals = [per_file(), per_file(keep), per_file(~valid), per_file(duplicate)]
+    per_source = {name: {"rows_in": int(totals[0][i]), "rows_clean": int(totals[1][i]),
+                         "rows_quarantined": int(totals[2][i]),
+                         "rows_duplicate": int(totals[3][i])}
+                  for i, name in enumerate(file_names)}
+    known = {*INPUT_COLUMNS, "source_file", "source_line", ISSUE_COLUMN}
+    report = {
+        "rows_in": n,
+        "rows_clean": int(keep.sum()),
+        "rows_quarantined": int((~valid).sum()),
+        "rows_duplicate": int(duplicate.sum()),
+        "reasons": {c: k for c, k in counts.items() if k},
+        "per_source": per_source,
+        "date_order": date_order,
+        "session_ids": {"from_source": int(has_source_id[keep].sum()),
+                        "derived": int((~has_source_id[keep]).sum()),
+                        "repeated_source_ids": conflicts},
+        "columns_absent": [c for c in INPUT_COLUMNS if c not in raw.columns],
+        "columns_ignored": sorted(str(c) for c in raw.columns if c not in known),
+        "package_version": __version__,
+    }
+    assert report["rows_in"] == (report["rows_clean"] + report["rows_quarantined"]
+                                 + report["rows_duplicate"]), "row accounting is broken"
+    return report
