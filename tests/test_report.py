@@ -104,3 +104,25 @@ def test_a_failed_slice_is_reported_and_rendered(tmp_path: Path) -> None:
     result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
     assert result.error
     assert (tmp_path / "broken.html").is_file()
+
+
+def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Path) -> None:
+    job = SliceJob("explore.ipynb", "explore", "Explore", {
+        "sessions_path": str(report_dir / "data" / "sessions.parquet"),
+        "cleaning_report_path": str(report_dir / "data" / "cleaning_report.json")})
+    result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
+    assert result.error == ""
+    executed = json.loads((tmp_path / "notebooks" / "explore.ipynb").read_text())
+    shown = "".join(
+        "".join(output.get("data", {}).get("text/plain", ""))
+        for cell in executed["cells"] for output in cell.get("outputs", []))
+    assert "verdict" in shown and "chronic_pain" in shown
+
+
+def test_notebooks_are_committed_clean() -> None:
+    for path in notebook_dir().glob("*.ipynb"):
+        notebook = json.loads(path.read_text())
+        code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+        assert "parameters" in code[0]["metadata"].get("tags", []), path.name
+        assert all(not cell.get("outputs") and cell.get("execution_count") is None
+                   for cell in code), path.name

@@ -261,6 +261,29 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
                        claims, error)
 
 
+def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
+             progress: bool = True) -> list[SliceResult]:
+    """Execute notebook jobs in a process pool; results in job order, failures included."""
+    from tqdm import tqdm
+
+    notebooks = notebook_dir()
+    check_parameters(notebooks, jobs)
+    kernel = ensure_kernel()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    results: list[SliceResult] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel) for job in jobs]
+        bar = tqdm(as_completed(futures), total=len(futures), desc="reports", unit="report",
+                   disable=not progress, file=sys.stderr)
+        for future in bar:
+            result = future.result()
+            if result.error:
+                log.warning("report %s failed: %s", result.slug, result.error)
+            results.append(result)
+    order = {job.slug: i for i, job in enumerate(jobs)}
+    return sorted(results, key=lambda r: order[r.slug])
+
+
 def run_reports(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -271,32 +294,15 @@ def run_reports(
     progress: bool = True,
 ) -> Path:
     """Clean once, run every report notebook in parallel, write ``index.html``; return its path."""
-    from tqdm import tqdm
-
     from mfr_analysis.report.index import write_index
 
     options = options or ReportOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    notebooks = notebook_dir()
+    notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
     sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
     jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
-    check_parameters(notebooks, jobs)
-    kernel = ensure_kernel()
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    results: list[SliceResult] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job, str(notebooks), str(out), kernel): job
-                   for job in jobs}
-        bar = tqdm(as_completed(futures), total=len(futures), desc="reports", unit="report",
-                   disable=not progress, file=sys.stderr)
-        for future in bar:
-            result = future.result()
-            if result.error:
-                log.warning("report %s failed: %s", result.slug, result.error)
-            results.append(result)
-    order = {job.slug: i for i, job in enumerate(jobs)}
-    results.sort(key=lambda r: order[r.slug])
+    results = run_jobs(jobs, out, workers=workers, progress=progress)
     index = write_index(out, results, suppressed, options.title, asdict(options))
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
