@@ -18,7 +18,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mfr_analysis.report.labels import claim_label, group_label, verdict_colour  # noqa: E402
+from mfr_analysis.claims import claim_registry  # noqa: E402
+from mfr_analysis.report.labels import (  # noqa: E402
+    claim_label,
+    group_label,
+    outcome_suffix,
+    verdict_colour,
+)
 
 sns.set_theme(style="whitegrid", context="notebook")
 FIGURE_DPI = 90
@@ -30,41 +36,53 @@ def _new(width: float, height: float) -> tuple[Figure, plt.Axes]:
 
 
 def forest_plot(claims: pd.DataFrame, claim_id: str) -> Figure:
-    """Estimate and 95% CI per audience group for one claim, against 0, the MCID and literature."""
+    """Estimate and 95% CI per group for one claim, one panel per outcome (each its own unit).
+
+    Each panel carries 0, the outcome's MCID (when it has one) and the published effect.
+    """
     rows = claims.loc[(claims["claim_id"] == claim_id) & claims["estimate"].notna()]
-    rows = rows.assign(
-        label=[f"{group_label(g)} — {o.split(':', 1)[-1].replace('_', ' ')}"
-               if o.startswith("rom:") else group_label(g)
-               for g, o in zip(rows["audience_group"], rows["outcome"], strict=True)]
-    )
-    fig, ax = _new(7.5, 0.45 * max(len(rows), 2) + 1.3)
-    positions = np.arange(len(rows))[::-1]
-    colours = [verdict_colour(v) for v in rows["verdict"]]
-    ax.hlines(positions, rows["ci_low"], rows["ci_high"], color="#57606a", linewidth=2)
-    ax.scatter(rows["estimate"], positions, c=colours, edgecolors="#24292f", s=70, zorder=3,
-               label="your data (95% CI)")
-    ax.axvline(0, color="#24292f", linewidth=1)
-    mcids = rows["mcid"].dropna().unique()
-    if len(mcids) == 1 and claim_id not in {"pressure_safety"}:
-        for sign in (-1, 1):
-            ax.axvline(sign * mcids[0], color="#bf8700", linestyle="--", linewidth=1)
-        ax.plot([], [], color="#bf8700", linestyle="--", label=f"MCID ±{mcids[0]:g}")
-    if "literature_effect" in rows and rows["literature_effect"].notna().any():
-        ax.scatter(rows["literature_effect"], positions, marker="D", color="#8250df", s=35,
-                   zorder=4, label="published effect")
-    ax.set_yticks(positions, rows["label"])
-    unit = _unit(rows)
-    ax.set_xlabel(f"change after MFR ({unit})" if unit else "estimate")
-    ax.set_title(claim_label(claim_id))
-    ax.legend(loc="best", fontsize="small", frameon=True)
+    outcomes = list(dict.fromkeys(rows["outcome"]))
+    heights = [0.42 * (rows["outcome"] == o).sum() + 1.0 for o in outcomes]
+    fig, axes = plt.subplots(len(outcomes), 1, figsize=(7.5, sum(heights) + 0.4),
+                             dpi=FIGURE_DPI, layout="constrained", squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    null = 1.0 if claim_id == "pressure_safety" else 0.0  # odds ratios sit around 1
+    for ax, outcome in zip(axes[:, 0], outcomes, strict=True):
+        panel = rows.loc[rows["outcome"] == outcome]
+        positions = np.arange(len(panel))[::-1]
+        ax.hlines(positions, panel["ci_low"], panel["ci_high"], color="#57606a", linewidth=2)
+        ax.scatter(panel["estimate"], positions, c=[verdict_colour(v) for v in panel["verdict"]],
+                   edgecolors="#24292f", s=70, zorder=3, label="your data (95% CI)")
+        ax.axvline(null, color="#24292f", linewidth=1)
+        mcid = panel["mcid"].dropna()
+        if not mcid.empty and claim_id != "pressure_safety":
+            for sign in (-1, 1):
+                ax.axvline(sign * mcid.iloc[0], color="#bf8700", linestyle="--", linewidth=1)
+            ax.plot([], [], color="#bf8700", linestyle="--", label=f"MCID ±{mcid.iloc[0]:.3g}")
+        if "literature_effect" in panel and panel["literature_effect"].notna().any():
+            ax.scatter(panel["literature_effect"], positions, marker="D", color="#8250df",
+                       s=35, zorder=4, label="published effect")
+        ax.set_yticks(positions, [group_label(g) for g in panel["audience_group"]])
+        suffix = outcome_suffix(str(outcome), claim_id)
+        ax.set_title(claim_label(claim_id) + (f": {suffix}" if suffix else ""))
+        unit = _unit(panel)
+        ax.set_xlabel(f"{_axis_words(claim_id)} ({unit})" if unit else _axis_words(claim_id))
+        ax.legend(loc="best", fontsize="small", frameon=True)
     return fig
 
 
 def _unit(rows: pd.DataFrame) -> str:
-    for column in ("unit", "outcome_unit"):
-        if column in rows and rows[column].notna().any():
-            return str(rows[column].dropna().iloc[0])
+    if "unit" in rows and rows["unit"].notna().any():
+        return str(rows["unit"].dropna().iloc[0])
     return ""
+
+
+def _axis_words(claim_id: str) -> str:
+    registry = claim_registry().set_index("claim_id")
+    if claim_id in registry.index and registry.loc[claim_id, "analysis"] in {"change",
+                                                                              "change_per_measure"}:
+        return "change after a session"
+    return str(registry.loc[claim_id, "test"]) if claim_id in registry.index else "estimate"
 
 
 def paired_before_after(sessions: pd.DataFrame, outcome: str, max_clients: int = 60) -> Figure:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from mfr_analysis import __version__
 from mfr_analysis.io import write_atomic
-from mfr_analysis.report.labels import claim_label, verdict_colour, verdict_label
+from mfr_analysis.report.labels import (
+    claim_label,
+    outcome_suffix,
+    verdict_colour,
+    verdict_label,
+    verdict_text_colour,
+)
 
 if TYPE_CHECKING:
     from mfr_analysis.report.run import SliceResult
@@ -31,25 +37,39 @@ def headline(claims_path: str) -> str:
         return "<small>No claim supported for all clients.</small>"
     items = []
     for _, row in notable.iterrows():
-        outcome = str(row["outcome"]).split(":", 1)
-        name = claim_label(str(row["claim_id"])) + (
-            f" ({outcome[1].replace('_', ' ')})" if len(outcome) == 2 else "")
+        suffix = outcome_suffix(str(row["outcome"]), str(row["claim_id"]))
+        name = claim_label(str(row["claim_id"])) + (f" ({suffix})" if suffix else "")
+        verdict = str(row["verdict"])
         items.append(
-            f'<span class="chip" style="background:{verdict_colour(row["verdict"])}">'
-            f"{html.escape(name)}: {html.escape(verdict_label(row['verdict']))}</span>"
+            f'<span class="chip" style="background:{verdict_colour(verdict)};'
+            f'color:{verdict_text_colour(verdict)}">'
+            f"{html.escape(name)}: {html.escape(verdict_label(verdict))}</span>"
         )
     return " ".join(items)
 
 
+def quality_headline(cleaning: dict) -> str:
+    """Where the input rows went, in one line."""
+    if not cleaning:
+        return ""
+    return (f"<small>{cleaning['rows_in']:,} rows read: {cleaning['rows_clean']:,} clean, "
+            f"{cleaning['rows_quarantined']:,} quarantined, {cleaning['rows_duplicate']:,} "
+            "duplicates</small>")
+
+
 def write_index(out: Path, results: Sequence[SliceResult], suppressed: Sequence[dict],
-                title: str, settings: dict) -> Path:
+                title: str, settings: dict, cleaning: dict | None = None) -> Path:
     """Write ``out/index.html`` linking every report; failed runs are listed, not hidden."""
     rows = []
     for result in results:
         link = (f'<a href="{html.escape(result.html)}">{html.escape(result.label)}</a>'
                 if result.html else html.escape(result.label))
-        status = (f'<span class="failed">failed: {html.escape(result.error)}</span>'
-                  if result.error else headline(result.claims))
+        if result.error:
+            status = f'<span class="failed">failed: {html.escape(result.error)}</span>'
+        elif result.claims:
+            status = headline(result.claims)
+        else:
+            status = quality_headline(cleaning or {})
         rows.append(f"<tr><td>{link}</td><td>{status}</td></tr>")
     for item in suppressed:
         rows.append(f"<tr><td>{html.escape(item['label'])}</td><td><small>no report: "

@@ -49,6 +49,11 @@ def verdict_plain(verdict: str) -> str:
     return _get("verdict", verdict, "plain")
 
 
+def verdict_text_colour(verdict: str) -> str:
+    """Text colour readable on the verdict's background."""
+    return "#ffffff" if verdict in {"supported", "contradicted"} else "#24292f"
+
+
 def verdict_colour(verdict: str) -> str:
     """Scorecard colour of a verdict (hex)."""
     row = _labels().get(("verdict", str(verdict)))
@@ -58,3 +63,10 @@ def verdict_colour(verdict: str) -> str:
 def outcome_label(outcome: str) -> str:
     """Words for a secondary outcome of a claim, e.g. 'pain at follow-up'."""
     return _get("outcome", outcome, "label")
+
+
+def outcome_suffix(outcome: str, claim_id: str = "") -> str:
+    """What distinguishes rows of one claim: the ROM measure, or a second outcome."""
+    if ":" in outcome:
+        return outcome.split(":", 1)[1].replace("_deg", "").replace("_cm", "").replace("_", " ")
+    return outcome_label(outcome) if outcome not in {claim_id, ""} else ""

@@ -303,7 +303,10 @@ def run_reports(
     sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
     jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
     results = run_jobs(jobs, out, workers=workers, progress=progress)
-    index = write_index(out, results, suppressed, options.title, asdict(options))
+    from mfr_analysis.report.views import load_cleaning_report
+
+    cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
+    index = write_index(out, results, suppressed, options.title, asdict(options), cleaning)
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
         raise ReportError(f"every report failed; first: {failed[0].slug}: {failed[0].error}")

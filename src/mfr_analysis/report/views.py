@@ -24,10 +24,11 @@ from mfr_analysis.report.labels import (
     claim_label,
     group_label,
     group_plain,
-    outcome_label,
+    outcome_suffix,
     verdict_colour,
     verdict_label,
     verdict_plain,
+    verdict_text_colour,
 )
 
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
@@ -49,11 +50,12 @@ def suppress_small_cells(
     return hidden
 
 
-def _outcome_suffix(outcome: str, claim_id: str = "") -> str:
-    """What distinguishes rows of one claim: the ROM measure, or a second outcome."""
-    if ":" in outcome:
-        return outcome.split(":", 1)[1].replace("_deg", "").replace("_cm", "").replace("_", " ")
-    return outcome_label(outcome) if outcome not in {claim_id, ""} else ""
+def single_group_view(claims: pd.DataFrame) -> pd.DataFrame:
+    """Drop the pooled rows when the table holds one audience group only (a slice report)."""
+    groups = set(claims["audience_group"]) - {"all"}
+    if len(groups) != 1:
+        return claims
+    return claims.loc[claims["audience_group"] != "all"].reset_index(drop=True)
 
 
 def _cell(row: pd.Series) -> str:
@@ -62,8 +64,7 @@ def _cell(row: pd.Series) -> str:
     if pd.notna(row.get("estimate")) and verdict != "suppressed":
         text += (f"<br><small>{row['estimate']:+.2f} "
                  f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]</small>")
-    dark = verdict in {"supported", "contradicted"}
-    style = f"background:{verdict_colour(verdict)};" + ("color:#ffffff;" if dark else "")
+    style = f"background:{verdict_colour(verdict)};color:{verdict_text_colour(verdict)};"
     return f'<td style="{style}" title="{html.escape(verdict_plain(verdict))}">{text}</td>'
 
 
@@ -77,7 +78,7 @@ def scorecard(claims: pd.DataFrame) -> HTML:
     by_key = claims.set_index(["claim_id", "outcome", "audience_group"])
     for claim_id, outcome in keys.itertuples(index=False):
         name = claim_label(claim_id)
-        suffix = _outcome_suffix(outcome, claim_id)
+        suffix = outcome_suffix(outcome, claim_id)
         cells = []
         for group in groups:
             key = (claim_id, outcome, group)
@@ -111,7 +112,7 @@ def findings(claims: pd.DataFrame) -> Markdown:
     for claim_id, rows in claims.groupby("claim_id", sort=False):
         parts = []
         for outcome, outcome_rows in rows.groupby("outcome", sort=False):
-            suffix = _outcome_suffix(str(outcome), str(claim_id))
+            suffix = outcome_suffix(str(outcome), str(claim_id))
             by_verdict: dict[str, list[str]] = {}
             for _, row in outcome_rows.loc[outcome_rows["verdict"] != "suppressed"].iterrows():
                 who = ("all clients" if row["audience_group"] == "all"
