@@ -66,3 +66,15 @@ def test_simulate_clean_claims_round_trip(tmp_path: Path) -> None:
     header = (tmp_path / "claims.csv").read_text().splitlines()[0]
     assert header.startswith("claim_id,audience_group,outcome,estimate,ci_low,ci_high,p_value,"
                              "p_adjusted,mcid,n_clients,n_sessions,method,verdict,note")
+
+
+def test_mcid_override_changes_the_threshold(tmp_path: Path) -> None:
+    logs = tmp_path / "logs.csv"
+    run_cli("simulate", "--clients", "80", "--seed", "5", "--out", str(logs))
+    result = run_cli("claims", str(logs), "--out", str(tmp_path / "c.csv"), "--format", "csv",
+                     "--mcid", "pain=1.25", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    table = __import__("pandas").read_csv(tmp_path / "c.csv")
+    assert set(table.loc[table["claim_id"] == "pain", "mcid"]) == {1.25}
+    assert_one_line_error(run_cli("claims", str(logs), "--out", str(tmp_path / "d.csv"),
+                                  "--mcid", "pain=lots"))

@@ -50,6 +50,48 @@ class SliceBy(StrEnum):
     site = "site"
 
 
+InputsArg = Annotated[
+    list[Path], typer.Argument(metavar="INPUT", help="Raw logs (files or folders) or a clean "
+                               "sessions.parquet.")
+]
+MappingOpt = Annotated[
+    Path | None, typer.Option("--mapping", help="YAML/TOML file: raw header -> column.")
+]
+DateOrderOpt = Annotated[
+    DateOrder, typer.Option("--date-order", help="How to read 05/03/2024: dmy or mdy.")
+]
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+]
+AlphaOpt = Annotated[
+    float, typer.Option(min=0.0001, max=0.5, help="Significance level, after correction.")
+]
+CorrectionOpt = Annotated[Correction, typer.Option(help="Multiplicity correction.")]
+MinClientsOpt = Annotated[
+    int, typer.Option(min=2, help="Fewest clients in a claim x group cell to fit a model.")
+]
+
+McidOpt = Annotated[
+    list[str] | None,
+    typer.Option("--mcid", help="Override an MCID, e.g. --mcid pain=1.5 (repeatable)."),
+]
+
+
+def _mcid_overrides(pairs: list[str] | None) -> dict[str, float]:
+    """Parse ``outcome=value`` pairs of --mcid; a malformed pair is a one-line error."""
+    from mfr_analysis.errors import InputError
+
+    overrides: dict[str, float] = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        try:
+            overrides[key.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--mcid {pair!r}: expected OUTCOME=NUMBER, e.g. pain=1.5") from None
+    return overrides
+
+
 def _show_progress(requested: bool | None) -> bool:
     """Progress bars when asked, else only when stderr is a terminal (quiet in CI and pipes)."""
     return sys.stderr.isatty() if requested is None else requested
@@ -130,16 +172,9 @@ def simulate(
 def clean(
     inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders of them.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    mapping: Annotated[
-        Path | None, typer.Option("--mapping", help="YAML/TOML file: raw header -> column.")
-    ] = None,
-    date_order: Annotated[
-        DateOrder, typer.Option("--date-order", help="How to read 05/03/2024: dmy or mdy.")
-    ] = DateOrder.dmy,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
-    ] = None,
+    mapping: MappingOpt = None,
+    date_order: DateOrderOpt = DateOrder.dmy,
+    progress: ProgressOpt = None,
 ) -> None:
     """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
 
@@ -159,22 +194,16 @@ def clean(
 
 @app.command()
 def claims(
-    input_path: Annotated[
-        list[Path], typer.Argument(metavar="INPUT", help="Raw logs or a clean sessions.parquet.")
-    ],
+    input_path: InputsArg,
     out: Annotated[Path, typer.Option("--out", help="File to write the claims table to.")],
     output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.json,
-    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
-    correction: Annotated[Correction, typer.Option(help="Multiplicity correction.")] = (
-        Correction.holm
-    ),
-    min_clients: Annotated[int, typer.Option(min=2, help="Fewest clients per cell.")] = 10,
-    mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
-    date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
-    ] = None,
+    alpha: AlphaOpt = 0.05,
+    correction: CorrectionOpt = Correction.holm,
+    min_clients: MinClientsOpt = 10,
+    mcid: McidOpt = None,
+    mapping: MappingOpt = None,
+    date_order: DateOrderOpt = DateOrder.dmy,
+    progress: ProgressOpt = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table."""
 
@@ -189,6 +218,7 @@ def claims(
             alpha=alpha,
             correction=correction.value,
             min_clients=min_clients,
+            mcid_overrides=_mcid_overrides(mcid),
             progress=_show_progress(progress),
         )
         write_table(table, out, output_format.value)
@@ -204,9 +234,7 @@ def claims(
 
 @app.command()
 def report(
-    input_path: Annotated[
-        list[Path], typer.Argument(metavar="INPUT", help="Raw logs or a clean sessions.parquet.")
-    ],
+    input_path: InputsArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for the HTML reports.")],
     by: Annotated[
         SliceBy | None, typer.Option("--by", help="Also one report per audience group or site.")
@@ -215,16 +243,16 @@ def report(
         int, typer.Option("--workers", min=1, help="Parallel report runs (default: cores).")
     ] = max(1, os.cpu_count() or 1),
     title: Annotated[str, typer.Option(help="Report title.")] = "Myofascial release claims",
-    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
+    alpha: AlphaOpt = 0.05,
+    correction: CorrectionOpt = Correction.holm,
+    min_clients: MinClientsOpt = 10,
+    mcid: McidOpt = None,
     min_reported_clients: Annotated[
         int, typer.Option(min=1, help="Counts of fewer clients are suppressed (CMS rule: 11).")
     ] = 11,
-    mapping: Annotated[Path | None, typer.Option("--mapping")] = None,
-    date_order: Annotated[DateOrder, typer.Option("--date-order")] = DateOrder.dmy,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
-    ] = None,
+    mapping: MappingOpt = None,
+    date_order: DateOrderOpt = DateOrder.dmy,
+    progress: ProgressOpt = None,
 ) -> None:
     """Run the report notebooks with papermill and write self-contained HTML plus an index."""
 
@@ -234,6 +262,9 @@ def report(
         options = ReportOptions(
             title=title,
             alpha=alpha,
+            correction=correction.value,
+            min_clients=min_clients,
+            mcid_overrides=_mcid_overrides(mcid),
             min_reported_clients=min_reported_clients,
             date_order=date_order.value,
             mapping=str(mapping) if mapping else "",
