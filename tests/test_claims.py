@@ -416,15 +416,12 @@ def test_decide_verdict(args: tuple, expected: str) -> None:
 
 def test_confidence_intervals_cover_the_simulators_truth() -> None:
     """End to end on the simulator's clean world: most 95% CIs cover the planted values."""
-    simulate = pytest.importorskip("mfr_analysis.simulate")
-    derive = pytest.importorskip("mfr_analysis.derive")
-    steps = ("add_changes", "add_session_index", "add_weeks_since_start",
-             "add_sessions_per_week")
-    if not all(hasattr(derive, step) for step in steps):
-        pytest.skip("derive has no per-step functions")
+    from mfr_analysis import derive, simulate
+
     sessions, truth = simulate.simulate_sessions(1500, 11)
-    for step in steps:
-        sessions = getattr(derive, step)(sessions)
+    for step in (derive.add_changes, derive.add_session_index, derive.add_weeks_since_start,
+                 derive.add_sessions_per_week):
+        sessions = step(sessions)
     table = evaluate_claims(sessions)
     truth = truth.assign(outcome=np.where(truth["claim_id"] == "rom",
                                           "rom:" + truth["rom_measure"].fillna(""),
@@ -439,3 +436,75 @@ def test_confidence_intervals_cover_the_simulators_truth() -> None:
     covered = (merged["ci_low"] <= value) & (value <= merged["ci_high"])
     assert checked.sum() >= 60
     assert covered[checked].mean() >= 0.85
+
+
+CHANGE_DIRECTION = {"pain": -1, "tightness": -1, "stress": -1, "rom": 1}
+
+
+def as_derived(simulated: pd.DataFrame) -> pd.DataFrame:
+    """The simulator's clean world as a validated derived table (ids in the clean shape)."""
+    from mfr_analysis import derive
+
+    codes = pd.factorize(simulated["client_id"])[0]
+    return derive.derive(simulated.assign(
+        session_id=[f"s_{i:016x}" for i in range(len(simulated))],
+        client_id=[f"c_{code:016x}" for code in codes],
+        source_file="sim.csv", source_line=np.arange(2, len(simulated) + 2)))
+
+
+@pytest.fixture(scope="module")
+def simulated_verdicts() -> pd.DataFrame:
+    """Claims tables of two seeds of 2,000 simulated clients, joined to the planted truth."""
+    from mfr_analysis import simulate
+
+    tables = []
+    for seed in (3, 4):
+        sessions, truth = simulate.simulate_sessions(2000, seed)
+        sessions = as_derived(sessions)
+        table = evaluate_claims(sessions)
+        truth = truth.assign(outcome=np.where(truth["claim_id"] == "rom",
+                                              "rom:" + truth["rom_measure"].fillna(""),
+                                              truth["outcome"]))
+        tables.append(table.merge(truth[["claim_id", "audience_group", "outcome",
+                                         "planted_change", "planted_effect"]],
+                                  on=["claim_id", "audience_group", "outcome"]).assign(seed=seed))
+    merged = pd.concat(tables, ignore_index=True)
+    merged = merged.loc[merged["claim_id"].isin(list(CHANGE_DIRECTION))
+                        & (merged["audience_group"] != "all") & (merged["n_clients"] >= 40)]
+    effect = np.where(merged["design"] == "controlled", merged["planted_effect"],
+                      merged["planted_change"])
+    return merged.assign(benefit=effect * merged["claim_id"].map(CHANGE_DIRECTION))
+
+
+def test_strong_planted_effects_are_supported(simulated_verdicts: pd.DataFrame) -> None:
+    strong = simulated_verdicts.loc[simulated_verdicts["benefit"]
+                                    >= 1.3 * simulated_verdicts["mcid"]]
+    assert len(strong) >= 4
+    assert (strong["verdict"] == "supported").all(), strong[["claim_id", "outcome", "verdict"]]
+
+
+def test_absent_effects_show_no_meaningful_effect(simulated_verdicts: pd.DataFrame) -> None:
+    absent = simulated_verdicts.loc[simulated_verdicts["benefit"] == 0]
+    assert len(absent) >= 10
+    assert (absent["verdict"] == "no_meaningful_effect").all()
+
+
+def test_small_real_effects_are_below_threshold(simulated_verdicts: pd.DataFrame) -> None:
+    small = simulated_verdicts.loc[(simulated_verdicts["benefit"] > 0)
+                                   & (simulated_verdicts["benefit"]
+                                      <= 0.6 * simulated_verdicts["mcid"])]
+    assert len(small) >= 6
+    assert small["verdict"].isin(["below_threshold", "no_meaningful_effect",
+                                  "inconclusive"]).all()
+    assert (small["verdict"] == "below_threshold").mean() >= 0.6
+    assert not small["verdict"].isin(["supported", "contradicted"]).any()
+
+
+def test_few_clients_never_give_a_verdict_of_effect() -> None:
+    from mfr_analysis import simulate
+
+    sessions, _ = simulate.simulate_sessions(40, 5)
+    sessions = as_derived(sessions)
+    table = evaluate_claims(sessions)
+    groups = table.loc[table["audience_group"] != "all"]
+    assert set(groups["verdict"]) <= {"insufficient_data", "not_measured"}
