@@ -126,3 +126,21 @@ def test_notebooks_are_committed_clean() -> None:
         assert "parameters" in code[0]["metadata"].get("tags", []), path.name
         assert all(not cell.get("outputs") and cell.get("execution_count") is None
                    for cell in code), path.name
+
+
+def test_site_slices_stay_inside_and_small_sites_are_withheld(tmp_path: Path) -> None:
+    from mfr_analysis.report.run import plan_jobs
+
+    sites = ["../../x"] * 12 + ["Clinique Zoë"] * 12 + ["tiny"] * 3
+    sessions = pd.DataFrame({"client_id": [f"c{i}" for i in range(len(sites))], "site": sites})
+    path = tmp_path / "sessions.parquet"
+    sessions.to_parquet(path)
+    out = tmp_path / "out"
+    jobs, suppressed = plan_jobs(path, None, out, "site", ReportOptions())
+    sliced = [job for job in jobs if job.parameters["slice_column"] == "site"]
+    assert sorted(job.parameters["slice_value"] for job in sliced) == ["../../x", "Clinique Zoë"]
+    for job in sliced:
+        target = (out / f"{job.slug}.html").resolve()
+        assert target.parent == out.resolve()
+        assert Path(job.parameters["claims_out"]).resolve().parent == out.resolve()
+    assert [item["label"] for item in suppressed] == ["tiny"]
