@@ -738,7 +738,10 @@ def _source_session_ids(raw: pd.DataFrame, n: int, key: bytes) -> tuple[np.ndarr
         return np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool)
     trimmed = pc.utf8_trim_whitespace(_arrow_strings(raw["session_id"]))
     tokens = pa.array(sorted(_missing_tokens()), pa.large_string())
-    missing = pc.fill_null(pc.is_in(pc.utf8_lower(trimmed), value_set=tokens), True)
+    # a null (a file without session ids, stacked with one that has them) is missing too:
+    # is_in gives false, not null, for a null value
+    missing = pc.or_(pc.is_null(trimmed),
+                     pc.fill_null(pc.is_in(pc.utf8_lower(trimmed), value_set=tokens), True))
     present = ~missing.to_numpy(zero_copy_only=False)
     hashes = np.zeros(n, dtype=np.uint64)
     if present.any():
