@@ -45,6 +45,11 @@ class Correction(StrEnum):
     fdr_bh = "fdr_bh"
 
 
+class Engine(StrEnum):
+    pandas = "pandas"
+    dask = "dask"
+
+
 class SliceBy(StrEnum):
     audience_group = "audience_group"
     site = "site"
@@ -175,14 +180,27 @@ def clean(
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DateOrder.dmy,
     progress: ProgressOpt = None,
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="pandas (in memory) or dask (partitioned, "
+                             "larger than memory; writes sessions.parquet as a folder).")
+    ] = Engine.pandas,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address "
+                                 "(tcp://host:8786); default: a local cluster. Needs "
+                                 "--engine dask.")
+    ] = None,
 ) -> None:
     """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
 
     def step() -> None:
+        from mfr_analysis.errors import InputError
         from mfr_analysis.pipeline import run_clean
 
+        if scheduler is not None and engine is not Engine.dask:
+            raise InputError("--scheduler needs --engine dask")
         report = run_clean(inputs, out, mapping=mapping, date_order=date_order.value,
-                           progress=_show_progress(progress))
+                           progress=_show_progress(progress), engine=engine.value,
+                           scheduler=scheduler)
         typer.echo(
             f"rows in {report['rows_in']}: clean {report['rows_clean']}, "
             f"quarantined {report['rows_quarantined']}, duplicate {report['rows_duplicate']} "
@@ -204,23 +222,34 @@ def claims(
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DateOrder.dmy,
     progress: ProgressOpt = None,
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", min=1000, help="A clean dataset with more sessions "
+                          "is reduced to a random sample of clients (all their sessions), "
+                          "stated in each row's note.")
+    ] = 5_000_000,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler for that reduction "
+                                 "(default: a local cluster).")
+    ] = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table."""
 
     def step() -> None:
         from mfr_analysis.claims import evaluate_claims
         from mfr_analysis.io import write_table
-        from mfr_analysis.pipeline import load_sessions
+        from mfr_analysis.pipeline import clean_parquet, load_sessions
 
-        sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
-        table = evaluate_claims(
-            sessions,
-            alpha=alpha,
-            correction=correction.value,
-            min_clients=min_clients,
-            mcid_overrides=_mcid_overrides(mcid),
-            progress=_show_progress(progress),
-        )
+        options = {"alpha": alpha, "correction": correction.value, "min_clients": min_clients,
+                   "mcid_overrides": _mcid_overrides(mcid), "progress": _show_progress(progress)}
+        dataset = clean_parquet(input_path)
+        if dataset is not None:  # a clean dataset, maybe larger than memory
+            from mfr_analysis.scale import evaluate_claims_at_scale
+
+            table = evaluate_claims_at_scale(dataset, max_sessions=max_sessions,
+                                             scheduler=scheduler, **options)
+        else:
+            sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
+            table = evaluate_claims(sessions, **options)
         write_table(table, out, output_format.value)
         counts = table["verdict"].value_counts()
         typer.echo(
@@ -242,6 +271,10 @@ def report(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Parallel report runs (default: cores).")
     ] = max(1, os.cpu_count() or 1),
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Run the slices as tasks on this Dask "
+                                 "cluster (tcp://host:8786) instead of local processes.")
+    ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "Myofascial release claims",
     alpha: AlphaOpt = 0.05,
     correction: CorrectionOpt = Correction.holm,
@@ -274,6 +307,7 @@ def report(
             out,
             by=by.value if by else None,
             workers=workers,
+            scheduler=scheduler,
             options=options,
             progress=_show_progress(progress),
         )

@@ -169,8 +169,22 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None = None,
-              date_order: DateOrder = "dmy", progress: bool = True) -> dict[str, Any]:
-    """Clean raw logs into ``out_dir`` (sessions, quarantine, report); return the report."""
+              date_order: DateOrder = "dmy", progress: bool = True,
+              engine: str = "pandas", scheduler: str | None = None) -> dict[str, Any]:
+    """Clean raw logs into ``out_dir`` (sessions, quarantine, report); return the report.
+
+    ``engine="dask"`` runs the same cleaning per partition on a Dask cluster (a local one, or
+    the one at ``scheduler``) and writes ``sessions.parquet`` as a folder of parts; see
+    :mod:`mfr_analysis.scale`."""
+    if engine == "dask":
+        from mfr_analysis.scale import run_clean_dask
+
+        return run_clean_dask(inputs, out_dir, mapping=mapping, date_order=date_order,
+                              progress=progress, scheduler=scheduler)
+    if engine != "pandas":
+        raise ValueError(f"engine must be 'pandas' or 'dask', not {engine!r}")
+    if scheduler is not None:
+        raise ValueError("a scheduler address needs engine='dask'")
     out = Path(out_dir)
     files = raw_input_files(inputs)
     with tqdm(total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
@@ -200,11 +214,12 @@ def clean_parquet(inputs: Inputs) -> Path | None:
     if len(items) != 1:
         return None
     path = Path(items[0])
-    if path.is_dir() and (path / SESSIONS_FILE).is_file():
-        return path / SESSIONS_FILE
-    if path.is_file() and path.suffix.lower() in (".parquet", ".pq"):
+    if path.is_dir() and path.name != SESSIONS_FILE and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE  # a file, or a folder of parts from the Dask engine
+    if path.suffix.lower() in (".parquet", ".pq") and (path.is_file() or path.is_dir()):
         try:
-            names = set(pq.read_schema(path).names)
+            names = set(pq.read_schema(path).names if path.is_file()
+                        else pq.ParquetDataset(path).schema.names)
         except Exception:  # noqa: BLE001 - not a parquet file: let the reader explain
             return None
         if set(CLEAN_COLUMNS) <= names:

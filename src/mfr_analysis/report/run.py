@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -115,7 +115,8 @@ def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: Rep
     """Clean raw inputs into ``data_dir`` once, or use a given clean sessions.parquet."""
     paths = [Path(p) for p in inputs]
     single = paths[0] if len(paths) == 1 else None
-    if single is not None and single.is_dir() and (single / SESSIONS_FILE).is_file():
+    if single is not None and single.is_dir() and (single / SESSIONS_FILE).exists():
+        # a file, or the folder of parts the Dask engine writes
         single = single / SESSIONS_FILE
     if single is not None and single.suffix == ".parquet" and single.name == SESSIONS_FILE:
         report = single.with_name(CLEANING_REPORT_FILE)
@@ -262,26 +263,54 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
 
 
 def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
-             progress: bool = True) -> list[SliceResult]:
-    """Execute notebook jobs in a process pool; results in job order, failures included."""
-    from tqdm import tqdm
+             progress: bool = True, scheduler: str | None = None) -> list[SliceResult]:
+    """Execute notebook jobs in a process pool, or as tasks on the Dask cluster at
+    ``scheduler`` (whose workers see ``out`` and the notebooks at the same paths and have the
+    kernel); results in job order, failures included."""
 
     notebooks = notebook_dir()
     check_parameters(notebooks, jobs)
     kernel = ensure_kernel()
+    if scheduler:
+        return _run_jobs_on_dask(jobs, out, notebooks, kernel, scheduler, progress)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    results: list[SliceResult] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel) for job in jobs]
-        bar = tqdm(as_completed(futures), total=len(futures), desc="reports", unit="report",
-                   disable=not progress, file=sys.stderr)
-        for future in bar:
-            result = future.result()
-            if result.error:
-                log.warning("report %s failed: %s", result.slug, result.error)
-            results.append(result)
+        return _collect(as_completed(futures), jobs, progress)
+
+
+def _collect(finished: Iterable, jobs: Sequence[SliceJob], progress: bool) -> list[SliceResult]:
+    """Gather finished futures (any executor) with a progress bar; results in job order."""
+    from tqdm import tqdm
+
+    results: list[SliceResult] = []
+    for future in tqdm(finished, total=len(jobs), desc="reports", unit="report",
+                       disable=not progress, file=sys.stderr):
+        result = future.result()
+        if result.error:
+            log.warning("report %s failed: %s", result.slug, result.error)
+        results.append(result)
     order = {job.slug: i for i, job in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.slug])
+
+
+def _run_jobs_on_dask(jobs: Sequence[SliceJob], out: Path, notebooks: Path, kernel: str,
+                      scheduler: str, progress: bool) -> list[SliceResult]:
+    """One task per slice on an existing Dask cluster (``distributed``)."""
+    from distributed import Client, as_completed
+
+    from mfr_analysis.errors import InputError
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    try:
+        futures = [client.submit(run_job, job, str(notebooks), str(out), kernel, pure=False,
+                                 key=f"report-{job.slug}") for job in jobs]
+        return _collect(as_completed(futures), jobs, progress)
+    finally:
+        client.close()
 
 
 def run_reports(
@@ -292,6 +321,7 @@ def run_reports(
     workers: int | None = None,
     options: ReportOptions | None = None,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> Path:
     """Clean once, run every report notebook in parallel, write ``index.html``; return its path."""
     from mfr_analysis.report.index import write_index
@@ -302,7 +332,7 @@ def run_reports(
     notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
     sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
     jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
-    results = run_jobs(jobs, out, workers=workers, progress=progress)
+    results = run_jobs(jobs, out, workers=workers, progress=progress, scheduler=scheduler)
     from mfr_analysis.report.views import load_cleaning_report
 
     cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")

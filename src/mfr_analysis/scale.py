@@ -1,0 +1,744 @@
+"""The Dask engine for cleaning: the pandas cleaning functions, run per partition on a cluster.
+
+``run_clean_dask`` gives the same clean table, quarantine and counts as
+:func:`mfr_analysis.pipeline.run_clean` (the pandas engine), for inputs larger than memory:
+
+1. **Partitions.** Each input file is a partition; a delimited text file larger than
+   ``blocksize`` is split into byte ranges at line ends, each read exactly as
+   :mod:`mfr_analysis.read` reads the whole file (same header plan, encoding and delimiter,
+   true physical ``source_line``). A range that does not parse as whole rows (a line break
+   inside a quoted cell, ragged rows, an encoding the file's head did not predict) makes the
+   engine read that file whole instead, so nothing is ever split mid-record.
+2. **Clean per partition** with :func:`mfr_analysis.clean.clean_sessions` (the single source
+   of truth): each task writes its clean rows and its quarantine rows to a staging folder and
+   returns its report plus, per clean row, two independent 64-bit hashes of the
+   de-duplication key and the session id *before* repeats were resolved.
+3. **Across partitions** (``dask.dataframe`` over those keys): exact duplicates are rows whose
+   128-bit key repeats in another partition (the first in input order is kept, as the pandas
+   engine keeps it); session ids are made unique with the pandas engine's own rule
+   (:func:`mfr_analysis.clean._unique_ids`) applied to the rows whose id repeats anywhere;
+   site spellings that differ only in case get the first spelling in input order.
+4. **Write.** ``sessions.parquet`` is a folder of ``part-NNNNN.parquet`` files in input order
+   (``pandas.read_parquet`` and ``dask.dataframe.read_parquet`` read it as one table),
+   ``quarantine.csv`` is one file (the partitions' rows concatenated in input order) and
+   ``cleaning_report.json`` adds the partitions' counts. Each output replaces the old one only
+   when complete.
+
+The cluster is ``distributed``'s: a ``LocalCluster`` (one single-threaded worker process per
+core) unless ``scheduler`` names an existing one (``tcp://host:8786``), whose workers must see
+the input files and the output folder at the same paths. The pseudonym key is read here, once,
+and sent with the tasks, so every worker pseudonymises with the same key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from mfr_analysis import clean as _clean
+from mfr_analysis import read as _read
+from mfr_analysis.clean import DateOrder, clean_sessions, reason_codes
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.io import atomic_path
+from mfr_analysis.pseudonymise import hex_ids, keyed_hash64, load_key
+from mfr_analysis.read import INPUT_COLUMNS, HeaderPlan, UserMapping, combine_sources
+from mfr_analysis.schema import CLEAN_COLUMNS
+from mfr_analysis.tables import normalise_token
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCKSIZE = 128 << 20  # bytes of delimited text per partition
+_CHUNK_STRIDE = 1_000_000  # order key of a partition: file index * stride + chunk index
+_DEDUP_EXCLUDED = ("session_id", "source_file", "source_line", "delivery")
+_HASH_KEYS = ("mfr-dedup-key-01", "mfr-dedup-key-02")  # two independent 64-bit hashes
+
+
+class _Unsplittable(Exception):  # noqa: N818 - a signal, not an error
+    """A byte range did not parse as whole rows: the file must be read whole."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One partition: a whole file, or a byte range of a delimited text file."""
+
+    order: int  # file index * _CHUNK_STRIDE + chunk index: input order of partitions
+    path: str
+    name: str  # the file's display name (source_file)
+    start: int | None = None  # byte range [start, end); None = the whole file
+    end: int | None = None
+    first_line: int = 0  # physical line number of the first line of the range
+    plan: HeaderPlan | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    header_line: int = 1
+
+    @property
+    def tag(self) -> str:
+        return f"{self.order:012d}" + ("w" if self.start is None else "r")
+
+
+# ---------------------------------------------------------------------------------------------
+# planning the partitions (on the client)
+
+
+def plan_parts(files: Sequence[Path], names: Sequence[str], mapping: UserMapping | None,
+               blocksize: int = DEFAULT_BLOCKSIZE) -> list[Part]:
+    """Partitions in input order: big delimited files in byte ranges, other files whole."""
+    parts: list[Part] = []
+    for i, (path, name) in enumerate(zip(files, names, strict=True)):
+        ranges = _byte_ranges(path, name, mapping, blocksize)
+        if not ranges:
+            parts.append(Part(i * _CHUNK_STRIDE, str(path), name))
+            continue
+        parts.extend(replace(r, order=i * _CHUNK_STRIDE + j) for j, r in enumerate(ranges))
+    return parts
+
+
+def _byte_ranges(path: Path, name: str, mapping: UserMapping | None,
+                 blocksize: int) -> list[Part]:
+    """Byte ranges of a large delimited file, or [] to read it whole."""
+    suffix = path.suffix.lower()
+    if suffix not in _read.TEXT_SUFFIXES or blocksize <= 0:
+        return []
+    size = path.stat().st_size
+    if size <= blocksize:
+        return []
+    with path.open("rb") as handle:
+        head = handle.read(_read._SAMPLE_BYTES)
+    if head.startswith((b"PAR1", b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        return []
+    encoding = _read._detect_encoding(head)
+    if encoding == "utf-16" or b"\x00" in head:
+        return []
+    # the same header detection as read._read_delimited
+    sample = head.decode(_read._python_encoding(encoding), errors="replace").splitlines()
+    if len(head) == _read._SAMPLE_BYTES and len(sample) > 1:
+        sample = sample[:-1]  # the last sampled line may be cut
+    sample = sample[:200]
+    delimiter = _read._sniff_delimiter(sample[:50])
+    import csv
+
+    rows = list(csv.reader(sample, delimiter=delimiter))
+    header_index = _read._header_row(rows, mapping)
+    headers = rows[header_index] if rows else []
+    plan = _read.plan_headers(headers, mapping)
+    if plan.missing_required():
+        return []  # the whole-file reader raises the user-facing error
+    header_line = _read._physical_line_after(sample, delimiter, header_index)
+    newlines = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
+    if newlines.size < header_line:
+        return []
+    data_start = int(newlines[header_line - 1]) + 1
+    base = Part(0, str(path), name, plan=plan, delimiter=delimiter, encoding=encoding,
+                header_line=header_line)
+    ranges: list[Part] = []
+    # plain reads, not mmap: a mapped 10 GB file would count as resident memory
+    with path.open("rb") as handle:
+        start, line = data_start, header_line + 1
+        while start < size:
+            end = _line_end(handle, min(start + blocksize, size), size)
+            ranges.append(replace(base, start=start, end=end, first_line=line))
+            line += _count_newlines(handle, start, end)
+            start = end
+    return ranges if len(ranges) > 1 else []
+
+
+def _line_end(handle: Any, at: int, size: int) -> int:
+    """Offset just after the first line break at or after ``at - 1`` (or the file's end)."""
+    position = max(at - 1, 0)
+    while position < size:
+        handle.seek(position)
+        block = handle.read(1 << 20)
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return position + cut + 1
+        position += len(block)
+    return size
+
+
+def _count_newlines(handle: Any, start: int, end: int) -> int:
+    handle.seek(start)
+    count, left = 0, end - start
+    while left > 0:
+        block = handle.read(min(left, 16 << 20))
+        if not block:
+            break
+        count += block.count(b"\n")
+        left -= len(block)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+# per-partition work (on the workers)
+
+
+def _read_range(part: Part) -> _read.Source:
+    """A byte range of a delimited file, read as read._read_with_pyarrow reads the file."""
+    plan = part.plan
+    assert plan is not None and part.start is not None and part.end is not None
+    with open(part.path, "rb") as handle:
+        handle.seek(part.start)
+        data = handle.read(part.end - part.start)
+    names = [f"c{i}" for i in range(len(plan.targets))]
+    keep = {names[i]: t for i, t in enumerate(plan.targets) if t is not None}
+    invalid: list[int] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append(row.actual_columns)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(
+                column_names=names, encoding="utf8" if part.encoding == "utf-8" else part.encoding,
+                block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=part.delimiter, ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(keep, pa.string()), include_columns=list(keep),
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowException, UnicodeDecodeError, LookupError) as exc:
+        raise _Unsplittable(str(exc)) from exc
+    lines_in_range = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if invalid or table.num_rows != lines_in_range:
+        raise _Unsplittable("rows are not lines")
+    lines = np.arange(part.first_line, part.first_line + table.num_rows, dtype=np.int64)
+    info = {"file": part.name, "format": "delimited", "delimiter": part.delimiter,
+            "encoding": part.encoding, "header_line": part.header_line}
+    return _read._finish(part.name, {keep[n]: table[n] for n in keep}, lines, plan, info)
+
+
+def _read_part(part: Part, mapping: UserMapping | None) -> _read.RawLogs:
+    if part.start is None:
+        return combine_sources(_read.read_source(Path(part.path), mapping, part.name))
+    return combine_sources([_read_range(part)])
+
+
+def _row_keys(raw: pd.DataFrame, sessions: pd.DataFrame, key: bytes, order: int) -> pd.DataFrame:
+    """Per clean row: partition, position, 2 x 64-bit de-duplication hashes, base session id."""
+    n = len(sessions)
+    source_hash, has_source = _clean._source_session_ids(raw, len(raw), key)
+    raw_files = raw["source_file"].cat.categories
+    raw_rows = (np.asarray(raw["source_file"].cat.codes, dtype=np.int64) << 40) | np.asarray(
+        raw["source_line"], dtype=np.int64)
+    session_files = pd.Categorical(sessions["source_file"], categories=raw_files).codes
+    lines = sessions["source_line"].to_numpy(dtype=np.int64)
+    where = pd.Index(raw_rows).get_indexer((session_files.astype(np.int64) << 40) | lines)
+    if n and (where < 0).any():
+        raise RuntimeError("clean rows could not be matched to their raw rows")
+    source_hash, has_source = source_hash[where], has_source[where]
+
+    columns = {}
+    for column in CLEAN_COLUMNS:
+        if column in _DEDUP_EXCLUDED:
+            continue
+        values = sessions[column]
+        if column == "site":  # the pandas engine compares site names case-insensitively
+            norms = [normalise_token(str(c)) for c in values.cat.categories]
+            distinct = list(dict.fromkeys(norms))
+            remap = np.array([distinct.index(x) for x in norms] + [-1], dtype=np.int64)
+            values = pd.Categorical.from_codes(
+                remap[np.asarray(values.cat.codes, dtype=np.int64)],
+                categories=pd.Index(distinct, dtype=object))
+        elif values.dtype == np.float64:
+            values = values + 0.0  # -0.0 and 0.0 are the same value
+        columns[column] = values
+    columns["source_session_id"] = source_hash
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
+    dup1, dup2 = (pd.util.hash_pandas_object(frame, index=False, hash_key=k).to_numpy()
+                  for k in _HASH_KEYS)
+
+    # the session id before clean._unique_ids resolved repeats (clean._session_hashes' inputs)
+    clients, distinct = pd.factorize(sessions["client_id"])
+    client_hash = np.array([int(c[2:], 16) for c in distinct], dtype=np.uint64)[clients] if n \
+        else np.zeros(0, np.uint64)
+    file_codes, file_names = pd.factorize(sessions["source_file"])
+    file_hash = keyed_hash64(np.asarray(file_names, dtype=object), key)[file_codes] if n \
+        else np.zeros(0, np.uint64)
+    days = sessions["session_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    base = _clean._session_hashes(client_hash, days, file_hash, lines, source_hash, has_source)
+    rehashed = ~np.asarray(pa.array(sessions["session_id"]).cast(pa.large_string()).to_numpy(
+        zero_copy_only=False) == np.asarray(hex_ids(base).to_numpy(zero_copy_only=False)))
+    return pd.DataFrame({
+        "part": np.full(n, order, dtype=np.int64), "pos": np.arange(n, dtype=np.int64),
+        "dup1": dup1, "dup2": dup2, "base": base, "line": lines,
+        "has_source_id": has_source, "rehashed": rehashed,
+    })
+
+
+def _clean_part(part: Part, mapping: UserMapping | None, key: bytes, date_order: str,
+                today: dt.date, staging: str) -> dict[str, Any]:
+    """Read and clean one partition; stage its sessions, keys and quarantine rows."""
+    from mfr_analysis.pipeline import _write_parquet, full_report
+
+    try:
+        raw = _read_part(part, mapping)
+    except _Unsplittable as why:
+        return {"order": part.order, "unsplittable": str(why)}
+    result = clean_sessions(raw.frame, date_order=date_order, key=key, today=today)  # type: ignore[arg-type]
+    report = full_report(raw, result)
+    keys = _row_keys(raw.frame, result.sessions, key, part.order)
+    del raw
+    folder = Path(staging)
+    _write_parquet(result.sessions, folder / f"sessions-{part.tag}.parquet")
+    keys.to_parquet(folder / f"keys-{part.tag}.parquet", index=False)
+    table = pa.Table.from_pandas(result.quarantine, preserve_index=False)
+    pacsv.write_csv(table, folder / f"quarantine-{part.tag}.csv",
+                    write_options=pacsv.WriteOptions(include_header=False,
+                                                     quoting_style="needed"))
+    return {"order": part.order, "tag": part.tag, "report": report,
+            "sites": [str(s) for s in result.sessions["site"].cat.categories]}
+
+
+def _finish_part(tag: str, staging: str, out_path: str, drop: np.ndarray,
+                 new_ids: dict[int, str], site_labels: dict[str, str],
+                 site_categories: list[str]) -> dict[str, int]:
+    """Drop cross-partition duplicates, fix repeated ids and site spellings; write the part.
+
+    Returns the dropped rows per source file."""
+    source = Path(staging) / f"sessions-{tag}.parquet"
+    if not drop.size and not new_ids:
+        sites = pd.read_parquet(source, columns=["site"])["site"]
+        if [str(c) for c in sites.cat.categories] == site_categories:
+            os.replace(source, out_path)  # nothing to change: keep the staged file
+            return {}
+    table = pq.read_table(source)  # Arrow all the way: no pandas round trip
+    dropped: dict[str, int] = {}
+    if drop.size:
+        names = table["source_file"].take(pa.array(drop)).to_pylist()
+        for name in names:
+            dropped[name] = dropped.get(name, 0) + 1
+    if new_ids:
+        ids = np.asarray(table["session_id"].to_numpy(zero_copy_only=False), dtype=object)
+        for position, text in new_ids.items():
+            ids[position] = text
+        column = table.schema.get_field_index("session_id")
+        table = table.set_column(column, table.schema.field(column),
+                                 pa.array(ids, table.schema.field(column).type))
+    site = table["site"].combine_chunks()
+    index = {label: i for i, label in enumerate(site_categories)}
+    remap = np.array([index[site_labels[normalise_token(str(c))]]
+                      for c in site.dictionary.to_pylist()] + [-1], dtype=np.int32)
+    codes = remap[np.asarray(site.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                             dtype=np.int64)]
+    new_site = pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32(), mask=codes < 0),
+        pa.array(site_categories, site.type.value_type))
+    column = table.schema.get_field_index("site")
+    table = table.set_column(column, pa.field("site", new_site.type), new_site)
+    if drop.size:
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[drop] = False
+        table = table.filter(pa.array(keep))
+    from mfr_analysis.pipeline import _write_parquet
+
+    _write_parquet(table, Path(out_path))
+    source.unlink()
+    return dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``scheduler`` if given, else to a new LocalCluster with one
+    single-threaded worker process per core."""
+    from distributed import Client
+
+    quiet = logging.getLogger("distributed")  # errors reach the user once, as one line
+    level = quiet.level
+    if not log.isEnabledFor(logging.DEBUG):
+        quiet.setLevel(logging.CRITICAL)
+    try:
+        with _client(scheduler, n_workers, Client) as client:
+            yield client
+    finally:
+        quiet.setLevel(level)
+
+
+@contextmanager
+def _client(scheduler: str | None, n_workers: int | None,
+            Client: Any) -> Iterator[Any]:  # noqa: N803
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise _read.InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") \
+                from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(n_workers: int | None = None, *, processes: bool = True) -> Any:
+    """``distributed.LocalCluster``: one single-threaded worker per core (or ``n_workers``),
+    no dashboard, the scheduler's HTTP endpoint on a free port (never a clash on 8787)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers or max(1, os.cpu_count() or 1),
+                        threads_per_worker=1, processes=processes, dashboard_address=None,
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                        silence_logs=logging.CRITICAL)
+
+
+def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | None = None,
+                   date_order: DateOrder = "dmy", progress: bool = True,
+                   scheduler: str | None = None, blocksize: int = DEFAULT_BLOCKSIZE,
+                   n_workers: int | None = None) -> dict[str, Any]:
+    """Clean raw logs on a Dask cluster into ``out_dir``; return the cleaning report."""
+    from mfr_analysis.pipeline import raw_input_files
+
+    if date_order not in _clean.DATE_ORDERS:
+        raise ValueError(f"date_order must be one of {_clean.DATE_ORDERS}, not {date_order!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = raw_input_files(inputs)
+    names = _read.display_names(files)
+    user_mapping = _read.load_mapping(mapping) if mapping is not None else None
+    for path, name in zip(files, names, strict=True):  # fail early, on the client, in one line
+        if not path.is_file():
+            raise _read.InputError(f"{name}: no such file")
+    key = load_key()
+    today = dt.date.today()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    parts = plan_parts(files, names, user_mapping, blocksize)
+    lap("plan")
+    staging = Path(tempfile.mkdtemp(prefix=".mfr-dask-", dir=out))
+    try:
+        with dask_client(scheduler, n_workers) as client, tqdm(
+                total=len(parts) + 2, desc="clean (dask)", unit="part",
+                disable=not progress) as bar:
+            lap("cluster")
+            results = _clean_all(client, parts, user_mapping, key, date_order, today, staging,
+                                 bar)
+            lap("clean")
+            bar.set_postfix_str("duplicates across partitions")
+            plan = _across_partitions(client, results, staging)
+            lap("across_partitions")
+            bar.update()
+            bar.set_postfix_str("writing")
+            report = _write_all(client, results, plan, staging, out)
+            lap("write")
+            bar.update()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("dask engine seconds per step: %s", seconds)  # not in the report: re-runs match
+    log.info("wrote %s, %s, %s to %s (dask, %d partitions)", SESSIONS_FILE, QUARANTINE_FILE,
+             CLEANING_REPORT_FILE, out, len(results))
+    return report
+
+
+def _clean_all(client: Any, parts: list[Part], mapping: UserMapping | None, key: bytes,
+               date_order: str, today: dt.date, staging: Path,
+               bar: tqdm) -> list[dict[str, Any]]:
+    """Clean every partition; files whose ranges do not split cleanly are read whole."""
+    from distributed import as_completed
+
+    results: dict[int, dict[str, Any]] = {}
+    todo = parts
+    while todo:
+        futures = [client.submit(_clean_part, p, mapping, key, date_order, today, str(staging),
+                                 pure=False) for p in todo]
+        failed_files: set[int] = set()
+        for future in as_completed(futures):
+            result = future.result()
+            if "unsplittable" in result:
+                failed_files.add(result["order"] // _CHUNK_STRIDE)
+            else:
+                results[result["order"]] = result
+            bar.update()
+        retry = []
+        for file_index in sorted(failed_files):
+            chunks = [p for p in todo if p.order // _CHUNK_STRIDE == file_index]
+            for p in chunks:  # forget every range of that file
+                done = results.pop(p.order, None)
+                if done is not None:
+                    for stem in ("sessions", "keys"):
+                        (staging / f"{stem}-{done['tag']}.parquet").unlink(missing_ok=True)
+                    (staging / f"quarantine-{done['tag']}.csv").unlink(missing_ok=True)
+            log.info("%s: cannot be split at line ends; reading it whole", chunks[0].name)
+            retry.append(Part(file_index * _CHUNK_STRIDE, chunks[0].path, chunks[0].name))
+            bar.total += 1
+        todo = retry
+    return [results[k] for k in sorted(results)]
+
+
+@dataclass
+class _Plan:
+    drop: dict[int, np.ndarray]  # partition order -> positions of duplicates to drop
+    new_ids: dict[int, dict[int, str]]  # partition order -> {position: session id}
+    duplicates: int
+    dropped_with_source_id: int
+    conflicts_delta: int
+    site_labels: dict[str, str]
+    site_categories: list[str]
+
+
+def _across_partitions(client: Any, results: list[dict[str, Any]], staging: Path) -> _Plan:
+    """Exact duplicates and repeated session ids across partitions, and the site spellings."""
+    import dask
+    import dask.dataframe as dd
+
+    site_labels: dict[str, str] = {}
+    for r in results:
+        for label in r["sites"]:
+            site_labels.setdefault(normalise_token(label), label)
+    site_categories = list(dict.fromkeys(site_labels.values()))
+    empty = _Plan({}, {}, 0, 0, 0, site_labels, site_categories)
+    if len(results) < 2:
+        return empty
+    paths = [str(staging / f"keys-{r['tag']}.parquet") for r in results]
+    keys = dd.from_map(pd.read_parquet, paths, columns=["dup1", "base"])
+    split = max(1, len(paths) // 4)
+    counts_dup = keys["dup1"].value_counts(split_out=split)
+    counts_id = keys["base"].value_counts(split_out=split)
+    repeated_dup, repeated_id = dask.compute(counts_dup[counts_dup > 1],
+                                             counts_id[counts_id > 1])
+    if repeated_dup.empty and repeated_id.empty:
+        return empty
+    dup_values = np.asarray(repeated_dup.index, dtype=np.uint64)
+    id_values = np.asarray(repeated_id.index, dtype=np.uint64)
+    full = dd.from_map(pd.read_parquet, paths)
+    candidates = full.map_partitions(
+        lambda df: df[df["dup1"].isin(dup_values) | df["base"].isin(id_values)]).compute()
+    candidates = candidates.sort_values(["part", "pos"], kind="stable").reset_index(drop=True)
+
+    # exact duplicates: the same 128-bit key in another partition; keep the first in input order
+    is_dup = candidates.duplicated(["dup1", "dup2"], keep="first").to_numpy()
+    drop: dict[int, np.ndarray] = {}
+    for part, rows in candidates[is_dup].groupby("part")["pos"]:
+        drop[int(part)] = np.sort(rows.to_numpy(dtype=np.int64))
+
+    # session ids: clean._unique_ids over the kept rows whose id repeats, in input order
+    kept = candidates[~is_dup & candidates["base"].isin(id_values).to_numpy()]
+    new_ids: dict[int, dict[int, str]] = {}
+    conflicts = 0
+    if len(kept):
+        ids, conflicts = _clean._unique_ids(kept["base"].to_numpy(dtype=np.uint64),
+                                            np.ones(len(kept), dtype=bool),
+                                            kept["line"].to_numpy(dtype=np.int64))
+        for (part, pos), text in zip(kept[["part", "pos"]].itertuples(index=False),
+                                     hex_ids(ids).to_pylist(), strict=True):
+            new_ids.setdefault(int(part), {})[int(pos)] = text
+    was_rehashed = int(candidates.loc[candidates["base"].isin(id_values), "rehashed"].sum())
+    return _Plan(drop, new_ids, int(is_dup.sum()),
+                 int(candidates.loc[is_dup, "has_source_id"].sum()),
+                 conflicts - was_rehashed, site_labels, site_categories)
+
+
+def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging: Path,
+               out: Path) -> dict[str, Any]:
+    """Finish every part into a new sessions folder, then publish the three outputs."""
+    from mfr_analysis.pipeline import _write_csv
+
+    folder = staging / "sessions.parquet"
+    folder.mkdir()
+    futures = [client.submit(
+        _finish_part, r["tag"], str(staging), str(folder / f"part-{i:05d}.parquet"),
+        plan.drop.get(r["order"], np.zeros(0, np.int64)), plan.new_ids.get(r["order"], {}),
+        plan.site_labels, plan.site_categories, pure=False) for i, r in enumerate(results)]
+    dropped_per_file: dict[str, int] = {}
+    for dropped in client.gather(futures):
+        for name, count in dropped.items():
+            dropped_per_file[name] = dropped_per_file.get(name, 0) + count
+    report = merge_reports([r["report"] for r in results])
+    _apply_plan(report, plan, dropped_per_file)
+    report["engine"] = {"name": "dask", "partitions": len(results),
+                        "duplicates_across_partitions": plan.duplicates}
+
+    header = staging / "quarantine-header.csv"
+    _write_csv(pd.DataFrame(columns=[*INPUT_COLUMNS, *_clean.QUARANTINE_EXTRA]).astype(
+        {"source_line": "int64"}), header)
+    with atomic_path(out / QUARANTINE_FILE) as tmp, tmp.open("wb") as target:
+        for name in ["quarantine-header.csv",
+                     *(f"quarantine-{r['tag']}.csv" for r in results)]:
+            with (staging / name).open("rb") as piece:
+                shutil.copyfileobj(piece, target, 16 << 20)
+    _publish_folder(folder, out / SESSIONS_FILE)
+    with atomic_path(out / CLEANING_REPORT_FILE) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
+
+def _publish_folder(folder: Path, target: Path) -> None:
+    """Move the finished folder onto ``target`` (a file or folder from an earlier run)."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(folder, target)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _apply_plan(report: dict[str, Any], plan: _Plan, dropped: dict[str, int]) -> None:
+    report["rows_clean"] -= plan.duplicates
+    report["rows_duplicate"] += plan.duplicates
+    for name, count in dropped.items():
+        report["per_source"][name]["rows_clean"] -= count
+        report["per_source"][name]["rows_duplicate"] += count
+    ids = report["session_ids"]
+    ids["from_source"] -= plan.dropped_with_source_id
+    ids["derived"] -= plan.duplicates - plan.dropped_with_source_id
+    ids["repeated_source_ids"] += plan.conflicts_delta
+    if report["rows_in"] != (report["rows_clean"] + report["rows_quarantined"]
+                             + report["rows_duplicate"]):
+        raise RuntimeError("row accounting is broken")
+
+
+def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for name, value in source.items():
+        target[name] = target.get(name, 0) + value
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One cleaning report from the partitions' reports (counts added, in input order)."""
+    first = reports[0]
+    merged: dict[str, Any] = {}
+    for count in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
+        merged[count] = sum(r[count] for r in reports)
+    reasons: dict[str, int] = {}
+    per_source: dict[str, dict[str, int]] = {}
+    ids: dict[str, int] = {}
+    dropped: dict[str, list[str]] = {}
+    identifiers: dict[str, set[str]] = {}
+    rows_read: dict[str, int] = {}
+    inputs: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in reports:
+        _add(reasons, r["reasons"])
+        for name, counts in r["per_source"].items():
+            _add(per_source.setdefault(name, {}), counts)
+        _add(ids, r["session_ids"])
+        for name, headers in r["dropped_columns"].items():
+            dropped.setdefault(name, list(headers))
+        for kind, headers in r["identifier_columns_dropped"].items():
+            identifiers.setdefault(kind, set()).update(headers)
+        _add(rows_read, r["rows_per_source_read"])
+        for info in r["inputs"]:
+            slot = (info.get("file"), info.get("sheet"))
+            if slot not in inputs:
+                inputs[slot] = dict(info)
+            else:
+                for count in ("rows", "blank_rows_skipped", "blank_lines"):
+                    if count in info:
+                        inputs[slot][count] = inputs[slot].get(count, 0) + info[count]
+    merged["reasons"] = {c: reasons[c] for c in reason_codes() if reasons.get(c)}
+    merged["per_source"] = per_source
+    merged["date_order"] = first["date_order"]
+    merged["session_ids"] = {k: ids.get(k, 0) for k in first["session_ids"]}
+    merged["columns_absent"] = [c for c in INPUT_COLUMNS
+                                if all(c in r["columns_absent"] for r in reports)]
+    merged["columns_ignored"] = sorted({c for r in reports for c in r["columns_ignored"]})
+    merged["package_version"] = first["package_version"]
+    merged["dropped_columns"] = dropped
+    merged["identifier_columns_dropped"] = {k: sorted(v) for k, v in sorted(identifiers.items())}
+    merged["rows_per_source_read"] = rows_read
+    merged["inputs"] = list(inputs.values())
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# claims on a dataset larger than memory
+
+DEFAULT_MAX_SESSIONS = 5_000_000  # sessions the claims models get at most (a few GiB)
+
+
+def _dataset_files(dataset: str | Path) -> list[Path]:
+    path = Path(dataset)
+    if path.is_dir() and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix == ".parquet"
+                      and not p.name.startswith("."))
+    return [path]
+
+
+def _sampled_clients(path: str, threshold: int | None) -> pd.DataFrame:
+    """One part's sessions of the clients whose pseudonym falls under ``threshold``."""
+    table = pd.read_parquet(path)
+    if threshold is None:
+        return table
+    numbers = np.array([int(c[2:], 16) for c in table["client_id"]], dtype=np.uint64)
+    return table[numbers < np.uint64(threshold)].reset_index(drop=True)
+
+
+def sessions_for_claims(dataset: str | Path, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                        scheduler: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The derived sessions the claims models need, and a note saying how they were chosen.
+
+    A dataset of at most ``max_sessions`` sessions is read whole (the note is empty). A larger
+    one is reduced, part by part on a Dask cluster, to a random sample of *clients* with all of
+    their sessions (the unit of independence stays whole, and derived columns such as
+    ``sessions_per_week`` are exact): a client is in the sample when its pseudonym, a keyed
+    hash that is uniform over clients, is below ``max_sessions / sessions`` of the hash range.
+    The same dataset gives the same sample; the note states its size."""
+    from mfr_analysis.derive import derive
+
+    files = _dataset_files(dataset)
+    n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if n_sessions <= max_sessions:
+        return derive(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+                      if len(files) > 1 else pd.read_parquet(files[0])), ""
+    import dask.dataframe as dd
+
+    fraction = max_sessions / n_sessions
+    threshold = min(int(fraction * 2**64), 2**64 - 1)
+    with dask_client(scheduler):
+        clients = dd.from_map(pd.read_parquet, [str(f) for f in files], columns=["client_id"])
+        n_clients = int(clients["client_id"].nunique().compute())
+        sample = dd.from_map(_sampled_clients, [str(f) for f in files],
+                             threshold=threshold).compute()
+    sample = sample.reset_index(drop=True)
+    note = (f"client sample: {sample['client_id'].nunique():,} of {n_clients:,} clients with "
+            f"all their sessions ({len(sample):,} of {n_sessions:,}), drawn by keyed pseudonym "
+            f"hash because the dataset exceeds {max_sessions:,} sessions")
+    return derive(sample), note
+
+
+def evaluate_claims_at_scale(dataset: str | Path, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                             scheduler: str | None = None, **options: Any) -> pd.DataFrame:
+    """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size: reduced
+    first by :func:`sessions_for_claims`, the reduction recorded in ``method`` and ``note``."""
+    from mfr_analysis.claims import evaluate_claims
+
+    sessions, note = sessions_for_claims(dataset, max_sessions=max_sessions, scheduler=scheduler)
+    table = evaluate_claims(sessions, **options)
+    if note:
+        fitted = table["method"].fillna("").astype(str) != ""
+        table.loc[fitted, "method"] = table.loc[fitted, "method"].astype(str) + " (client sample)"
+        table["note"] = [f"{n}; {note}" if isinstance(n, str) and n else note
+                         for n in table["note"]]
+    return table

@@ -1,0 +1,249 @@
+"""The Dask engine gives the pandas engine's answers, whatever the partitioning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
+from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
+from mfr_analysis.scale import run_clean_dask  # noqa: E402
+from mfr_analysis.schema import CleanSessions  # noqa: E402
+
+COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
+          "per_source", "session_ids", "columns_absent", "dropped_columns",
+          "identifier_columns_dropped", "rows_per_source_read")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A small in-process cluster: two single-threaded workers."""
+    from mfr_analysis.scale import local_cluster
+
+    with local_cluster(2, processes=False) as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three simulated files; the third repeats rows of the first (duplicates across files)."""
+    from mfr_analysis.simulate import write_simulation
+
+    folder = tmp_path_factory.mktemp("scale")
+    write_simulation(80, 3, folder / "a.csv")
+    write_simulation(60, 4, folder / "b.csv")
+    lines = (folder / "a.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "c.csv").write_text("".join(lines[:1] + lines[40:90]), encoding="utf-8")
+    for truth in folder.glob("*.truth.*"):
+        truth.unlink()
+    return folder
+
+
+def _outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    sessions = pd.read_parquet(out / SESSIONS_FILE)
+    sessions = sessions.sort_values("session_id").reset_index(drop=True)
+    quarantine = pd.read_csv(out / QUARANTINE_FILE, dtype=str, keep_default_na=False)
+    quarantine = quarantine.sort_values(["source_file", "source_line"]).reset_index(drop=True)
+    report = json.loads((out / CLEANING_REPORT_FILE).read_text())
+    return sessions, quarantine, report
+
+
+def _assert_same(left: Path, right: Path) -> None:
+    s1, q1, r1 = _outputs(left)
+    s2, q2, r2 = _outputs(right)
+    pd.testing.assert_frame_equal(s1, s2)
+    pd.testing.assert_frame_equal(q1, q2)
+    assert {k: r1[k] for k in COUNTS} == {k: r2[k] for k in COUNTS}
+
+
+@pytest.fixture(scope="module")
+def pandas_out(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pandas-engine")
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse key is not set yet
+        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        run_clean([logs], out, progress=False)
+    return out
+
+
+def test_dask_engine_equals_pandas_engine(logs: Path, pandas_out: Path, cluster: str,
+                                          tmp_path: Path) -> None:
+    report = run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
+    assert report["engine"]["partitions"] == 3  # small files: one partition each
+    assert report["rows_in"] == (report["rows_clean"] + report["rows_quarantined"]
+                                 + report["rows_duplicate"])
+    assert report["engine"]["duplicates_across_partitions"] > 0  # c.csv repeats a.csv
+    assert (tmp_path / SESSIONS_FILE).is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE])  # no staging left behind
+    _assert_same(tmp_path, pandas_out)
+    CleanSessions.validate(pd.read_parquet(tmp_path / SESSIONS_FILE))
+    # the quarantine file is byte-identical (input order is partition order)
+    assert (tmp_path / QUARANTINE_FILE).read_bytes() == (pandas_out / QUARANTINE_FILE).read_bytes()
+
+
+def test_two_partitionings_give_the_same_answers(logs: Path, pandas_out: Path, cluster: str,
+                                                 tmp_path: Path) -> None:
+    small = run_clean_dask([logs], tmp_path / "small", scheduler=cluster, progress=False,
+                           blocksize=12_000)
+    other = run_clean_dask([logs], tmp_path / "other", scheduler=cluster, progress=False,
+                           blocksize=31_000)
+    assert small["engine"]["partitions"] > other["engine"]["partitions"] > 3  # byte ranges
+    _assert_same(tmp_path / "small", tmp_path / "other")
+    _assert_same(tmp_path / "small", pandas_out)
+
+
+def test_same_row_in_two_files_is_counted_once(cluster: str, tmp_path: Path) -> None:
+    source = Path(__file__).parent / "fixtures" / "messy_sessions.csv"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(source, folder / "one.csv")
+    shutil.copy(source, folder / "two.csv")
+    alone = run_clean([source], tmp_path / "alone", progress=False)
+    report = run_clean_dask([folder], tmp_path / "out", scheduler=cluster, progress=False)
+    assert report["rows_in"] == 2 * alone["rows_in"]
+    assert report["rows_clean"] == alone["rows_clean"]
+    assert report["rows_duplicate"] == alone["rows_duplicate"] * 2 + alone["rows_clean"]
+    assert report["per_source"]["two.csv"]["rows_clean"] == 0
+    sessions = pd.read_parquet(tmp_path / "out" / SESSIONS_FILE)
+    assert sessions["session_id"].is_unique
+    assert set(sessions["source_file"]) == {"one.csv"}
+
+
+def test_dask_output_feeds_claims_and_reports(logs: Path, cluster: str, tmp_path: Path) -> None:
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
+    derived = load_sessions([tmp_path])
+    assert len(derived) == json.loads((tmp_path / CLEANING_REPORT_FILE).read_text())["rows_clean"]
+
+
+def test_quoted_line_break_makes_the_file_read_whole(cluster: str, tmp_path: Path) -> None:
+    rows = 300
+    frame = pd.DataFrame({
+        "client": [f"P{i % 37}" for i in range(rows)],
+        "date": [f"2024-03-{1 + i % 28:02d}" for i in range(rows)],
+        "group": ["athlete", "senior", "office worker"] * (rows // 3),
+        "clinic": ["North\nClinic" if i == 150 else "South" for i in range(rows)],
+        "pain before": [str(3 + i % 6) for i in range(rows)],
+        "pain after": [f"{2 + i % 5}/10" for i in range(rows)],
+    })
+    frame.to_csv(tmp_path / "quoted.csv", index=False)
+    pandas_report = run_clean([tmp_path / "quoted.csv"], tmp_path / "p", progress=False)
+    report = run_clean_dask([tmp_path / "quoted.csv"], tmp_path / "d", scheduler=cluster,
+                            progress=False, blocksize=1500)
+    assert report["engine"]["partitions"] == 1
+    assert {k: report[k] for k in COUNTS} == {k: pandas_report[k] for k in COUNTS}
+    _assert_same(tmp_path / "d", tmp_path / "p")
+
+
+def test_cli_dask_engine_on_a_local_cluster(logs: Path, pandas_out: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mfr_analysis.cli import app
+
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
+                                      "--engine", "dask", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    _assert_same(tmp_path, pandas_out)
+
+
+def test_cli_scheduler_needs_the_dask_engine(logs: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mfr_analysis.cli import app
+
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
+                                      "--scheduler", "tcp://127.0.0.1:1"])
+    assert result.exit_code != 0
+    assert "--engine dask" in result.output
+
+
+def test_repeats_across_byte_ranges_of_one_file(cluster: str, tmp_path: Path) -> None:
+    """A repeated source session id, an exact duplicate and two spellings of a site, each
+    split over two byte ranges, get the pandas engine's answers."""
+    rows = 300
+    frame = pd.DataFrame({
+        "session id": [f"S{i}" for i in range(rows)],
+        "client": [f"P{i % 41}" for i in range(rows)],
+        "date": [f"2024-03-{1 + i % 28:02d}" for i in range(rows)],
+        "group": ["athlete", "senior", "office worker"] * (rows // 3),
+        "clinic": ["north clinic" if i % 7 == 0 else "North Clinic" for i in range(rows)],
+        "pain before": [str(3 + i % 6) for i in range(rows)],
+        "pain after": [f"{2 + i % 5}/10" for i in range(rows)],
+    })
+    frame.loc[250, ["session id", "client"]] = ["S10", "P10"]  # same id, other content
+    frame.loc[260] = frame.loc[20]  # an exact duplicate, far away
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    pandas_report = run_clean([tmp_path / "one.csv"], tmp_path / "p", progress=False)
+    report = run_clean_dask([tmp_path / "one.csv"], tmp_path / "d", scheduler=cluster,
+                            progress=False, blocksize=2000)
+    assert report["engine"]["partitions"] > 3
+    assert report["engine"]["duplicates_across_partitions"] == 1
+    assert pandas_report["session_ids"]["repeated_source_ids"] == 1
+    assert {k: report[k] for k in COUNTS} == {k: pandas_report[k] for k in COUNTS}
+    _assert_same(tmp_path / "d", tmp_path / "p")
+
+
+def test_claims_reduced_path_equals_full_path_when_it_fits(logs: Path, cluster: str,
+                                                           tmp_path: Path) -> None:
+    from mfr_analysis.claims import evaluate_claims
+    from mfr_analysis.scale import evaluate_claims_at_scale
+
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
+    full = evaluate_claims(load_sessions([tmp_path]))
+    reduced = evaluate_claims_at_scale(tmp_path, scheduler=cluster)
+    pd.testing.assert_frame_equal(reduced, full)
+
+
+def test_claims_on_a_dataset_over_budget_use_a_stated_client_sample(
+        logs: Path, cluster: str, tmp_path: Path) -> None:
+    from mfr_analysis.scale import evaluate_claims_at_scale, sessions_for_claims
+
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
+    everything = load_sessions([tmp_path])
+    budget = len(everything) * 6 // 10
+    sample, note = sessions_for_claims(tmp_path, max_sessions=budget, scheduler=cluster)
+    assert 0 < len(sample) < len(everything)
+    assert "client sample" in note
+    # whole clients: every sampled client keeps every one of its sessions
+    per_client = everything["client_id"].value_counts()
+    sampled = sample["client_id"].value_counts()
+    assert (per_client.loc[sampled.index] == sampled).all()
+    again, _ = sessions_for_claims(tmp_path, max_sessions=budget, scheduler=cluster)
+    pd.testing.assert_frame_equal(sample, again)  # the same sample every time
+    table = evaluate_claims_at_scale(tmp_path, max_sessions=budget, scheduler=cluster)
+    assert table["note"].str.contains("client sample").all()
+
+
+def test_report_slices_run_as_tasks_on_a_dask_cluster(logs: Path, cluster: str,
+                                                      tmp_path: Path) -> None:
+    from mfr_analysis.report.run import run_reports
+    from mfr_analysis.scale import local_cluster
+
+    run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
+    # worker processes: each notebook's kernel client lives and dies in a worker
+    with local_cluster(2) as workers:
+        index = run_reports([tmp_path / "clean"], tmp_path / "reports",
+                            scheduler=workers.scheduler_address, progress=False)
+    assert index.is_file()
+    html = sorted(p.name for p in (tmp_path / "reports").glob("*.html"))
+    assert "index.html" in html and len(html) >= 2
+
+
+def test_a_file_without_session_ids_gets_derived_ids_beside_one_with_them(
+        logs: Path, tmp_path: Path) -> None:
+    """Regression (pandas engine): stacking a file without a session id column under one with
+    it used to give every row of the former the same 'source' id."""
+    both = run_clean([logs / "a.csv", logs / "b.csv"], tmp_path / "both", progress=False)
+    alone = run_clean([logs / "b.csv"], tmp_path / "alone", progress=False)
+    assert alone["session_ids"]["from_source"] == 0
+    assert both["session_ids"]["repeated_source_ids"] == 0
+    assert both["session_ids"]["derived"] == alone["session_ids"]["derived"]
+    ids = pd.read_parquet(tmp_path / "both" / SESSIONS_FILE).set_index("source_line")
+    ids_alone = pd.read_parquet(tmp_path / "alone" / SESSIONS_FILE).set_index("source_line")
+    b_rows = ids[ids["source_file"] == "b.csv"]["session_id"].sort_index()
+    assert b_rows.equals(ids_alone["session_id"].sort_index())
