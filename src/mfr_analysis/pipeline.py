@@ -8,7 +8,6 @@ same inputs and key gives byte-identical files. ``load_sessions`` accepts raw lo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.derive import derive
-from mfr_analysis.io import atomic_path, temporary_beside
+from mfr_analysis.io import atomic_path, temporary_beside, write_json
 from mfr_analysis.read import (
     InputError,
     RawLogs,
@@ -109,8 +108,7 @@ def _write_parquet(sessions: pd.DataFrame | pa.Table, path: Path) -> None:
 def _write_small_outputs(result: CleanResult, report: dict[str, Any], out: Path) -> None:
     with atomic_path(out / QUARANTINE_FILE) as tmp:
         _write_csv(result.quarantine, tmp)
-    with atomic_path(out / CLEANING_REPORT_FILE) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
 
 
 class _BackgroundParquet:

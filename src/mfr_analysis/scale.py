@@ -33,7 +33,6 @@ and sent with the tasks, so every worker pseudonymises with the same key.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -56,7 +55,7 @@ from mfr_analysis import clean as _clean
 from mfr_analysis import read as _read
 from mfr_analysis.clean import DateOrder, clean_sessions, reason_codes
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
-from mfr_analysis.io import atomic_path
+from mfr_analysis.io import atomic_path, write_json
 from mfr_analysis.pseudonymise import hex_ids, keyed_hash64, load_key
 from mfr_analysis.read import INPUT_COLUMNS, HeaderPlan, UserMapping, combine_sources
 from mfr_analysis.schema import CLEAN_COLUMNS
@@ -588,8 +587,7 @@ def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging:
             with (staging / name).open("rb") as piece:
                 shutil.copyfileobj(piece, target, 16 << 20)
     _publish_folder(folder, out / SESSIONS_FILE)
-    with atomic_path(out / CLEANING_REPORT_FILE) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
     return report
 
 

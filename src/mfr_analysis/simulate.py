@@ -55,9 +55,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 import unicodedata
 import zipfile
 from collections import Counter
@@ -71,6 +69,7 @@ import pyarrow.compute as pc
 
 from mfr_analysis import __version__
 from mfr_analysis.config import AUDIENCE_GROUPS
+from mfr_analysis.io import write_atomic
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS
 from mfr_analysis.tables import categories, load_table, vocabulary
 
@@ -1082,20 +1081,6 @@ _XLSX_MAX_ROWS = 1_048_575
 _FIXED_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it over ``path``."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
     """All-text worksheet with fixed timestamps, so the same frame gives the same bytes."""
     from openpyxl import Workbook
@@ -1193,7 +1178,7 @@ def write_simulation(n_clients: int, seed: int, out: Path) -> dict[str, Path]:
         **report,
     }
     text = json.dumps(parameters, indent=2, ensure_ascii=False) + "\n"
-    _atomic_write(out, lambda tmp: _write_log(messy, tmp, suffix))
-    _atomic_write(truth_csv, lambda tmp: truth.to_csv(tmp, index=False, lineterminator="\n"))
-    _atomic_write(truth_json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(out, lambda tmp: _write_log(messy, tmp, suffix))
+    write_atomic(truth_csv, lambda tmp: truth.to_csv(tmp, index=False, lineterminator="\n"))
+    write_atomic(truth_json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return {"log": out, "truth": truth_csv, "truth_json": truth_json}

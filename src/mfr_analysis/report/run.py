@@ -113,18 +113,14 @@ def ensure_kernel() -> str:
 def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: ReportOptions,
                       progress: bool) -> tuple[Path, Path | None]:
     """Clean raw inputs into ``data_dir`` once, or use a given clean sessions.parquet."""
-    paths = [Path(p) for p in inputs]
-    single = paths[0] if len(paths) == 1 else None
-    if single is not None and single.is_dir() and (single / SESSIONS_FILE).exists():
-        # a file, or the folder of parts the Dask engine writes
-        single = single / SESSIONS_FILE
-    if single is not None and single.suffix == ".parquet" and single.name == SESSIONS_FILE:
-        report = single.with_name(CLEANING_REPORT_FILE)
-        return single, report if report.is_file() else None
-    from mfr_analysis.pipeline import run_clean
+    from mfr_analysis.pipeline import clean_parquet, run_clean
 
-    run_clean(paths, data_dir, mapping=options.mapping or None, date_order=options.date_order,
-              progress=progress)
+    given = clean_parquet(inputs)
+    if given is not None:
+        report = given.with_name(CLEANING_REPORT_FILE)
+        return given, report if report.is_file() else None
+    run_clean([Path(p) for p in inputs], data_dir, mapping=options.mapping or None,
+              date_order=options.date_order, progress=progress)
     return data_dir / SESSIONS_FILE, data_dir / CLEANING_REPORT_FILE
 
 
