@@ -508,3 +508,62 @@ def test_few_clients_never_give_a_verdict_of_effect() -> None:
     table = evaluate_claims(sessions)
     groups = table.loc[table["audience_group"] != "all"]
     assert set(groups["verdict"]) <= {"insufficient_data", "not_measured"}
+
+
+# ------------------------------------------------- reduced inputs (claims at scale) ---
+
+def test_inputs_of_client_partitions_combine_into_the_whole_table() -> None:
+    """Per-client sums of three partitions of whole clients give the in-memory table,
+    with large cells on client sums and small ones on sessions (limits lowered)."""
+    from mfr_analysis.claim_inputs import combine_inputs
+
+    data = make_sessions(240, 5, seed=11, control_share=0.3,
+                         effects={"pain": -1.5, "rom": 4.0, "slow": -0.5,
+                                  "pressure_logodds": 0.4})
+    limits = {"change": 400, "trend": 400, "contrast": 400, "adverse": 400, "dose": -1}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(claims, "_limits", lambda: limits)
+        whole = claims.evaluate_claims(data)
+        part = pd.factorize(data["client_id"])[0] % 3
+        pieces = [claims.claim_inputs(data[part == k]) for k in range(3)]
+        combined = claims.evaluate_inputs(combine_inputs(pieces[::-1]))
+    pd.testing.assert_frame_equal(combined, whole, rtol=1e-9)
+    methods = " ".join(whole["method"])
+    assert "per-client means" in methods and "MixedLM" in methods
+    assert "from per-client sums" in methods and "from per-client counts" in methods
+
+
+def test_client_sum_routes_equal_the_session_fits_of_statsmodels() -> None:
+    """Cluster-robust OLS from per-client cross-products and logistic regression on counts
+    reproduce statsmodels on the sessions (estimates, SEs, p-values)."""
+    from mfr_analysis.models import fit_logit, fit_logit_counts, fit_ols, fit_ols_cluster_sums
+
+    rng = np.random.default_rng(5)
+    clients = np.repeat(np.arange(120), rng.integers(1, 9, 120))
+    n = clients.size
+    level = rng.integers(0, 2, n).astype(float)
+    pre = rng.normal(5, 2, n)
+    y = -0.5 * level + 0.3 * pre + rng.normal(0, 1, 120)[clients] + rng.normal(0, 1, n)
+    X = np.column_stack([np.ones(n), level, pre - pre.mean()])
+    xtx, xty = np.zeros((120, 3, 3)), np.zeros((120, 3))
+    np.add.at(xtx, clients, X[:, :, None] * X[:, None, :])
+    np.add.at(xty, clients, X * y[:, None])
+    names = ["intercept", "level", "pre"]
+    on_sessions = fit_ols(y, X, names=names, clients=clients, cov_type="cluster")
+    from_sums = fit_ols_cluster_sums(xtx, xty, n, names=names)
+    pd.testing.assert_frame_equal(from_sums.coefficients, on_sessions.coefficients, rtol=1e-9)
+    assert from_sums.df == on_sessions.df == 119
+
+    pressure = rng.integers(1, 11, n).astype(float)
+    events = (rng.random(n) < 1 / (1 + np.exp(3 - 0.3 * pressure))).astype(float)
+    table = pd.DataFrame({"c": clients, "p": pressure, "e": events}).groupby(
+        ["c", "p"]).agg(trials=("e", "size"), events=("e", "sum")).reset_index()
+    on_sessions = fit_logit(events, np.column_stack([np.ones(n), pressure]), clients,
+                            names=["intercept", "pressure"])
+    from_counts = fit_logit_counts(
+        table["events"].to_numpy(float), table["trials"].to_numpy(float),
+        np.column_stack([np.ones(len(table)), table["p"].to_numpy(float)]),
+        table["c"].to_numpy(), names=["intercept", "pressure"])
+    pd.testing.assert_frame_equal(from_counts.coefficients, on_sessions.coefficients,
+                                  rtol=1e-6)
+    assert from_counts.n_obs == n

@@ -4,7 +4,10 @@
 (claim_id, audience_group, outcome), ``audience_group="all"`` for the pooled row. The input
 frame is never changed. Clients are the unit of independence throughout.
 
-Method rules (``method`` in each row says which one ran and why):
+Method rules (``method`` in each row says which one ran and why). A cell's size is its
+number of usable sessions for the outcome; small cells are fitted on their sessions, large
+ones on per-client sums (:mod:`mfr_analysis.claim_inputs`), which is also all that a
+partitioned dataset larger than memory is reduced to (:mod:`mfr_analysis.scale`):
 
 * within-session change (tightness, pain, stress, rom per measure, follow-up pain):
   cells of at most ``MIXED_MAX_SESSIONS`` sessions get a MixedLM (REML) ``change ~ 1`` with
@@ -18,12 +21,13 @@ Method rules (``method`` in each row says which one ran and why):
   measure) above; with a control arm the arm x weeks interaction. Follow-up pain minus
   pre-session pain is a second row (``outcome="pain_followup"``) analysed as a change.
 * slow_pace, breathing, delivery: OLS ``change ~ level + pre`` on MFR sessions with
-  cluster-robust errors by client.
+  cluster-robust errors by client (above ``CLUSTER_OLS_MAX_SESSIONS`` sessions computed from
+  per-client cross-products: the same numbers).
 * consistency: per-client slope of pre-session pain over weeks regressed on the client's
   sessions per week (OLS on clients, HC1 errors).
 * pressure_safety: logistic GEE (exchangeable, by client) of any adverse event on pressure
-  up to ``GEE_MAX_SESSIONS`` sessions, logistic regression with cluster-robust errors above;
-  odds ratio per pressure point.
+  up to ``GEE_MAX_SESSIONS`` sessions, logistic regression with cluster-robust errors on
+  per-client counts by pressure above; odds ratio per pressure point.
 * before a MixedLM, variance components are estimated by moments: an ANOVA ICC below
   ``MIN_ICC`` means a random intercept would sit on the boundary (where MixedLM is slow,
   warns and equals OLS), so cluster-robust OLS runs instead; a random slope whose moment
@@ -49,36 +53,49 @@ from scipy import stats
 from tqdm import tqdm
 
 from mfr_analysis import config
+from mfr_analysis.claim_inputs import (
+    CIRCULATION_PREFIXES,
+    ClaimInputs,
+    SeriesData,
+    change_units,
+    extract_inputs,
+    median_of_counts,
+    pool_units,
+    prepare,
+)
 from mfr_analysis.errors import AnalysisError
 from mfr_analysis.models import (
     FitFailed,
     ModelResult,
     adjust_pvalues,
     anova_icc,
-    client_means,
-    client_slopes,
     clients_needed,
     equal_effects_p,
     fit_gee,
     fit_logit,
+    fit_logit_counts,
     fit_mixed,
     fit_ols,
+    fit_ols_cluster_sums,
     minimum_detectable_effect,
     recorded_warnings,
     slope_variance,
+    slopes_from_sums,
     tost_p,
     wald_equal,
 )
-from mfr_analysis.tables import categories, load_table, normalise_token, synonym_map
+from mfr_analysis.tables import categories, load_table
 
 __all__ = [
     "CLAIMS_COLUMNS",
     "EXTRA_COLUMNS",
     "VERDICTS",
     "AnalysisError",
+    "claim_inputs",
     "claim_registry",
     "decide_verdict",
     "evaluate_claims",
+    "evaluate_inputs",
     "literature",
 ]
 
@@ -98,10 +115,10 @@ ALL = "all"
 MIXED_MAX_SESSIONS = 5_000
 MIXED_SLOPES_MAX_SESSIONS = 1_000
 GEE_MAX_SESSIONS = 20_000
+CLUSTER_OLS_MAX_SESSIONS = 20_000
 MIN_ICC = 0.01
 MIN_SLOPE_SHARE = 0.05
 POWER = 0.80
-CIRCULATION_PREFIXES = ("circulation", "blood_flow")
 UNCONTROLLED_NOTE = ("uncontrolled before/after design: the change includes placebo, "
                      "expectation and regression to the mean")
 
@@ -184,159 +201,17 @@ def _mcid_relative(claim: pd.Series) -> float:
     return math.nan
 
 
-# ------------------------------------------------------------------------- preparation ---
-
-@dataclass(frozen=True)
-class Prepared:
-    """The session table reduced to numpy arrays, sorted by client."""
-
-    clients: np.ndarray
-    n_codes: int
-    group: np.ndarray
-    control: np.ndarray
-    num: dict[str, np.ndarray]
-    rom_measure: np.ndarray | None
-    circulation: tuple[str, ...]
-
-    @property
-    def n(self) -> int:
-        """Number of sessions."""
-        return len(self.clients)
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    """Column as float64 with NaN for missing or unparsable values."""
-    values = pd.to_numeric(series, errors="coerce")
-    return values.to_numpy(dtype=float, na_value=np.nan)
-
-
-def _coded(series: pd.Series, mapping: Mapping[str, float]) -> np.ndarray:
-    """Map a categorical or text column through ``mapping`` (case-insensitive) to floats."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    lookup = np.array([mapping.get(str(u).strip().lower(), np.nan) for u in uniques] + [np.nan],
-                      dtype=float)
-    return lookup[codes]
-
-
-def _labels(series: pd.Series) -> np.ndarray:
-    """Text labels as an object array, '' for missing."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    lookup = np.array([str(u).strip() for u in uniques] + [""], dtype=object)
-    return lookup[codes]
-
-
-def _adverse(series: pd.Series) -> np.ndarray:
-    """1 for any adverse event, 0 for none, NaN when missing (synonyms via the vocabulary)."""
-    synonyms = synonym_map("adverse_event")
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    values = []
-    for u in uniques:
-        token = normalise_token(str(u))
-        canonical = synonyms.get(token, token)
-        values.append(np.nan if token in ("", "nan", "<na>") else float(canonical != "none"))
-    return np.array([*values, np.nan], dtype=float)[codes]
-
-
-def _has(sessions: pd.DataFrame, column: str) -> bool:
-    return column in sessions.columns and bool(sessions[column].notna().any())
-
-
-def _change(sessions: pd.DataFrame, outcome: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(change, pre) of one outcome: given ``*_change`` filled from post - pre, or None."""
-    pre = _floats(sessions[f"{outcome}_pre"]) if f"{outcome}_pre" in sessions else None
-    post = _floats(sessions[f"{outcome}_post"]) if f"{outcome}_post" in sessions else None
-    computed = post - pre if pre is not None and post is not None else None
-    if _has(sessions, f"{outcome}_change"):
-        given = _floats(sessions[f"{outcome}_change"])
-        change = given if computed is None else np.where(np.isnan(given), computed, given)
-    else:
-        change = computed
-    if change is None or not np.isfinite(change).any():
-        return None
-    return change, (pre if pre is not None else np.full(len(change), np.nan))
-
-
-def _circulation_columns(sessions: pd.DataFrame) -> tuple[str, ...]:
-    return tuple(c for c in sessions.columns
-                 if str(c).lower().startswith(CIRCULATION_PREFIXES))
-
-
-def _sort_keys(sessions: pd.DataFrame) -> list[str]:
-    """Columns that order a client's sessions (datetime or numeric only)."""
-    return [c for c in ("session_date", "session_index") if c in sessions
-            and (pd.api.types.is_datetime64_any_dtype(sessions[c])
-                 or pd.api.types.is_numeric_dtype(sessions[c]))]
-
-
-def prepare(sessions: pd.DataFrame) -> Prepared:
-    """Check the input and reduce it to sorted numpy arrays (the input is not changed)."""
-    if not isinstance(sessions, pd.DataFrame):
-        kind = type(sessions).__name__
-        raise AnalysisError(f"expected a pandas DataFrame of sessions, got {kind}")
-    if "client_id" not in sessions.columns:
-        raise AnalysisError("the session table has no client_id column")
-    table = sessions.loc[sessions["client_id"].notna()]
-    if table.empty:
-        raise AnalysisError("the session table has no sessions with a client_id to analyse")
-    client_codes = pd.factorize(table["client_id"].astype("string"), sort=True)[0]
-    keys = _sort_keys(table)
-    order_frame = pd.DataFrame({"_client": client_codes,
-                                **{k: table[k].to_numpy() for k in keys}})
-    order = order_frame.sort_values(["_client", *keys], kind="stable").index.to_numpy()
-    table = table.iloc[order]
-    clients = client_codes[order].astype(np.int64)
-    group = (_labels(table["audience_group"]) if "audience_group" in table
-             else np.full(len(table), "", dtype=object))
-    control = (_coded(table["arm"], {"control": 1.0}) == 1.0) if "arm" in table \
-        else np.zeros(len(table), dtype=bool)
-    num: dict[str, np.ndarray] = {}
-    for outcome in ("tightness", "pain", "stress", "rom"):
-        pair = _change(table, outcome)
-        if pair is not None:
-            num[f"{outcome}_change"], num[f"{outcome}_pre"] = pair
-    plain = {"pain_pre": "pain_pre", "pain_followup": "pain_followup",
-             "followup_hours": "followup_hours", "weeks": "weeks_since_start",
-             "spw": "sessions_per_week", "pressure": "pressure"}
-    for key, column in plain.items():
-        if _has(table, column):
-            num[key] = _floats(table[column])
-    if _has(table, "pace"):
-        num["pace"] = _coded(table["pace"], {"slow": 1.0, "fast": 0.0})
-    if _has(table, "deep_breathing"):
-        num["breathing"] = _coded(table["deep_breathing"], {
-            "true": 1.0, "1": 1.0, "1.0": 1.0, "yes": 1.0, "y": 1.0,
-            "false": 0.0, "0": 0.0, "0.0": 0.0, "no": 0.0, "n": 0.0})
-    if _has(table, "delivery"):
-        num["delivery"] = _coded(table["delivery"], {"practitioner": 1.0, "self": 0.0})
-    elif _has(table, "technique"):
-        techniques = load_table("techniques")
-        mapping = {t: 1.0 if d == "practitioner" else 0.0
-                   for t, d in zip(techniques["technique"], techniques["delivery"], strict=True)}
-        num["delivery"] = _coded(table["technique"], mapping)
-    if _has(table, "adverse_event"):
-        num["adverse"] = _adverse(table["adverse_event"])
-    circulation = _circulation_columns(table)
-    for prefix in sorted({c.rsplit("_", 1)[0] for c in circulation}):
-        pair = _change(table, prefix)
-        if pair is not None:
-            num[f"{prefix}_change"], num[f"{prefix}_pre"] = pair
-    rom_measure = _labels(table["rom_measure"]) if _has(table, "rom_measure") else None
-    n_codes = int(clients.max()) + 1 if len(clients) else 0
-    return Prepared(clients, n_codes, group, control, num, rom_measure, circulation)
-
-
 # ------------------------------------------------------------------------------- cells ---
 
 @dataclass(frozen=True)
 class Cell:
-    """One audience group (or all) as a boolean mask over the prepared sessions."""
+    """One audience group, or all sessions (``name == "all"``)."""
 
     name: str
-    mask: np.ndarray
 
 
-def _cells(prep: Prepared, groups: Sequence[str] | None) -> list[Cell]:
-    present = [g for g in pd.unique(prep.group) if g]
+def _cells(inputs: ClaimInputs, groups: Sequence[str] | None) -> list[Cell]:
+    present = list(inputs.groups)
     if groups is None:
         chosen = [g for g in config.AUDIENCE_GROUPS if g in present]
         chosen += sorted(set(present) - set(chosen))
@@ -346,10 +221,44 @@ def _cells(prep: Prepared, groups: Sequence[str] | None) -> list[Cell]:
         if unknown:
             raise AnalysisError(f"unknown audience group(s) {', '.join(unknown)}; known: "
                                 f"{', '.join(config.AUDIENCE_GROUPS)}")
-    return [Cell(ALL, np.ones(prep.n, dtype=bool))] + [Cell(g, prep.group == g) for g in chosen]
+    return [Cell(ALL)] + [Cell(g) for g in chosen]
+
+
+def _limits() -> dict[str, int]:
+    """Usable sessions up to which a cell is fitted on sessions, by series kind."""
+    return {"change": MIXED_MAX_SESSIONS, "trend": MIXED_SLOPES_MAX_SESSIONS,
+            "contrast": CLUSTER_OLS_MAX_SESSIONS, "adverse": GEE_MAX_SESSIONS, "dose": -1}
+
+
+def _cell_data(series: SeriesData, cell: Cell,
+               limit: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(units of the cell, its sessions sorted by client or None when the cell is large)."""
+    units = series.units
+    if cell.name == ALL:  # a client seen in several groups is one client here
+        count = sum(series.counts.values())
+        units = pool_units(units.drop(columns="group"))
+        rows = series.rows
+    else:
+        count = series.counts.get(cell.name, 0)
+        units = units.loc[units["group"] == cell.name].drop(columns="group")
+        units = units.reset_index(drop=True)
+        rows = series.rows.loc[series.rows["group"] == cell.name]
+    if count > limit:
+        return units, None
+    return units, rows.sort_values("client_id", kind="stable").reset_index(drop=True)
+
+
+def _codes(labels: pd.Series) -> np.ndarray:
+    """Integer client codes in sorted label order."""
+    return pd.factorize(labels, sort=True)[0].astype(np.int64)
+
+
+def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy(dtype=float)
 
 
 # ---------------------------------------------------------------------------- cell fits ---
+
 
 @dataclass(frozen=True)
 class HetData:
@@ -482,23 +391,10 @@ def _responders(values: np.ndarray, mcid: float, direction: int,
     return float(passed.mean())
 
 
-def _finite_means(values: np.ndarray, units: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per-unit mean of the finite entries of ``values`` at ``codes`` (NaN where none)."""
-    ok = np.isfinite(values)
-    size = int(units.max()) + 1 if units.size else 0
-    counts = np.bincount(units[ok], minlength=size)[codes]
-    sums = np.bincount(units[ok], weights=values[ok], minlength=size)[codes]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _arm_counts(clients: np.ndarray, control: np.ndarray) -> tuple[int, int]:
-    return (int(np.unique(clients[~control]).size), int(np.unique(clients[control]).size))
 
 
-def _units(clients: np.ndarray, control: np.ndarray) -> np.ndarray:
-    """Client-by-arm unit codes (a client seen in both arms is two units)."""
-    return clients * 2 + control.astype(np.int64)
 
 
 def _power_fields(values_mfr: np.ndarray, values_ctrl: np.ndarray | None, mcid: float,
@@ -525,33 +421,51 @@ def _se_mde(se: float, df: float, alpha: float) -> float:
     return float((dist.ppf(1 - alpha / 2) + dist.ppf(POWER)) * se)
 
 
-def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,
-                    control: np.ndarray, *, mcid: float, direction: int, relative: float,
-                    settings: Settings) -> CellFit:
-    """Within-session change in one cell: random-intercept MixedLM or client means; ANCOVA."""
-    n_mfr, n_ctrl = _arm_counts(clients, control)
+def _change_columns(with_pre: bool) -> tuple[str, str, str, str]:
+    """Columns of the change units for all usable sessions, or those with a pre value."""
+    return ("nb", "syb", "yminb", "ymaxb") if with_pre else ("n", "sy", "ymin", "ymax")
+
+
+def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid: float,
+                     direction: int, relative: float, settings: Settings) -> CellFit:
+    """Within-session change in one cell: MixedLM on the sessions of a small cell, OLS on
+    client means otherwise; ANCOVA against a control arm when there is one."""
+    control = units["control"].to_numpy(dtype=bool)
+    n_mfr, n_ctrl = int((~control).sum()), int(control.sum())
     controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
     notes: list[str] = []
-    if controlled:
-        keep = np.isfinite(pre) if np.isfinite(pre).any() else np.ones(len(y), dtype=bool)
-        y, pre, clients, control = y[keep], pre[keep], clients[keep], control[keep]
-        n_mfr, n_ctrl = _arm_counts(clients, control)
+    with_pre = False
+    if controlled and units["nb"].sum() > 0:  # compare sessions that have a pre value
+        with_pre = True
+        units = units.loc[units["nb"] > 0]
+        if sessions is not None:
+            sessions = sessions.loc[np.isfinite(_col(sessions, "pre"))]
+        control = units["control"].to_numpy(dtype=bool)
+        n_mfr, n_ctrl = int((~control).sum()), int(control.sum())
         controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
     if not controlled:
         if n_ctrl:
             notes.append(f"control arm too small for a controlled comparison "
                          f"({n_ctrl} clients): MFR sessions analysed alone")
-        mfr = ~control
-        y, pre, clients, control = y[mfr], pre[mfr], clients[mfr], control[mfr]
+        units = units.loc[~units["control"].to_numpy(dtype=bool)]
+        if sessions is not None:
+            sessions = sessions.loc[~sessions["control"].to_numpy(dtype=bool)]
         notes.append(UNCONTROLLED_NOTE)
-    n_clients = int(np.unique(clients).size)
+    n_col, sum_col, min_col, max_col = _change_columns(with_pre)
+    counts = _col(units, n_col)
+    n_sessions = int(counts.sum())
+    n_clients = int(units["client_id"].nunique())
     if n_clients < settings.min_clients:
-        return _insufficient(n_clients, len(y), settings.min_clients)
-    units = _units(clients, control)
-    codes, unit_y, _ = client_means(y, units)
-    has_pre = pre.size > 0 and bool(np.isfinite(pre).all())
-    unit_pre = _finite_means(pre, units, codes) if np.isfinite(pre).any() else None
-    unit_ctrl = (codes % 2).astype(bool)
+        return _insufficient(n_clients, n_sessions, settings.min_clients)
+    unit_y = _col(units, sum_col) / counts
+    with_pre_counts = _col(units, "nb")
+    has_pre = n_sessions > 0 and int(with_pre_counts.sum()) == n_sessions
+    unit_pre = None
+    if with_pre_counts.sum() > 0:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit_pre = np.where(with_pre_counts > 0,
+                                _col(units, "spre") / np.maximum(with_pre_counts, 1), np.nan)
+    unit_ctrl = units["control"].to_numpy(dtype=bool)
     baseline_sd = _sd(unit_pre[np.isfinite(unit_pre)]) if unit_pre is not None else math.nan
     responders = _responders(unit_y[~unit_ctrl], mcid, direction,
                              unit_pre[~unit_ctrl] if unit_pre is not None else None, relative)
@@ -570,27 +484,28 @@ def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,
                          f"(relative MCID {relative:.0%})")
     extra = {"n_clients": n_clients, "design": design, "sd_baseline": baseline_sd,
              "responder_share": responders, **power}
-    mfr_flag = (~control).astype(float)
-    cov = _centre(pre) if has_pre else None
     het_cov = _centre(unit_pre) if (controlled and has_pre) else None
     het = HetData(unit_y, (~unit_ctrl).astype(float) if controlled else None, het_cov,
-                  codes // 2, "hc1", design)
-    if np.ptp(y) == 0:
-        value = 0.0 if controlled else float(y[0])
-        return CellFit("degenerate", n_clients, len(y), estimate=value,
-                       notes=(*notes, f"every change equals {float(y[0]):g}: no variation, "
+                  _codes(units["client_id"]), "hc1", design)
+    low, high = float(_col(units, min_col).min()), float(_col(units, max_col).max())
+    if low == high:
+        return CellFit("degenerate", n_clients, n_sessions, estimate=0.0 if controlled else low,
+                       notes=(*notes, f"every change equals {low:g}: no variation, "
                               "so no test is possible (were post values recorded?)"),
                        **{k: v for k, v in extra.items() if k != "n_clients"})
     if controlled:
-        columns = [np.ones(len(y)), mfr_flag] + ([cov] if cov is not None else [])
-        names = ["intercept", "mfr_vs_control"] + (["pre"] if cov is not None else [])
+        names = ["intercept", "mfr_vs_control"] + (["pre"] if has_pre else [])
         term = "mfr_vs_control"
-        label = "ANCOVA change ~ arm + pre" if cov is not None else "change ~ arm"
-        X = np.column_stack(columns)
+        label = "ANCOVA change ~ arm + pre" if has_pre else "change ~ arm"
     else:
-        X, names, term, label = np.ones((len(y), 1)), ["intercept"], "intercept", "change ~ 1"
-    if len(y) <= MIXED_MAX_SESSIONS:
-        result, fallback_notes = _mixed_or_ols(y, X, clients, names, settings)
+        names, term, label = ["intercept"], "intercept", "change ~ 1"
+    if sessions is not None:
+        y, pre = _col(sessions, "y"), _col(sessions, "pre")
+        mfr_flag = (~sessions["control"].to_numpy(dtype=bool)).astype(float)
+        columns = [np.ones(len(y))] + ([mfr_flag] if controlled else []) + (
+            [_centre(pre)] if controlled and has_pre else [])
+        result, fallback_notes = _mixed_or_ols(y, np.column_stack(columns),
+                                               _codes(sessions["client_id"]), names, settings)
         fit = _from_estimate(result, term, notes=(*notes, *fallback_notes), het=het, **extra)
         return replace(fit, method=f"{fit.method}: {label}")
     # large cell: one row per client (and arm), OLS on client means
@@ -603,39 +518,58 @@ def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,
                          alpha=settings.alpha)
     warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
     fit = _from_estimate(result, term, notes=(*notes, *warn), het=het, **extra)
-    return replace(fit, n_sessions=len(y), method=(
+    return replace(fit, n_sessions=n_sessions, method=(
         f"client-level {result.method} on per-client means: {label} "
         f"(cell above {MIXED_MAX_SESSIONS:,} sessions)"))
 
 
-def fit_trend_cell(y: np.ndarray, weeks: np.ndarray, clients: np.ndarray,
-                   control: np.ndarray, *, mcid_points: float, direction: int,
-                   settings: Settings) -> CellFit:
-    """Pre-session pain over weeks: random-slope MixedLM or per-client slopes."""
-    n_mfr, n_ctrl = _arm_counts(clients, control)
+def _session_frame(clients: np.ndarray, control: np.ndarray, **values: np.ndarray,
+                   ) -> pd.DataFrame:
+    """A one-cell session frame from arrays (for the array-based fit functions)."""
+    return pd.DataFrame({"group": "", "client_id": [f"{int(c):012d}" for c in clients],
+                         "control": np.asarray(control, dtype=bool), **values})
+
+
+def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,
+                    control: np.ndarray, *, mcid: float, direction: int, relative: float,
+                    settings: Settings) -> CellFit:
+    """:func:`fit_change_units` on session arrays of one cell (clients as integer codes)."""
+    frame = _session_frame(clients, control, y=y, pre=pre)
+    units = change_units(frame).drop(columns="group")
+    sessions = frame if len(frame) <= MIXED_MAX_SESSIONS else None
+    return fit_change_units(units, sessions, mcid=mcid, direction=direction,
+                            relative=relative, settings=settings)
+
+
+def fit_trend_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
+                    mcid_points: float, direction: int, settings: Settings) -> CellFit:
+    """Pre-session pain over weeks: random-slope MixedLM on the sessions of a small cell,
+    per-client slopes otherwise; the arm x weeks interaction against a control arm."""
+    control = units["control"].to_numpy(dtype=bool)
+    n_mfr, n_ctrl = int((~control).sum()), int(control.sum())
     controlled = n_ctrl >= settings.min_clients and n_mfr >= settings.min_clients
     notes: list[str] = []
     if not controlled:
         if n_ctrl:
             notes.append(f"control arm too small for a controlled comparison ({n_ctrl} "
                          "clients): MFR sessions analysed alone")
-        mfr = ~control
-        y, weeks, clients, control = y[mfr], weeks[mfr], clients[mfr], control[mfr]
+        units = units.loc[~control]
+        if sessions is not None:
+            sessions = sessions.loc[~sessions["control"].to_numpy(dtype=bool)]
         notes.append("uncontrolled: the trend includes natural recovery and regression "
                      "to the mean")
-    n_clients = int(np.unique(clients).size)
-    units = _units(clients, control)
-    codes, slopes, _ = client_slopes(y, weeks, units)
-    unit_ctrl = (codes % 2).astype(bool)
-    n_slopes = int(np.unique(codes // 2).size)
+    n_clients = int(units["client_id"].nunique())
+    n_sessions = int(_col(units, "n").sum())
+    ok, slopes = slopes_from_sums(*(_col(units, c) for c in ("n", "sw", "sy", "sww", "swy")))
+    with_slope = units.loc[ok]
+    unit_ctrl = with_slope["control"].to_numpy(dtype=bool)
+    n_slopes = int(with_slope["client_id"].nunique())
     if n_clients < settings.min_clients or n_slopes < settings.min_clients:
         why = "" if n_clients < settings.min_clients else (
             f"only {n_slopes} clients have pre-session pain in more than one week "
             f"(minimum {settings.min_clients})")
-        return _insufficient(n_clients, len(y), settings.min_clients, why)
-    last = np.zeros(int(units.max()) + 1)
-    np.maximum.at(last, units, weeks)
-    horizon = float(np.median(last[codes]))
+        return _insufficient(n_clients, n_sessions, settings.min_clients, why)
+    horizon = float(np.median(_col(with_slope, "wmax")))
     mcid = mcid_points / horizon if horizon > 0 else math.nan
     notes.insert(0, f"estimate in points per week; MCID {mcid_points:g} points over the "
                     f"median span of {horizon:.1f} weeks = {mcid:.3g} points/week")
@@ -648,22 +582,23 @@ def fit_trend_cell(y: np.ndarray, weeks: np.ndarray, clients: np.ndarray,
              **_power_fields(slopes[~unit_ctrl], slopes[unit_ctrl] if controlled else None,
                              mcid, settings)}
     het = HetData(slopes, (~unit_ctrl).astype(float) if controlled else None, None,
-                  codes // 2, "hc1", design)
-    if np.ptp(y) == 0:
-        return CellFit("degenerate", n_clients, len(y), estimate=0.0, het=None,
+                  _codes(with_slope["client_id"]), "hc1", design)
+    if float(_col(units, "ymin").min()) == float(_col(units, "ymax").max()):
+        return CellFit("degenerate", n_clients, n_sessions, estimate=0.0, het=None,
                        notes=(*notes, "pre-session pain never changes: no test possible"),
                        **{k: v for k, v in extra.items() if k != "n_clients"})
-    w = weeks
-    mfr_flag = (~control).astype(float)
     if controlled:
-        X = np.column_stack([np.ones(len(y)), w, mfr_flag, mfr_flag * w])
         names, term = ["intercept", "weeks", "mfr", "mfr_x_weeks"], "mfr_x_weeks"
         label = "pain_pre ~ weeks * arm"
     else:
-        X, names, term = np.column_stack([np.ones(len(y)), w]), ["intercept", "weeks"], "weeks"
-        label = "pain_pre ~ weeks"
-    if len(y) <= MIXED_SLOPES_MAX_SESSIONS:
-        result, fallback_notes = _mixed_or_ols(y, X, clients, names, settings, slope=w)
+        names, term, label = ["intercept", "weeks"], "weeks", "pain_pre ~ weeks"
+    if sessions is not None:
+        y, w = _col(sessions, "y"), _col(sessions, "weeks")
+        mfr_flag = (~sessions["control"].to_numpy(dtype=bool)).astype(float)
+        X = np.column_stack([np.ones(len(y)), w] + ([mfr_flag, mfr_flag * w] if controlled
+                                                     else []))
+        result, fallback_notes = _mixed_or_ols(y, X, _codes(sessions["client_id"]), names,
+                                               settings, slope=w)
         fit = _from_estimate(result, term, notes=(*notes, *fallback_notes), het=het, **extra)
         return replace(fit, method=f"{fit.method}: {label}")
     if controlled:
@@ -674,58 +609,93 @@ def fit_trend_cell(y: np.ndarray, weeks: np.ndarray, clients: np.ndarray,
         result = fit_ols(slopes, np.ones((len(slopes), 1)), names=[term], alpha=settings.alpha)
     warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
     fit = _from_estimate(result, term, notes=(*notes, *warn), het=het, **extra)
-    return replace(fit, n_sessions=len(y), method=(
+    return replace(fit, n_sessions=n_sessions, method=(
         f"two-stage: per-client OLS slopes, then {result.method} on {len(slopes)} client "
         f"slopes (cell above {MIXED_SLOPES_MAX_SESSIONS:,} sessions)"))
 
 
-def fit_contrast_cell(y: np.ndarray, level: np.ndarray, pre: np.ndarray, clients: np.ndarray,
-                      *, names: tuple[str, str], factor: str, settings: Settings) -> CellFit:
-    """Difference in change between two levels of a session factor, cluster-robust OLS."""
-    n_clients = int(np.unique(clients).size)
-    n_level = int(np.unique(clients[level == 1]).size)
-    n_ref = int(np.unique(clients[level == 0]).size)
+_CONTRAST_WITH_PRE = {"n": "nb", "sl": "slb", "sy": "syb", "sly": "slyb", "ymin": "yminb",
+                      "ymax": "ymaxb"}
+
+
+def _contrast_sums(units: pd.DataFrame, has_pre: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-client X'X and X'y of ``change ~ level (+ centred pre)`` from the unit sums."""
+    n, sl, sy, sly = (_col(units, c) for c in ("n", "sl", "sy", "sly"))
+    if not has_pre:
+        xtx = np.stack([np.stack([n, sl], -1), np.stack([sl, sl], -1)], -2)
+        return xtx, np.stack([sy, sly], -1)
+    sp, slp, spp, spy = (_col(units, c) for c in ("sp", "slp", "spp", "spy"))
+    c = sp.sum() / n.sum()  # the cell's mean pre value, as _centre does on sessions
+    p, lp, pp = sp - n * c, slp - c * sl, spp - 2 * c * sp + n * c * c
+    xtx = np.stack([np.stack([n, sl, p], -1), np.stack([sl, sl, lp], -1),
+                    np.stack([p, lp, pp], -1)], -2)
+    return xtx, np.stack([sy, sly, spy - c * sy], -1)
+
+
+def fit_contrast_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, adjust: bool,
+                       names: tuple[str, str], factor: str, settings: Settings) -> CellFit:
+    """Difference in change between two levels of a session factor, cluster-robust OLS (on
+    the sessions of a small cell, from per-client cross-products of a large one)."""
+    if adjust:
+        units = units.loc[units["nb"] > 0].drop(columns=list(_CONTRAST_WITH_PRE))
+        units = units.rename(columns={v: k for k, v in _CONTRAST_WITH_PRE.items()})
+        if sessions is not None:
+            sessions = sessions.loc[np.isfinite(_col(sessions, "pre"))]
+    n, sl = _col(units, "n"), _col(units, "sl")
+    n_clients, n_sessions = len(units), int(n.sum())
+    n_level, n_ref = int((sl > 0).sum()), int((n - sl > 0).sum())
     if min(n_level, n_ref) < settings.min_clients:
         why = (f"{n_level} clients with {names[0]} sessions and {n_ref} with {names[1]} "
                f"sessions; each needs at least {settings.min_clients}")
-        return _insufficient(n_clients, len(y), settings.min_clients, why)
-    has_pre = pre.size > 0 and bool(np.isfinite(pre).all())
+        return _insufficient(n_clients, n_sessions, settings.min_clients, why)
+    has_pre = adjust and n_sessions > 0
     notes = [f"observational comparison of MFR sessions ({factor} = {names[0]} minus "
              f"{factor} = {names[1]})" + (", adjusted for the pre-session value" if has_pre
                                           else "") + "; not randomised"]
-    cov = _centre(pre) if has_pre else None
-    het = HetData(y, level, cov, clients, "cluster", "observational")
-    if np.ptp(y) == 0:
-        return CellFit("degenerate", n_clients, len(y), estimate=0.0, design="observational",
+    # the heterogeneity of session-level contrasts compares the group estimates (Q test)
+    het = HetData(np.zeros(0), None, None, np.zeros(0, dtype=np.int64), "cluster",
+                  "observational")
+    if float(_col(units, "ymin").min()) == float(_col(units, "ymax").max()):
+        return CellFit("degenerate", n_clients, n_sessions, estimate=0.0, design="observational",
                        notes=(*notes, "every change is the same: no test possible"))
-    X = np.column_stack([np.ones(len(y)), level] + ([cov] if cov is not None else []))
-    labels = ["intercept", "level"] + (["pre"] if cov is not None else [])
-    result = fit_ols(y, X, names=labels, clients=clients, cov_type="cluster",
-                     alpha=settings.alpha)
+    labels = ["intercept", "level"] + (["pre"] if has_pre else [])
+    label = f"change ~ {factor} + pre" if has_pre else f"change ~ {factor}"
+    if sessions is not None:
+        y, level = _col(sessions, "y"), _col(sessions, "level")
+        X = np.column_stack([np.ones(len(y)), level]
+                            + ([_centre(_col(sessions, "pre"))] if has_pre else []))
+        result = fit_ols(y, X, names=labels, clients=_codes(sessions["client_id"]),
+                         cov_type="cluster", alpha=settings.alpha)
+        method = result.method
+    else:
+        xtx, xty = _contrast_sums(units, has_pre)
+        result = fit_ols_cluster_sums(xtx, xty, n_sessions, names=labels, alpha=settings.alpha)
+        method = (f"{result.method}, from per-client sums (cell above "
+                  f"{CLUSTER_OLS_MAX_SESSIONS:,} sessions)")
     warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
     fit = _from_estimate(result, "level", n_clients=n_clients, design="observational",
                          notes=(*notes, *warn), het=het)
-    label = f"change ~ {factor} + pre" if cov is not None else f"change ~ {factor}"
-    return replace(fit, method=f"{fit.method}: {label}",
-                   mde=_se_mde(fit.se, fit.df, settings.alpha))
+    return replace(fit, method=f"{method}: {label}", mde=_se_mde(fit.se, fit.df, settings.alpha))
 
 
-def fit_dose_cell(y: np.ndarray, weeks: np.ndarray, spw: np.ndarray, clients: np.ndarray, *,
-                  settings: Settings) -> CellFit:
+def fit_dose_units(units: pd.DataFrame, sessions: pd.DataFrame | None = None, *,
+                   settings: Settings) -> CellFit:
     """Client-level OLS of each client's pain slope over weeks on sessions per week."""
-    n_clients = int(np.unique(clients).size)
-    codes, slopes, _ = client_slopes(y, weeks, clients)
+    n = _col(units, "n")
+    n_clients, n_sessions = int(units["client_id"].nunique()), int(n.sum())
+    ok, slopes = slopes_from_sums(n, *(_col(units, c) for c in ("sw", "sy", "sww", "swy")))
     if slopes.size < settings.min_clients:
         why = (f"only {slopes.size} clients have pre-session pain in more than one week "
                f"(minimum {settings.min_clients})")
-        return _insufficient(n_clients, len(y), settings.min_clients, why)
-    dose = client_means(spw, clients)[1][np.searchsorted(np.unique(clients), codes)]
+        return _insufficient(n_clients, n_sessions, settings.min_clients, why)
+    dose = _col(units, "sspw")[ok] / n[ok]
     notes = ["client-level: each client's pre-session pain slope (points/week) regressed on "
              "sessions per week; observational, clients choose their frequency",
              "estimate = change in weekly pain slope per extra session per week"]
-    het = HetData(slopes, _centre(dose), None, codes, "hc1", "observational")
+    het = HetData(slopes, _centre(dose), None, _codes(units["client_id"])[ok], "hc1",
+                  "observational")
     if np.ptp(dose) == 0 or np.ptp(slopes) == 0:
-        return CellFit("degenerate", n_clients, len(y), design="observational",
+        return CellFit("degenerate", n_clients, n_sessions, design="observational",
                        notes=(*notes, "sessions per week or the pain slopes do not vary: "
                               "no test possible"))
     X = np.column_stack([np.ones(slopes.size), dose])
@@ -734,41 +704,52 @@ def fit_dose_cell(y: np.ndarray, weeks: np.ndarray, spw: np.ndarray, clients: np
     warn = (f"OLS warned: {' | '.join(result.warnings)}",) if result.warnings else ()
     fit = _from_estimate(result, "sessions_per_week", n_clients=int(slopes.size),
                          design="observational", notes=(*notes, *warn), het=het)
-    return replace(fit, n_sessions=len(y),
+    return replace(fit, n_sessions=n_sessions,
                    method=f"client-level {result.method}: client pain slope ~ sessions/week",
                    mde=_se_mde(fit.se, fit.df, settings.alpha))
 
 
-def fit_adverse_cell(events: np.ndarray, pressure: np.ndarray, clients: np.ndarray, *,
-                     settings: Settings) -> CellFit:
-    """Odds ratio of any adverse event per pressure point: logistic GEE or logistic regression."""
-    n_clients = int(np.unique(clients).size)
+def fit_adverse_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
+                      settings: Settings) -> CellFit:
+    """Odds ratio of any adverse event per pressure point: logistic GEE on the sessions of a
+    small cell, logistic regression on per-client counts by pressure otherwise."""
+    trials, events = _col(units, "n"), _col(units, "events")
+    n_clients, n_sessions = int(units["client_id"].nunique()), int(trials.sum())
     if n_clients < settings.min_clients:
-        return _insufficient(n_clients, len(events), settings.min_clients)
+        return _insufficient(n_clients, n_sessions, settings.min_clients)
     notes = ["odds ratio of any adverse event per extra pressure point; observational"]
     n_events = int(events.sum())
-    if n_events == 0 or n_events == len(events) or np.ptp(pressure) == 0:
-        why = (f"{n_events} adverse events in {len(events)} sessions" if np.ptp(pressure) > 0
+    pressure = _col(units, "pressure")
+    if n_events == 0 or n_events == n_sessions or np.ptp(pressure) == 0:
+        why = (f"{n_events} adverse events in {n_sessions} sessions" if np.ptp(pressure) > 0
                else "pressure does not vary")
-        return CellFit("degenerate", n_clients, len(events), design="observational",
+        return CellFit("degenerate", n_clients, n_sessions, design="observational",
                        log_scale=True, notes=(*notes, f"{why}: no test possible"))
-    het = HetData(events, _centre(pressure), None, clients, "logit", "observational")
-    X = np.column_stack([np.ones(len(events)), pressure])
+    het = HetData(np.zeros(0), None, None, np.zeros(0, dtype=np.int64), "logit",
+                  "observational")
     names = ["intercept", "pressure"]
-    if len(events) <= GEE_MAX_SESSIONS:
+    if sessions is not None:
+        y, x = _col(sessions, "events"), _col(sessions, "pressure")
+        X, clients = np.column_stack([np.ones(len(y)), x]), _codes(sessions["client_id"])
         result, fallback_notes = _fit_with_fallback(
             "GEE",
-            lambda: fit_gee(events, X, clients, names=names, family="binomial",
+            lambda: fit_gee(y, X, clients, names=names, family="binomial",
                             alpha=settings.alpha),
-            lambda: fit_logit(events, X, clients, names=names, alpha=settings.alpha))
+            lambda: fit_logit(y, X, clients, names=names, alpha=settings.alpha))
+        method = result.method
     else:
-        result = fit_logit(events, X, clients, names=names, alpha=settings.alpha)
+        X = np.column_stack([np.ones(len(units)), pressure])
+        result = fit_logit_counts(events, trials, X, _codes(units["client_id"]), names=names,
+                                  alpha=settings.alpha)
         fallback_notes = (f"logistic regression warned: {' | '.join(result.warnings)}",) \
             if result.warnings else ()
+        method = (f"{result.method}, from per-client counts by pressure (cell above "
+                  f"{GEE_MAX_SESSIONS:,} sessions)")
     fit = _from_estimate(result, "pressure", n_clients=n_clients, design="observational",
                          log_scale=True, het=het,
                          notes=(*notes, f"{n_events} adverse events", *fallback_notes))
-    return replace(fit, method=f"{fit.method}: any adverse event ~ pressure")
+    return replace(fit, method=f"{method}: any adverse event ~ pressure")
+
 
 
 def _guarded(fit_cell: Callable[..., CellFit], *args: Any, **kwargs: Any) -> CellFit:
@@ -827,9 +808,23 @@ def heterogeneity(parts: Sequence[HetData], alpha: float = 0.05) -> tuple[float,
 class Job:
     """Shared state of one evaluation run."""
 
-    prep: Prepared
+    inputs: ClaimInputs
     cells: list[Cell]
     settings: Settings
+
+
+def _fits(job: Job, key: str, fit_cell: Callable[..., CellFit],
+          **kwargs: Any) -> list[tuple[Cell, CellFit]]:
+    """Fit one series in every cell, each cell on its sessions or on its client sums."""
+    series = job.inputs.series[key]
+    limit = job.inputs.limits[series.kind]
+    fits = []
+    for cell in job.cells:
+        units, sessions = _cell_data(series, cell, limit)
+        fits.append((cell, _guarded(fit_cell, units, sessions, settings=job.settings,
+                                    **kwargs)))
+    return fits
+
 
 
 def _rows_for(claim: pd.Series, outcome: str, fits: Sequence[tuple[Cell, CellFit]],
@@ -899,25 +894,12 @@ def _not_measured(job: Job, claim: pd.Series, outcome: str, why: str) -> list[di
             for cell in job.cells]
 
 
-def _finite(*arrays: np.ndarray) -> np.ndarray:
-    keep = np.ones(len(arrays[0]), dtype=bool)
-    for a in arrays:
-        keep &= np.isfinite(a)
-    return keep
-
-
-def _change_claim(job: Job, claim: pd.Series, outcome: str, change: np.ndarray,
-                  pre: np.ndarray, base: np.ndarray, *, unit: str) -> list[dict]:
-    direction, settings, prep = int(claim["direction"]), job.settings, job.prep
+def _change_claim(job: Job, claim: pd.Series, outcome: str, *, unit: str) -> list[dict]:
+    direction, settings = int(claim["direction"]), job.settings
     mcid = _mcid(claim, outcome, settings)
     relative = _mcid_relative(claim) if outcome == claim["outcome"] else math.nan
-    usable = base & np.isfinite(change)
-    fits = []
-    for cell in job.cells:
-        m = cell.mask & usable
-        fits.append((cell, _guarded(fit_change_cell, change[m], pre[m], prep.clients[m],
-                                    prep.control[m], mcid=mcid, direction=direction,
-                                    relative=relative, settings=settings)))
+    fits = _fits(job, f"change:{outcome}", fit_change_units, mcid=mcid, direction=direction,
+                 relative=relative)
     return _rows_for(claim, outcome, fits, unit=unit, mcid=mcid, direction=direction,
                      alpha=settings.alpha)
 
@@ -926,77 +908,62 @@ def _claim_change(job: Job, claim: pd.Series) -> list[dict]:
     outcome = str(claim["outcome"])
     if outcome == "circulation":
         return _claim_circulation(job, claim)
-    key = f"{outcome}_change"
-    if key not in job.prep.num:
+    if f"change:{outcome}" not in job.inputs.series:
         return _not_measured(job, claim, outcome,
                              f"no {outcome}_pre/{outcome}_post (or {outcome}_change) values")
-    return _change_claim(job, claim, outcome, job.prep.num[key], job.prep.num[f"{outcome}_pre"],
-                         np.ones(job.prep.n, dtype=bool), unit=str(claim["unit"]))
+    return _change_claim(job, claim, outcome, unit=str(claim["unit"]))
 
 
 def _claim_circulation(job: Job, claim: pd.Series) -> list[dict]:
-    found = job.prep.circulation
-    prefixes = sorted({k[:-len("_change")] for k in job.prep.num
-                       if k.endswith("_change") and k.startswith(CIRCULATION_PREFIXES)})
+    found = job.inputs.circulation
+    prefixes = sorted(k[len("change:"):] for k in job.inputs.series
+                      if k.startswith(tuple(f"change:{p}" for p in CIRCULATION_PREFIXES)))
     if not prefixes:
         why = ("no circulation or blood-flow measure in the logs" if not found else
                f"column(s) {', '.join(found)} found but no *_pre/*_post pair to compare")
         return _not_measured(job, claim, "circulation", why)
     rows = []
     for prefix in prefixes:
-        rows += _change_claim(job, claim, prefix, job.prep.num[f"{prefix}_change"],
-                              job.prep.num[f"{prefix}_pre"], np.ones(job.prep.n, dtype=bool),
-                              unit="measure unit")
+        rows += _change_claim(job, claim, prefix, unit="measure unit")
     return rows
 
 
 def _claim_rom(job: Job, claim: pd.Series) -> list[dict]:
-    prep = job.prep
-    if "rom_change" not in prep.num:
+    inputs = job.inputs
+    if "rom_change" not in inputs.present:
         return _not_measured(job, claim, "rom", "no rom_pre/rom_post (or rom_change) values")
-    if prep.rom_measure is None:
+    if not inputs.rom_measured:
         return _not_measured(job, claim, "rom", "rom values without rom_measure: the unit and "
                              "the MCID are unknown")
-    change = prep.num["rom_change"]
-    known = [m for m in categories("rom_measure")]
-    present = set(pd.unique(prep.rom_measure[np.isfinite(change)])) - {""}
+    present = {k[len("change:rom:"):] for k in inputs.series if k.startswith("change:rom:")}
+    known = list(categories("rom_measure"))
     measures = [m for m in known if m in present] + sorted(present - set(known))
     if not measures:
         return _not_measured(job, claim, "rom", "no rom value has a rom_measure")
     rows = []
     for measure in measures:
         unit = str(_rom_table().loc[measure, "unit"]) if measure in _rom_table().index else ""
-        rows += _change_claim(job, claim, f"rom:{measure}", change, prep.num["rom_pre"],
-                              prep.rom_measure == measure, unit=unit)
+        rows += _change_claim(job, claim, f"rom:{measure}", unit=unit)
     return rows
 
 
 def _claim_trajectory(job: Job, claim: pd.Series) -> list[dict]:
-    prep, settings = job.prep, job.settings
+    inputs, settings = job.inputs, job.settings
     direction = int(claim["direction"])
     rows: list[dict] = []
     mcid_points = _mcid(claim, str(claim["claim_id"]), settings)
-    if "pain_pre" in prep.num and "weeks" in prep.num:
-        y, weeks = prep.num["pain_pre"], prep.num["weeks"]
-        usable = _finite(y, weeks)
-        fits = []
-        for cell in job.cells:
-            m = cell.mask & usable
-            fits.append((cell, _guarded(fit_trend_cell, y[m], weeks[m], prep.clients[m],
-                                        prep.control[m], mcid_points=mcid_points,
-                                        direction=direction, settings=settings)))
+    if "trend" in inputs.series:
+        fits = _fits(job, "trend", fit_trend_units, mcid_points=mcid_points,
+                     direction=direction)
         rows += _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
                           mcid=math.nan, direction=direction, alpha=settings.alpha)
     else:
         rows += _not_measured(job, claim, "pain_pre",
                               "needs pain_pre and weeks_since_start")
-    if "pain_followup" in prep.num and "pain_pre" in prep.num:
-        change = prep.num["pain_followup"] - prep.num["pain_pre"]
-        followup_rows = _change_claim(job, claim, "pain_followup", change, prep.num["pain_pre"],
-                                      np.ones(prep.n, dtype=bool), unit="points")
-        hours = prep.num.get("followup_hours")
-        if hours is not None and np.isfinite(hours[np.isfinite(change)]).any():
-            median = float(np.nanmedian(hours[np.isfinite(change)]))
+    if "change:pain_followup" in inputs.series:
+        followup_rows = _change_claim(job, claim, "pain_followup", unit="points")
+        median = median_of_counts(inputs.followup_hours)
+        if math.isfinite(median):
             for row in followup_rows:
                 row["note"] = "; ".join(filter(None, [
                     f"follow-up pain minus pre-session pain, median {median:g} h after the "
@@ -1006,61 +973,37 @@ def _claim_trajectory(job: Job, claim: pd.Series) -> list[dict]:
 
 
 def _claim_contrast(job: Job, claim: pd.Series) -> list[dict]:
-    prep, settings = job.prep, job.settings
+    inputs, settings = job.inputs, job.settings
     outcome, factor = str(claim["outcome"]), str(claim["factor"])
-    key = {"pace": "pace", "deep_breathing": "breathing", "delivery": "delivery"}[factor]
-    if f"{outcome}_change" not in prep.num:
+    key = f"contrast:{claim['claim_id']}"
+    if f"{outcome}_change" not in inputs.present:
         return _not_measured(job, claim, outcome, f"no {outcome} change values")
-    if key not in prep.num:
+    if key not in inputs.series:
         return _not_measured(job, claim, outcome, f"no {factor} values")
-    y, level, pre = prep.num[f"{outcome}_change"], prep.num[key], prep.num[f"{outcome}_pre"]
-    usable = _finite(y, level) & ~prep.control
-    adjust = bool(np.isfinite(pre[usable]).any())
-    if adjust:
-        usable &= np.isfinite(pre)
+    adjust = bool(inputs.series[key].units["nb"].sum() > 0)
     names = (str(claim["level"]), str(claim["reference_level"]))
-    fits = []
-    for cell in job.cells:
-        m = cell.mask & usable
-        fits.append((cell, _guarded(fit_contrast_cell, y[m], level[m],
-                                    pre[m] if adjust else np.array([]),
-                                    prep.clients[m], names=names, factor=factor,
-                                    settings=settings)))
+    fits = _fits(job, key, fit_contrast_units, adjust=adjust, names=names, factor=factor)
     return _rows_for(claim, outcome, fits, unit=str(claim["unit"]),
                      mcid=_mcid(claim, str(claim["claim_id"]), settings),
                      direction=int(claim["direction"]), alpha=settings.alpha)
 
 
 def _claim_dose(job: Job, claim: pd.Series) -> list[dict]:
-    prep, settings = job.prep, job.settings
-    if not all(k in prep.num for k in ("pain_pre", "weeks", "spw")):
+    if "dose" not in job.inputs.series:
         return _not_measured(job, claim, "pain_pre",
                              "needs pain_pre, weeks_since_start and sessions_per_week")
-    y, weeks, spw = prep.num["pain_pre"], prep.num["weeks"], prep.num["spw"]
-    usable = _finite(y, weeks, spw) & ~prep.control
-    fits = []
-    for cell in job.cells:
-        m = cell.mask & usable
-        fits.append((cell, _guarded(fit_dose_cell, y[m], weeks[m], spw[m], prep.clients[m],
-                                    settings=settings)))
+    fits = _fits(job, "dose", fit_dose_units)
     return _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
-                     mcid=_mcid(claim, str(claim["claim_id"]), settings),
-                     direction=int(claim["direction"]), alpha=settings.alpha)
+                     mcid=_mcid(claim, str(claim["claim_id"]), job.settings),
+                     direction=int(claim["direction"]), alpha=job.settings.alpha)
 
 
 def _claim_adverse(job: Job, claim: pd.Series) -> list[dict]:
-    prep, settings = job.prep, job.settings
-    if "adverse" not in prep.num or "pressure" not in prep.num:
+    if "adverse" not in job.inputs.series:
         return _not_measured(job, claim, "adverse_event", "needs adverse_event and pressure")
-    events, pressure = prep.num["adverse"], prep.num["pressure"]
-    usable = _finite(events, pressure) & ~prep.control
-    fits = []
-    for cell in job.cells:
-        m = cell.mask & usable
-        fits.append((cell, _guarded(fit_adverse_cell, events[m], pressure[m], prep.clients[m],
-                                    settings=settings)))
+    fits = _fits(job, "adverse", fit_adverse_units)
     return _rows_for(claim, "adverse_event", fits, unit=str(claim["unit"]), mcid=math.nan,
-                     direction=int(claim["direction"]), alpha=settings.alpha)
+                     direction=int(claim["direction"]), alpha=job.settings.alpha)
 
 
 ANALYSES = {
@@ -1071,6 +1014,7 @@ ANALYSES = {
     "dose": _claim_dose,
     "adverse": _claim_adverse,
 }
+
 
 
 # ---------------------------------------------------------------------------- verdicts ---
@@ -1146,6 +1090,35 @@ def _finish(rows: list[dict], settings: Settings, correction: str) -> pd.DataFra
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in CLAIMS_COLUMNS + EXTRA_COLUMNS})
 
+def claim_inputs(sessions: pd.DataFrame) -> ClaimInputs:
+    """What the claims models need from a derived session table (see :mod:`claim_inputs`)."""
+    return extract_inputs(prepare(sessions), claim_registry(), _limits())
+
+
+def evaluate_inputs(
+    inputs: ClaimInputs,
+    *,
+    alpha: float = 0.05,
+    correction: Literal["holm", "fdr_bh"] = "holm",
+    min_clients: int = config.MIN_CLIENTS_PER_CELL,
+    mcid_overrides: Mapping[str, float] | None = None,
+    groups: Sequence[str] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The claims table from :func:`claim_inputs` (or the combined inputs of partitions)."""
+    overrides = _validate_options(alpha, correction, min_clients, mcid_overrides)
+    settings = Settings(float(alpha), int(min_clients), overrides)
+    job = Job(inputs, _cells(inputs, groups), settings)
+    registry = claim_registry()
+    rows: list[dict] = []
+    with tqdm(total=len(registry), desc="claims", unit="claim", disable=not progress,
+              leave=False) as bar:
+        for _, claim in registry.iterrows():
+            bar.set_postfix_str(str(claim["claim_id"]))
+            rows += ANALYSES[str(claim["analysis"])](job, claim)
+            bar.update()
+    return _finish(rows, settings, correction) if rows else _empty_table()
+
 
 def evaluate_claims(
     sessions: pd.DataFrame,
@@ -1166,16 +1139,7 @@ def evaluate_claims(
     Raises :class:`AnalysisError` (a ``ValueError``) for unusable input or options; every
     other problem (too few clients, a missing outcome, a failed fit) becomes a verdict.
     """
-    overrides = _validate_options(alpha, correction, min_clients, mcid_overrides)
-    settings = Settings(float(alpha), int(min_clients), overrides)
-    prep = prepare(sessions)
-    job = Job(prep, _cells(prep, groups), settings)
-    registry = claim_registry()
-    rows: list[dict] = []
-    with tqdm(total=len(registry), desc="claims", unit="claim", disable=not progress,
-              leave=False) as bar:
-        for _, claim in registry.iterrows():
-            bar.set_postfix_str(str(claim["claim_id"]))
-            rows += ANALYSES[str(claim["analysis"])](job, claim)
-            bar.update()
-    return _finish(rows, settings, correction) if rows else _empty_table()
+    _validate_options(alpha, correction, min_clients, mcid_overrides)
+    return evaluate_inputs(claim_inputs(sessions), alpha=alpha, correction=correction,
+                           min_clients=min_clients, mcid_overrides=mcid_overrides,
+                           groups=groups, progress=progress)

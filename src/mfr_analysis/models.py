@@ -41,16 +41,19 @@ __all__ = [
     "client_slopes",
     "clients_needed",
     "equal_effects_p",
-    "fit_logit",
     "fit_gee",
+    "fit_logit",
+    "fit_logit_counts",
     "fit_mixed",
     "fit_ols",
+    "fit_ols_cluster_sums",
     "gee_formula",
     "minimum_detectable_effect",
     "mixed_formula",
     "ols_formula",
     "recorded_warnings",
     "slope_variance",
+    "slopes_from_sums",
     "tost_p",
     "wald_equal",
 ]
@@ -249,6 +252,81 @@ def fit_logit(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *,
     table = _table(names, res.params, res.bse, math.inf, alpha)
     return ModelResult(table, "logistic regression, cluster-robust SE by client", len(y),
                        _n_clients(clients), math.inf, float(res.llf), caught, res)
+
+
+def fit_ols_cluster_sums(xtx: np.ndarray, xty: np.ndarray, n_obs: int, *,
+                         names: Sequence[str], alpha: float = 0.05) -> ModelResult:
+    """Cluster-robust OLS from per-client cross-products ``X_g'X_g`` (G, k, k) and ``X_g'y_g``.
+
+    Gives statsmodels' ``OLS(...).fit(cov_type="cluster")`` on the sessions (same small-sample
+    correction, t with G - 1 df) without the sessions: the score of client g is
+    ``X_g'y_g - X_g'X_g b``. Written here because no library fits from these sums, and they
+    are what a partitioned dataset larger than memory can be reduced to.
+    """
+    n_clients, k = xty.shape
+    if n_clients < 2:
+        raise FitFailed("cluster-robust OLS needs at least two clients")
+    bread_inv = xtx.sum(axis=0)
+    try:
+        bread = np.linalg.inv(bread_inv)
+    except np.linalg.LinAlgError as error:
+        raise FitFailed(f"OLS failed: singular design: {error}") from error
+    params = bread @ xty.sum(axis=0)
+    scores = xty - np.einsum("gij,j->gi", xtx, params)
+    meat = scores.T @ scores
+    correction = n_clients / (n_clients - 1) * (n_obs - 1) / (n_obs - k)
+    cov = correction * bread @ meat @ bread
+    df = float(n_clients - 1)
+    table = _table(names, params, np.sqrt(np.diag(cov)), df, alpha)
+    return ModelResult(table, "OLS, cluster-robust SE by client", n_obs, n_clients, df)
+
+
+def fit_logit_counts(events: np.ndarray, trials: np.ndarray, X: np.ndarray,
+                     clients: np.ndarray, *, names: Sequence[str],
+                     alpha: float = 0.05) -> ModelResult:
+    """Logistic regression on binomial counts (one row per client and covariate value).
+
+    The estimates come from statsmodels' binomial GLM; the cluster-robust covariance is the
+    sandwich of :func:`fit_logit` on the underlying sessions (a session's score is
+    ``x (event - p)``, so a row's is ``x (events - trials p)``), with its small-sample
+    correction counted in sessions, so both give the same numbers.
+    """
+    endog = np.column_stack([events, trials - events])
+    model = sm.GLM(endog, X, family=sm.families.Binomial())
+    res, caught = _run(lambda: model.fit(), "logistic regression")
+    params = np.asarray(res.params, dtype=float)
+    p = 1.0 / (1.0 + np.exp(-(X @ params)))
+    weights = trials * p * (1 - p)
+    try:
+        bread = np.linalg.inv((X * weights[:, None]).T @ X)
+    except np.linalg.LinAlgError as error:
+        raise FitFailed(f"logistic regression failed: {error}") from error
+    codes = pd.factorize(clients)[0]
+    row_scores = X * (events - trials * p)[:, None]
+    scores = np.zeros((int(codes.max()) + 1, X.shape[1]))
+    np.add.at(scores, codes, row_scores)
+    n_obs, n_clients, k = int(trials.sum()), scores.shape[0], X.shape[1]
+    correction = n_clients / (n_clients - 1) * (n_obs - 1) / (n_obs - k)
+    cov = correction * bread @ (scores.T @ scores) @ bread
+    table = _table(names, params, np.sqrt(np.diag(cov)), math.inf, alpha)
+    return ModelResult(table, "logistic regression, cluster-robust SE by client", n_obs,
+                       n_clients, math.inf, math.nan, caught, res)
+
+
+def slopes_from_sums(n: np.ndarray, sw: np.ndarray, sy: np.ndarray, sww: np.ndarray,
+                     swy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-client OLS slopes of y on t from sums (n, sum t, sum y, sum t^2, sum t*y).
+
+    Returns (mask of clients with two or more distinct t, their slopes): the criterion of
+    :func:`client_slopes`, for time values that are not negative.
+    """
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sxx = sww - sw * sw / n
+        sxy = swy - sw * sy / n
+        scale = np.maximum(np.abs(sw), 1.0)
+        ok = (n >= 2) & (sxx > 1e-12 * scale * scale)
+        return ok, sxy[ok] / sxx[ok]
 
 
 def _from_formula_result(res: Any, method: str, n_clients: int, alpha: float,
