@@ -188,35 +188,50 @@ def test_repeats_across_byte_ranges_of_one_file(cluster: str, tmp_path: Path) ->
     _assert_same(tmp_path / "d", tmp_path / "p")
 
 
-def test_claims_reduced_path_equals_full_path_when_it_fits(logs: Path, cluster: str,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("limit", [None, 150], ids=["default-limits", "large-cells"])
+def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    limit: int | None) -> None:
+    """Shuffled by client into several partitions, derived and reduced to per-client sums on
+    the cluster: the claims table equals the in-memory one, whichever route each cell takes."""
+    from mfr_analysis import claims, scale
     from mfr_analysis.claims import evaluate_claims
     from mfr_analysis.scale import evaluate_claims_at_scale
 
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
+    if limit is not None:  # the pooled cells go the client-sum routes, groups stay small
+        for name in ("MIXED_MAX_SESSIONS", "MIXED_SLOPES_MAX_SESSIONS", "GEE_MAX_SESSIONS",
+                     "CLUSTER_OLS_MAX_SESSIONS"):
+            monkeypatch.setattr(claims, name, limit)
     run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
     full = evaluate_claims(load_sessions([tmp_path]))
-    reduced = evaluate_claims_at_scale(tmp_path, scheduler=cluster)
-    pd.testing.assert_frame_equal(reduced, full)
+    reduced = evaluate_claims_at_scale(tmp_path, scheduler=cluster, in_memory_max=0)
+    stated = reduced["note"].str.extract(r"(reduced on a Dask cluster to per-client sums "
+                                         r"\(([\d,]+) sessions in (\d+) partitions.*)$")
+    assert stated[0].notna().all()
+    assert int(stated[1].iloc[0].replace(",", "")) == len(load_sessions([tmp_path]))
+    assert int(stated[2].iloc[0]) >= 4
+    reduced["note"] = [n[: -len(s)].removesuffix("; ") for n, s in zip(
+        reduced["note"], stated[0], strict=True)]
+    pd.testing.assert_frame_equal(reduced, full, rtol=1e-9)
+    assert full["verdict"].isin(["supported", "below_threshold"]).sum() >= 5
+    if limit is not None:
+        methods = " ".join(full["method"])
+        for route in ("on per-client means", "client slopes", "from per-client sums",
+                      "from per-client counts", "MixedLM"):
+            assert route in methods
 
 
-def test_claims_on_a_dataset_over_budget_use_a_stated_client_sample(
-        logs: Path, cluster: str, tmp_path: Path) -> None:
-    from mfr_analysis.scale import evaluate_claims_at_scale, sessions_for_claims
+def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: str,
+                                                          tmp_path: Path) -> None:
+    from mfr_analysis.scale import claim_inputs_at_scale
 
-    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
-    everything = load_sessions([tmp_path])
-    budget = len(everything) * 6 // 10
-    sample, note = sessions_for_claims(tmp_path, max_sessions=budget, scheduler=cluster)
-    assert 0 < len(sample) < len(everything)
-    assert "client sample" in note
-    # whole clients: every sampled client keeps every one of its sessions
-    per_client = everything["client_id"].value_counts()
-    sampled = sample["client_id"].value_counts()
-    assert (per_client.loc[sampled.index] == sampled).all()
-    again, _ = sessions_for_claims(tmp_path, max_sessions=budget, scheduler=cluster)
-    pd.testing.assert_frame_equal(sample, again)  # the same sample every time
-    table = evaluate_claims_at_scale(tmp_path, max_sessions=budget, scheduler=cluster)
-    assert table["note"].str.contains("client sample").all()
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
+    n = len(load_sessions([tmp_path]))
+    _, note = claim_inputs_at_scale(tmp_path, scheduler=cluster, in_memory_max=n)
+    assert note == ""  # read whole
+    inputs, note = claim_inputs_at_scale(tmp_path, scheduler=cluster, in_memory_max=n - 1)
+    assert "per-client sums" in note and inputs.n_sessions == n
 
 
 def test_report_slices_run_as_tasks_on_a_dask_cluster(logs: Path, cluster: str,

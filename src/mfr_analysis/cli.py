@@ -189,6 +189,16 @@ def clean(
                                  "(tcp://host:8786); default: a local cluster. Needs "
                                  "--engine dask.")
     ] = None,
+    blocksize: Annotated[
+        str | None, typer.Option("--blocksize", metavar="SIZE", help="Bytes of delimited text "
+                                 "per Dask partition, e.g. 64MB, 128MiB, 1GB or a byte count "
+                                 "(default 128MiB). Needs --engine dask.")
+    ] = None,
+    workers: Annotated[
+        str | None, typer.Option("--workers", metavar="N", help="Worker processes of the "
+                                 "local Dask cluster (default: one per core). Needs --engine "
+                                 "dask; not with --scheduler.")
+    ] = None,
 ) -> None:
     """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
 
@@ -196,11 +206,35 @@ def clean(
         from mfr_analysis.errors import InputError
         from mfr_analysis.pipeline import run_clean
 
-        if scheduler is not None and engine is not Engine.dask:
-            raise InputError("--scheduler needs --engine dask")
+        for name, value in (("--scheduler", scheduler), ("--blocksize", blocksize),
+                            ("--workers", workers)):
+            if value is not None and engine is not Engine.dask:
+                raise InputError(f"{name} needs --engine dask")
+        if workers is not None and scheduler is not None:
+            raise InputError("--workers starts a local cluster: not with --scheduler (the "
+                             "cluster there already has its workers)")
+        n_workers = None
+        if workers is not None:
+            try:
+                n_workers = int(workers)
+            except ValueError:
+                n_workers = 0
+            if n_workers < 1:
+                raise InputError(f"--workers {workers!r}: expected a whole number of at least 1")
+        size = None
+        if blocksize is not None:
+            from dask.utils import parse_bytes
+
+            try:
+                size = parse_bytes(blocksize) if blocksize.strip() else 0
+            except (ValueError, OverflowError):
+                size = 0
+            if size < 1:
+                raise InputError(f"--blocksize {blocksize!r}: expected a positive size such as "
+                                 "64MB, 128MiB, 1GB or a number of bytes")
         report = run_clean(inputs, out, mapping=mapping, date_order=date_order.value,
                            progress=_show_progress(progress), engine=engine.value,
-                           scheduler=scheduler)
+                           scheduler=scheduler, blocksize=size, n_workers=n_workers)
         typer.echo(
             f"rows in {report['rows_in']}: clean {report['rows_clean']}, "
             f"quarantined {report['rows_quarantined']}, duplicate {report['rows_duplicate']} "
@@ -222,14 +256,15 @@ def claims(
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DateOrder.dmy,
     progress: ProgressOpt = None,
-    max_sessions: Annotated[
-        int, typer.Option("--max-sessions", min=1000, help="A clean dataset with more sessions "
-                          "is reduced to a random sample of clients (all their sessions), "
-                          "stated in each row's note.")
-    ] = 5_000_000,
+    in_memory_sessions: Annotated[
+        int, typer.Option("--in-memory-sessions", min=0, help="A clean dataset with more "
+                          "sessions is reduced on a Dask cluster to per-client sums (same "
+                          "results, memory grows with clients, not sessions).")
+    ] = 2_000_000,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Dask scheduler for that reduction "
-                                 "(default: a local cluster).")
+                                 "(tcp://host:8786; default: a local cluster). Given, the "
+                                 "reduction always runs there.")
     ] = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table."""
@@ -245,8 +280,9 @@ def claims(
         if dataset is not None:  # a clean dataset, maybe larger than memory
             from mfr_analysis.scale import evaluate_claims_at_scale
 
-            table = evaluate_claims_at_scale(dataset, max_sessions=max_sessions,
-                                             scheduler=scheduler, **options)
+            table = evaluate_claims_at_scale(
+                dataset, scheduler=scheduler,
+                in_memory_max=0 if scheduler else in_memory_sessions, **options)
         else:
             sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
             table = evaluate_claims(sessions, **options)

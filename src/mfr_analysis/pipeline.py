@@ -2,14 +2,15 @@
 
 ``run_clean`` writes ``sessions.parquet``, ``quarantine.csv`` and ``cleaning_report.json``
 atomically (temporary file + ``os.replace``) and returns the report; re-running it with the
-same inputs and key gives byte-identical files. ``load_sessions`` accepts raw logs or a clean
-``sessions.parquet`` (or a directory holding one) and returns the derived table.
+same inputs and key gives byte-identical files. A ``sessions.parquet`` folder of parts left
+by the Dask engine is replaced by the file (and the other way round) only once the new
+output is complete (:func:`mfr_analysis.io.publish`). ``load_sessions`` accepts raw logs or
+a clean ``sessions.parquet`` (or a directory holding one) and returns the derived table.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.derive import derive
-from mfr_analysis.io import atomic_path, temporary_beside, write_json
+from mfr_analysis.io import atomic_path, check_replaceable, publish, temporary_beside, write_json
 from mfr_analysis.read import (
     InputError,
     RawLogs,
@@ -86,7 +87,7 @@ def write_outputs(result: CleanResult, report: dict[str, Any], out_dir: str | Pa
     """Write sessions.parquet, quarantine.csv and cleaning_report.json, each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / SESSIONS_FILE) as tmp:
+    with atomic_path(out / SESSIONS_FILE, over_parts=True) as tmp:
         _write_parquet(result.sessions, tmp)
     _write_small_outputs(result, report, out)
 
@@ -138,7 +139,7 @@ class _BackgroundParquet:
     def finish(self, sessions: pd.DataFrame) -> None:
         """Wait for the writer, check it wrote the validated frame, move the file into place."""
         if self.thread is None:
-            with atomic_path(self.target) as tmp:
+            with atomic_path(self.target, over_parts=True) as tmp:
                 _write_parquet(sessions, tmp)
             return
         self.thread.join()
@@ -148,7 +149,7 @@ class _BackgroundParquet:
         same = pa.Table.from_pandas(sessions, preserve_index=False)
         if not same.schema.equals(self.table.schema, check_metadata=True):
             _write_parquet(same, self.tmp)  # validation changed a dtype: write what it returned
-        os.replace(self.tmp, self.target)
+        publish(self.tmp, self.target)  # also over a folder of parts from the Dask engine
         self.tmp = None
 
     def abort(self) -> None:
@@ -168,22 +169,37 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None = None,
               date_order: DateOrder = "dmy", progress: bool = True,
-              engine: str = "pandas", scheduler: str | None = None) -> dict[str, Any]:
+              engine: str = "pandas", scheduler: str | None = None,
+              blocksize: int | None = None, n_workers: int | None = None) -> dict[str, Any]:
     """Clean raw logs into ``out_dir`` (sessions, quarantine, report); return the report.
 
-    ``engine="dask"`` runs the same cleaning per partition on a Dask cluster (a local one, or
-    the one at ``scheduler``) and writes ``sessions.parquet`` as a folder of parts; see
-    :mod:`mfr_analysis.scale`."""
+    ``engine="dask"`` runs the same cleaning per partition on a Dask cluster (a local one of
+    ``n_workers`` single-threaded processes, default one per core, or the one at
+    ``scheduler``), splitting delimited text files into partitions of about ``blocksize``
+    bytes (default :data:`mfr_analysis.scale.DEFAULT_BLOCKSIZE`), and writes
+    ``sessions.parquet`` as a folder of parts; see :mod:`mfr_analysis.scale`."""
+    if engine not in ("pandas", "dask"):
+        raise ValueError(f"engine must be 'pandas' or 'dask', not {engine!r}")
+    if engine == "pandas":
+        for name, value in (("scheduler", scheduler), ("blocksize", blocksize),
+                            ("n_workers", n_workers)):
+            if value is not None:
+                raise ValueError(f"{name} needs engine='dask'")
+    if blocksize is not None and blocksize < 1:
+        raise ValueError(f"blocksize must be a positive number of bytes, not {blocksize!r}")
+    if n_workers is not None and n_workers < 1:
+        raise ValueError(f"n_workers must be at least 1, not {n_workers!r}")
+    if n_workers is not None and scheduler is not None:
+        raise ValueError("n_workers sizes a local cluster: not with a scheduler")
+    out = Path(out_dir)
+    check_replaceable(out / SESSIONS_FILE)  # before any work: a folder we may not replace
     if engine == "dask":
-        from mfr_analysis.scale import run_clean_dask
+        from mfr_analysis.scale import DEFAULT_BLOCKSIZE, run_clean_dask
 
         return run_clean_dask(inputs, out_dir, mapping=mapping, date_order=date_order,
-                              progress=progress, scheduler=scheduler)
-    if engine != "pandas":
-        raise ValueError(f"engine must be 'pandas' or 'dask', not {engine!r}")
-    if scheduler is not None:
-        raise ValueError("a scheduler address needs engine='dask'")
-    out = Path(out_dir)
+                              progress=progress, scheduler=scheduler,
+                              blocksize=DEFAULT_BLOCKSIZE if blocksize is None else blocksize,
+                              n_workers=n_workers)
     files = raw_input_files(inputs)
     with tqdm(total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)

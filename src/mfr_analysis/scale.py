@@ -55,7 +55,7 @@ from mfr_analysis import clean as _clean
 from mfr_analysis import read as _read
 from mfr_analysis.clean import DateOrder, clean_sessions, reason_codes
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
-from mfr_analysis.io import atomic_path, write_json
+from mfr_analysis.io import atomic_path, check_replaceable, publish, write_json
 from mfr_analysis.pseudonymise import hex_ids, keyed_hash64, load_key
 from mfr_analysis.read import INPUT_COLUMNS, HeaderPlan, UserMapping, combine_sources
 from mfr_analysis.schema import CLEAN_COLUMNS
@@ -415,6 +415,7 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
     if date_order not in _clean.DATE_ORDERS:
         raise ValueError(f"date_order must be one of {_clean.DATE_ORDERS}, not {date_order!r}")
     out = Path(out_dir)
+    check_replaceable(out / SESSIONS_FILE)  # before any work, not at the end
     out.mkdir(parents=True, exist_ok=True)
     files = raw_input_files(inputs)
     names = _read.display_names(files)
@@ -586,20 +587,9 @@ def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging:
                      *(f"quarantine-{r['tag']}.csv" for r in results)]:
             with (staging / name).open("rb") as piece:
                 shutil.copyfileobj(piece, target, 16 << 20)
-    _publish_folder(folder, out / SESSIONS_FILE)
+    publish(folder, out / SESSIONS_FILE)
     write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
     return report
-
-
-def _publish_folder(folder: Path, target: Path) -> None:
-    """Move the finished folder onto ``target`` (a file or folder from an earlier run)."""
-    old = None
-    if target.exists() or target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(folder, target)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 def _apply_plan(report: dict[str, Any], plan: _Plan, dropped: dict[str, int]) -> None:
@@ -671,7 +661,9 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # claims on a dataset larger than memory
 
-DEFAULT_MAX_SESSIONS = 5_000_000  # sessions the claims models get at most (a few GiB)
+IN_MEMORY_SESSIONS = 2_000_000  # up to this many sessions, claims read the table whole
+SESSIONS_PER_SHUFFLE_PARTITION = 1_000_000
+_ORDER = "_mfr_row_order"
 
 
 def _dataset_files(dataset: str | Path) -> list[Path]:
@@ -684,59 +676,79 @@ def _dataset_files(dataset: str | Path) -> list[Path]:
     return [path]
 
 
-def _sampled_clients(path: str, threshold: int | None) -> pd.DataFrame:
-    """One part's sessions of the clients whose pseudonym falls under ``threshold``."""
+def _numbered(path: str, index: int) -> pd.DataFrame:
+    """One part of the clean table with its rows' position in the whole table."""
     table = pd.read_parquet(path)
-    if threshold is None:
-        return table
-    numbers = np.array([int(c[2:], 16) for c in table["client_id"]], dtype=np.uint64)
-    return table[numbers < np.uint64(threshold)].reset_index(drop=True)
+    return table.assign(**{_ORDER: np.arange(len(table), dtype=np.int64) + (index << 40)})
 
 
-def sessions_for_claims(dataset: str | Path, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
-                        scheduler: str | None = None) -> tuple[pd.DataFrame, str]:
-    """The derived sessions the claims models need, and a note saying how they were chosen.
+def _partition_inputs(part: pd.DataFrame) -> Any:
+    """Claims inputs of one partition of whole clients, rows back in table order."""
+    from mfr_analysis.claims import claim_inputs
+    from mfr_analysis.derive import derive
 
-    A dataset of at most ``max_sessions`` sessions is read whole (the note is empty). A larger
-    one is reduced, part by part on a Dask cluster, to a random sample of *clients* with all of
-    their sessions (the unit of independence stays whole, and derived columns such as
-    ``sessions_per_week`` are exact): a client is in the sample when its pseudonym, a keyed
-    hash that is uniform over clients, is below ``max_sessions / sessions`` of the hash range.
-    The same dataset gives the same sample; the note states its size."""
+    if part.empty:
+        return None
+    part = part.sort_values(_ORDER, kind="stable").drop(columns=_ORDER)
+    return claim_inputs(derive(part.reset_index(drop=True)))
+
+
+def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
+                          n_workers: int | None = None, progress: bool = False,
+                          in_memory_max: int = IN_MEMORY_SESSIONS) -> tuple[Any, str]:
+    """What the claims models need from a clean dataset of any size, and how it was made.
+
+    Up to ``in_memory_max`` sessions the table is read whole. A larger one is shuffled by
+    client on a Dask cluster (``dask.dataframe``), so that each partition holds whole
+    clients; each partition is derived (weeks since the client's first session, sessions
+    per week...) and reduced to per-client sums plus the sessions of small cells
+    (:mod:`mfr_analysis.claim_inputs`), and the reductions are combined. The result equals
+    the in-memory one; its size grows with clients, not sessions.
+    """
+    from mfr_analysis.claim_inputs import combine_inputs
+    from mfr_analysis.claims import claim_inputs
     from mfr_analysis.derive import derive
 
     files = _dataset_files(dataset)
     n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    if n_sessions <= max_sessions:
-        return derive(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-                      if len(files) > 1 else pd.read_parquet(files[0])), ""
+    if n_sessions <= in_memory_max:
+        table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) \
+            if len(files) > 1 else pd.read_parquet(files[0])
+        return claim_inputs(derive(table)), ""
+    import dask
     import dask.dataframe as dd
+    from distributed import as_completed
 
-    fraction = max_sessions / n_sessions
-    threshold = min(int(fraction * 2**64), 2**64 - 1)
-    with dask_client(scheduler):
-        clients = dd.from_map(pd.read_parquet, [str(f) for f in files], columns=["client_id"])
-        n_clients = int(clients["client_id"].nunique().compute())
-        sample = dd.from_map(_sampled_clients, [str(f) for f in files],
-                             threshold=threshold).compute()
-    sample = sample.reset_index(drop=True)
-    note = (f"client sample: {sample['client_id'].nunique():,} of {n_clients:,} clients with "
-            f"all their sessions ({len(sample):,} of {n_sessions:,}), drawn by keyed pseudonym "
-            f"hash because the dataset exceeds {max_sessions:,} sessions")
-    return derive(sample), note
+    n_parts = max(1, -(-n_sessions // SESSIONS_PER_SHUFFLE_PARTITION))
+    with dask_client(scheduler, n_workers) as client:
+        frame = dd.from_map(_numbered, [str(f) for f in files], list(range(len(files))))
+        shuffled = frame.shuffle("client_id", npartitions=n_parts)
+        tasks = [dask.delayed(_partition_inputs)(p) for p in shuffled.to_delayed()]
+        futures = client.compute(tasks)
+        pieces = []
+        for future in tqdm(as_completed(futures), total=len(futures), unit="part",
+                           desc="claims inputs (dask)", disable=not progress):
+            pieces.append(future.result())
+    inputs = combine_inputs([p for p in pieces if p is not None])
+    note = (f"reduced on a Dask cluster to per-client sums ({n_sessions:,} sessions in "
+            f"{n_parts} partition{'s' if n_parts > 1 else ''} of whole clients); same numbers "
+            "as in memory")
+    return inputs, note
 
 
-def evaluate_claims_at_scale(dataset: str | Path, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
-                             scheduler: str | None = None, **options: Any) -> pd.DataFrame:
-    """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size: reduced
-    first by :func:`sessions_for_claims`, the reduction recorded in ``method`` and ``note``."""
-    from mfr_analysis.claims import evaluate_claims
+def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = None,
+                             n_workers: int | None = None,
+                             in_memory_max: int = IN_MEMORY_SESSIONS,
+                             **options: Any) -> pd.DataFrame:
+    """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size, reduced
+    first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``."""
+    from mfr_analysis.claims import evaluate_inputs
 
-    sessions, note = sessions_for_claims(dataset, max_sessions=max_sessions, scheduler=scheduler)
-    table = evaluate_claims(sessions, **options)
+    inputs, note = claim_inputs_at_scale(dataset, scheduler=scheduler, n_workers=n_workers,
+                                         progress=bool(options.get("progress")),
+                                         in_memory_max=in_memory_max)
+    table = evaluate_inputs(inputs, **options)
     if note:
-        fitted = table["method"].fillna("").astype(str) != ""
-        table.loc[fitted, "method"] = table.loc[fitted, "method"].astype(str) + " (client sample)"
         table["note"] = [f"{n}; {note}" if isinstance(n, str) and n else note
                          for n in table["note"]]
     return table

@@ -1,0 +1,232 @@
+"""Switching engines on one output folder, and the clean command's --blocksize / --workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from mfr_analysis import io  # noqa: E402
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
+from mfr_analysis.errors import InputError  # noqa: E402
+from mfr_analysis.pipeline import run_clean  # noqa: E402
+from mfr_analysis.scale import run_clean_dask  # noqa: E402
+
+OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE}
+COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
+          "per_source", "session_ids")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A small in-process cluster: two single-threaded workers."""
+    from mfr_analysis.scale import local_cluster
+
+    with local_cluster(2, processes=False) as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One simulated log of 80 clients (about 40 KB of CSV)."""
+    from mfr_analysis.simulate import write_simulation
+
+    path = tmp_path_factory.mktemp("options") / "logs.csv"
+    write_simulation(80, 11, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fresh_pandas(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fresh-pandas")
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse key is not set yet
+        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        run_clean([logs], out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh_dask(logs: Path, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fresh-dask")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        run_clean_dask([logs], out, scheduler=cluster, progress=False, blocksize=10_000)
+    return out
+
+
+def _sessions(out: Path, *, sort: bool = False) -> pd.DataFrame:
+    table = pd.read_parquet(out / SESSIONS_FILE)
+    return table.sort_values("session_id").reset_index(drop=True) if sort else table
+
+
+def _assert_same_outputs(left: Path, right: Path, *, sort: bool = False) -> None:
+    pd.testing.assert_frame_equal(_sessions(left, sort=sort), _sessions(right, sort=sort))
+    assert (left / QUARANTINE_FILE).read_bytes() == (right / QUARANTINE_FILE).read_bytes()
+    r1, r2 = (json.loads((o / CLEANING_REPORT_FILE).read_text()) for o in (left, right))
+    assert {k: r1[k] for k in COUNTS} == {k: r2[k] for k in COUNTS}
+
+
+def _parts(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / SESSIONS_FILE).iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# one output folder, both engines
+
+
+def test_pandas_engine_replaces_a_folder_left_by_the_dask_engine(
+        logs: Path, cluster: str, fresh_pandas: Path, tmp_path: Path) -> None:
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=10_000)
+    assert len(_parts(tmp_path)) > 1
+    run_clean([logs], tmp_path, progress=False)
+    assert (tmp_path / SESSIONS_FILE).is_file()
+    assert set(os.listdir(tmp_path)) == OUTPUTS  # nothing left aside, no staging folder
+    _assert_same_outputs(tmp_path, fresh_pandas)
+    assert (tmp_path / SESSIONS_FILE).read_bytes() == (fresh_pandas / SESSIONS_FILE).read_bytes()
+
+
+def test_dask_engine_replaces_a_file_left_by_the_pandas_engine(
+        logs: Path, cluster: str, fresh_dask: Path, fresh_pandas: Path, tmp_path: Path) -> None:
+    run_clean([logs], tmp_path, progress=False)
+    assert (tmp_path / SESSIONS_FILE).is_file()
+    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=10_000)
+    assert (tmp_path / SESSIONS_FILE).is_dir()
+    assert set(os.listdir(tmp_path)) == OUTPUTS
+    assert _parts(tmp_path) == _parts(fresh_dask)
+    _assert_same_outputs(tmp_path, fresh_dask)
+    _assert_same_outputs(tmp_path, fresh_pandas, sort=True)
+
+
+def test_a_folder_that_is_not_ours_is_left_alone(logs: Path, cluster: str,
+                                                 tmp_path: Path) -> None:
+    folder = tmp_path / SESSIONS_FILE
+    (folder / "notes").mkdir(parents=True)
+    (folder / "part-00000.parquet").write_bytes(b"PAR1")
+    (folder / "readme.txt").write_text("mine")
+    for engine in ("pandas", "dask"):  # refused before any work, whatever the engine
+        with pytest.raises(InputError, match=r"notes/, readme\.txt"):
+            run_clean([logs], tmp_path, progress=False, engine=engine, scheduler=(
+                cluster if engine == "dask" else None))
+    assert sorted(os.listdir(folder)) == ["notes", "part-00000.parquet", "readme.txt"]
+    assert sorted(os.listdir(tmp_path)) == [SESSIONS_FILE]
+
+
+def test_publish_puts_the_old_output_back_when_the_swap_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = tmp_path / SESSIONS_FILE
+    old.mkdir()
+    (old / "part-00000.parquet").write_bytes(b"old")
+    new = tmp_path / "new.parquet"
+    new.write_bytes(b"new")
+    real_replace, calls = os.replace, []
+
+    def failing_second_rename(src: Any, dst: Any) -> None:
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", failing_second_rename)
+    with pytest.raises(OSError, match="disk gone"):
+        io.publish(new, old)
+    monkeypatch.undo()
+    assert (old / "part-00000.parquet").read_bytes() == b"old"
+    assert new.read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["new.parquet", SESSIONS_FILE]  # no holder left
+
+
+# ---------------------------------------------------------------------------------------------
+# --blocksize and --workers
+
+
+def test_cli_small_blocksize_and_workers(logs: Path, fresh_pandas: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--blocksize splits the file into parts, --workers sizes the local cluster (made
+    in-process here, to stay fast); the clean table is the pandas engine's."""
+    from typer.testing import CliRunner
+
+    from mfr_analysis import scale
+    from mfr_analysis.cli import app
+
+    sizes: list[int | None] = []
+    real_local_cluster = scale.local_cluster
+
+    def in_process(n_workers: int | None = None, **_: Any) -> Any:
+        sizes.append(n_workers)
+        return real_local_cluster(n_workers, processes=False)
+
+    monkeypatch.setattr(scale, "local_cluster", in_process)
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
+                                      "--engine", "dask", "--blocksize", "16KB", "--workers",
+                                      "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sizes == [2]
+    report = json.loads((tmp_path / CLEANING_REPORT_FILE).read_text())
+    assert report["engine"]["partitions"] >= 5  # about 96 KB of CSV in 16 KB ranges
+    assert len(_parts(tmp_path)) == report["engine"]["partitions"]
+    _assert_same_outputs(tmp_path, fresh_pandas, sort=True)
+
+
+def test_cli_blocksize_on_an_existing_cluster(logs: Path, cluster: str, fresh_pandas: Path,
+                                              tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mfr_analysis.cli import app
+
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
+                                      "--engine", "dask", "--blocksize", "32KiB",
+                                      "--scheduler", cluster, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(_parts(tmp_path)) == 3  # 96 KB in 32 KiB ranges
+    _assert_same_outputs(tmp_path, fresh_pandas, sort=True)
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line in a subprocess, as a user runs it (stderr exactly as they see it)."""
+    return subprocess.run([sys.executable, "-m", "mfr_analysis.cli", *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MFR_PSEUDONYM_KEY": "test-key-not-secret"})
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--blocksize", "64MB"], "--blocksize needs --engine dask"),
+    (["--workers", "2"], "--workers needs --engine dask"),
+    (["--engine", "pandas", "--workers", "2"], "--workers needs --engine dask"),
+    (["--engine", "dask", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+     "not with --scheduler"),
+    (["--engine", "dask", "--blocksize", "lots"], "--blocksize 'lots'"),
+    (["--engine", "dask", "--blocksize", "0"], "--blocksize '0'"),
+    (["--engine", "dask", "--blocksize", "-5MB"], "--blocksize '-5MB'"),
+    (["--engine", "dask", "--blocksize", ""], "--blocksize ''"),
+    (["--engine", "dask", "--workers", "0"], "--workers '0'"),
+    (["--engine", "dask", "--workers", "two"], "--workers 'two'"),
+])
+def test_cli_bad_option_is_one_line(logs: Path, tmp_path: Path, options: list[str],
+                                    says: str) -> None:
+    result = _run_cli("clean", str(logs), "--out", str(tmp_path / "out"), "--no-progress",
+                      *options)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mfr-analysis: error:") and says in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_cli_folder_that_is_not_ours_is_one_line(logs: Path, tmp_path: Path) -> None:
+    (tmp_path / SESSIONS_FILE).mkdir()
+    (tmp_path / SESSIONS_FILE / "mine.csv").write_text("x")
+    result = _run_cli("clean", str(logs), "--out", str(tmp_path), "--no-progress")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "mine.csv" in lines[0], result.stderr
+    assert os.listdir(tmp_path / SESSIONS_FILE) == ["mine.csv"]
