@@ -1,7 +1,9 @@
-"""Shared fixtures: a fixed pseudonym key, and one simulated-and-cleaned dataset per session."""
+"""Shared fixtures: a fixed pseudonym key, one simulated-and-cleaned dataset and one small
+Dask cluster per session."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,13 @@ def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("reports")
     run_reports([simulated_logs], out, by="audience_group", workers=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[str]:
+    """A small in-process Dask cluster (two single-threaded workers): its address."""
+    pytest.importorskip("distributed")
+    from mfr_analysis.scale import local_cluster
+
+    with local_cluster(2, processes=False) as local:
+        yield local.scheduler_address

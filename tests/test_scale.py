@@ -22,15 +22,6 @@ COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reason
 
 
 @pytest.fixture(scope="module")
-def cluster() -> str:
-    """A small in-process cluster: two single-threaded workers."""
-    from mfr_analysis.scale import local_cluster
-
-    with local_cluster(2, processes=False) as local:
-        yield local.scheduler_address
-
-
-@pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three simulated files; the third repeats rows of the first (duplicates across files)."""
     from mfr_analysis.simulate import write_simulation
