@@ -291,12 +291,16 @@ _UNITS = {"change": change_units, "trend": _trend_units,
           "contrast": _contrast_units, "adverse": _adverse_units}
 
 
+def _small_groups(rows: pd.DataFrame, counts: Mapping[str, int], limit: int) -> pd.DataFrame:
+    """The rows of the groups with at most ``limit`` usable sessions."""
+    small = [g for g, n in counts.items() if n <= limit]
+    return rows.loc[rows["group"].isin(small)].reset_index(drop=True)
+
+
 def _series(kind: str, frame: pd.DataFrame, limit: int) -> SeriesData:
     """Units, counts and the sessions of groups with at most ``limit`` usable sessions."""
     counts = {str(k): int(v) for k, v in frame["group"].value_counts(sort=False).items()}
-    small = [g for g, n in counts.items() if n <= limit]
-    rows = frame.loc[frame["group"].isin(small)].reset_index(drop=True)
-    return SeriesData(kind, _UNITS[kind](frame), counts, rows)
+    return SeriesData(kind, _UNITS[kind](frame), counts, _small_groups(frame, counts, limit))
 
 
 def _finite(*arrays: np.ndarray) -> np.ndarray:
@@ -390,9 +394,8 @@ def combine_inputs(parts: Sequence[ClaimInputs]) -> ClaimInputs:
         for piece in pieces:
             for group, n in piece.counts.items():
                 counts[group] = counts.get(group, 0) + n
-        small = [g for g, n in counts.items() if n <= limits[kind]]
-        rows = pd.concat([p.rows for p in pieces], ignore_index=True)
-        rows = rows.loc[rows["group"].isin(small)].reset_index(drop=True)
+        rows = _small_groups(pd.concat([p.rows for p in pieces], ignore_index=True), counts,
+                             limits[kind])
         units = pool_units(pd.concat([p.units for p in pieces], ignore_index=True))
         series[key] = SeriesData(kind, units, counts, rows)
     hours = pd.concat([p.followup_hours for p in parts])

@@ -526,7 +526,8 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
 def _session_frame(clients: np.ndarray, control: np.ndarray, **values: np.ndarray,
                    ) -> pd.DataFrame:
     """A one-cell session frame from arrays (for the array-based fit functions)."""
-    return pd.DataFrame({"group": "", "client_id": [f"{int(c):012d}" for c in clients],
+    labels = pd.Series(np.asarray(clients, dtype=np.int64)).astype("str").str.zfill(12)
+    return pd.DataFrame({"group": "", "client_id": labels.to_numpy(),
                          "control": np.asarray(control, dtype=bool), **values})
 
 
@@ -1139,7 +1140,7 @@ def evaluate_claims(
     Raises :class:`AnalysisError` (a ``ValueError``) for unusable input or options; every
     other problem (too few clients, a missing outcome, a failed fit) becomes a verdict.
     """
-    _validate_options(alpha, correction, min_clients, mcid_overrides)
+    _validate_options(alpha, correction, min_clients, mcid_overrides)  # before the costly part
     return evaluate_inputs(claim_inputs(sessions), alpha=alpha, correction=correction,
                            min_clients=min_clients, mcid_overrides=mcid_overrides,
                            groups=groups, progress=progress)

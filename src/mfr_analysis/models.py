@@ -254,6 +254,14 @@ def fit_logit(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *,
                        _n_clients(clients), math.inf, float(res.llf), caught, res)
 
 
+def _cluster_covariance(bread: np.ndarray, scores: np.ndarray, n_obs: int) -> np.ndarray:
+    """Cluster-robust sandwich from the inverse Hessian and per-client score sums, with
+    statsmodels' small-sample correction G/(G-1) * (N-1)/(N-k) (N counted in sessions)."""
+    n_clients, k = scores.shape
+    correction = n_clients / (n_clients - 1) * (n_obs - 1) / (n_obs - k)
+    return correction * bread @ (scores.T @ scores) @ bread
+
+
 def fit_ols_cluster_sums(xtx: np.ndarray, xty: np.ndarray, n_obs: int, *,
                          names: Sequence[str], alpha: float = 0.05) -> ModelResult:
     """Cluster-robust OLS from per-client cross-products ``X_g'X_g`` (G, k, k) and ``X_g'y_g``.
@@ -263,7 +271,7 @@ def fit_ols_cluster_sums(xtx: np.ndarray, xty: np.ndarray, n_obs: int, *,
     ``X_g'y_g - X_g'X_g b``. Written here because no library fits from these sums, and they
     are what a partitioned dataset larger than memory can be reduced to.
     """
-    n_clients, k = xty.shape
+    n_clients = xty.shape[0]
     if n_clients < 2:
         raise FitFailed("cluster-robust OLS needs at least two clients")
     bread_inv = xtx.sum(axis=0)
@@ -272,10 +280,7 @@ def fit_ols_cluster_sums(xtx: np.ndarray, xty: np.ndarray, n_obs: int, *,
     except np.linalg.LinAlgError as error:
         raise FitFailed(f"OLS failed: singular design: {error}") from error
     params = bread @ xty.sum(axis=0)
-    scores = xty - np.einsum("gij,j->gi", xtx, params)
-    meat = scores.T @ scores
-    correction = n_clients / (n_clients - 1) * (n_obs - 1) / (n_obs - k)
-    cov = correction * bread @ meat @ bread
+    cov = _cluster_covariance(bread, xty - np.einsum("gij,j->gi", xtx, params), n_obs)
     df = float(n_clients - 1)
     table = _table(names, params, np.sqrt(np.diag(cov)), df, alpha)
     return ModelResult(table, "OLS, cluster-robust SE by client", n_obs, n_clients, df)
@@ -305,12 +310,11 @@ def fit_logit_counts(events: np.ndarray, trials: np.ndarray, X: np.ndarray,
     row_scores = X * (events - trials * p)[:, None]
     scores = np.zeros((int(codes.max()) + 1, X.shape[1]))
     np.add.at(scores, codes, row_scores)
-    n_obs, n_clients, k = int(trials.sum()), scores.shape[0], X.shape[1]
-    correction = n_clients / (n_clients - 1) * (n_obs - 1) / (n_obs - k)
-    cov = correction * bread @ (scores.T @ scores) @ bread
+    n_obs = int(trials.sum())
+    cov = _cluster_covariance(bread, scores, n_obs)
     table = _table(names, params, np.sqrt(np.diag(cov)), math.inf, alpha)
     return ModelResult(table, "logistic regression, cluster-robust SE by client", n_obs,
-                       n_clients, math.inf, math.nan, caught, res)
+                       scores.shape[0], math.inf, math.nan, caught, res)
 
 
 def slopes_from_sums(n: np.ndarray, sw: np.ndarray, sy: np.ndarray, sww: np.ndarray,

@@ -191,15 +191,14 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
         raise ValueError(f"n_workers must be at least 1, not {n_workers!r}")
     if n_workers is not None and scheduler is not None:
         raise ValueError("n_workers sizes a local cluster: not with a scheduler")
-    out = Path(out_dir)
-    check_replaceable(out / SESSIONS_FILE)  # before any work: a folder we may not replace
-    if engine == "dask":
-        from mfr_analysis.scale import DEFAULT_BLOCKSIZE, run_clean_dask
+    if engine == "dask":  # checks the output folder itself, before any work
+        from mfr_analysis.scale import run_clean_dask
 
         return run_clean_dask(inputs, out_dir, mapping=mapping, date_order=date_order,
-                              progress=progress, scheduler=scheduler,
-                              blocksize=DEFAULT_BLOCKSIZE if blocksize is None else blocksize,
+                              progress=progress, scheduler=scheduler, blocksize=blocksize,
                               n_workers=n_workers)
+    out = Path(out_dir)
+    check_replaceable(out / SESSIONS_FILE)  # before any work: a folder we may not replace
     files = raw_input_files(inputs)
     with tqdm(total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)

@@ -407,7 +407,7 @@ def local_cluster(n_workers: int | None = None, *, processes: bool = True) -> An
 
 def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | None = None,
                    date_order: DateOrder = "dmy", progress: bool = True,
-                   scheduler: str | None = None, blocksize: int = DEFAULT_BLOCKSIZE,
+                   scheduler: str | None = None, blocksize: int | None = None,
                    n_workers: int | None = None) -> dict[str, Any]:
     """Clean raw logs on a Dask cluster into ``out_dir``; return the cleaning report."""
     from mfr_analysis.pipeline import raw_input_files
@@ -434,7 +434,8 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
         seconds[name] = round(now - clock, 2)
         clock = now
 
-    parts = plan_parts(files, names, user_mapping, blocksize)
+    parts = plan_parts(files, names, user_mapping,
+                       DEFAULT_BLOCKSIZE if blocksize is None else blocksize)
     lap("plan")
     staging = Path(tempfile.mkdtemp(prefix=".mfr-dask-", dir=out))
     try:
@@ -707,14 +708,12 @@ def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
     """
     from mfr_analysis.claim_inputs import combine_inputs
     from mfr_analysis.claims import claim_inputs
-    from mfr_analysis.derive import derive
+    from mfr_analysis.pipeline import load_sessions
 
     files = _dataset_files(dataset)
     n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     if n_sessions <= in_memory_max:
-        table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) \
-            if len(files) > 1 else pd.read_parquet(files[0])
-        return claim_inputs(derive(table)), ""
+        return claim_inputs(load_sessions(dataset)), ""
     import dask
     import dask.dataframe as dd
     from distributed import as_completed
