@@ -13,7 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from mfr_analysis.report.run import ReportOptions, plan_jobs, run_jobs, run_reports
+from mfr_analysis.report.run import (
+    ReportOptions,
+    plan_jobs,
+    protect_folder,
+    run_jobs,
+    run_reports,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,8 +38,10 @@ def main() -> None:
         print(f"make-report equivalent (clean + 7 notebooks, {os.cpu_count()} workers): "
               f"{total:.1f} s")
         sessions = out / "data" / "sessions.parquet"
+        options = ReportOptions()
+        folder = protect_folder(sessions, "audience_group", options)
         jobs, _ = plan_jobs(sessions, out / "data" / "cleaning_report.json", out,
-                            "audience_group", ReportOptions())
+                            "audience_group", options, folder)
         slices = [job for job in jobs if job.parameters.get("slice_column")][:5]
         timings = {}
         for workers in (1, 2):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from mfr_analysis.pipeline import run_clean
-from mfr_analysis.report.run import ReportOptions, plan_jobs, run_jobs
+from mfr_analysis.report.run import ReportOptions, plan_jobs, protect_folder, run_jobs
 from mfr_analysis.simulate import write_simulation
 
 
@@ -41,9 +41,11 @@ def main() -> None:
         site = sessions["client_id"].map(lambda c: f"Site {int(c[2:], 16) % args.sites + 1:02d}")
         sessions["site"] = site.astype("category")
         sessions.to_parquet(root / "clean" / "sessions.parquet", index=False)
+        options = ReportOptions()
+        folder = protect_folder(root / "clean" / "sessions.parquet", "site", options)
         jobs, suppressed = plan_jobs(root / "clean" / "sessions.parquet",
                                      root / "clean" / "cleaning_report.json", root, "site",
-                                     ReportOptions())
+                                     options, folder)
         slices = [job for job in jobs if job.parameters.get("slice_column")]
         print(f"{len(slices)} site reports ({len(suppressed)} suppressed), "
               f"{len(sessions):,} sessions of {sessions['client_id'].nunique():,} clients")

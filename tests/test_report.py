@@ -99,7 +99,7 @@ def test_slugs_stay_inside_the_folder(name: str, tmp_path: Path) -> None:
 def test_a_failed_slice_is_reported_and_rendered(tmp_path: Path) -> None:
     job = SliceJob(CLAIMS_NOTEBOOK, "broken", "Broken", {
         "sessions_path": str(tmp_path / "missing.parquet"), "cleaning_report_path": "",
-        "claims_out": "", **{k: v for k, v in vars(ReportOptions()).items()
+        "claims_path": "", **{k: v for k, v in vars(ReportOptions()).items()
                              if k in {"title", "alpha"}}})
     result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
     assert result.error
@@ -129,18 +129,27 @@ def test_notebooks_are_committed_clean() -> None:
 
 
 def test_site_slices_stay_inside_and_small_sites_are_withheld(tmp_path: Path) -> None:
+    from mfr_analysis.claims import CLAIMS_COLUMNS
+    from mfr_analysis.report.disclosure import plan_folder
     from mfr_analysis.report.run import plan_jobs
 
-    sites = ["../../x"] * 12 + ["Clinique Zoë"] * 12 + ["tiny"] * 3
-    sessions = pd.DataFrame({"client_id": [f"c{i}" for i in range(len(sites))], "site": sites})
-    path = tmp_path / "sessions.parquet"
-    sessions.to_parquet(path)
+    sites = ["../../x"] * 12 + ["Clinique Zoë"] * 12 + ["Big"] * 40 + ["tiny"] * 3
+    sessions = pd.DataFrame({"client_id": [f"c{i}" for i in range(len(sites))], "site": sites,
+                             "audience_group": "athlete"})
+
+    def no_claims(_part: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(columns=list(CLAIMS_COLUMNS))
+
+    folder = plan_folder(sessions, "site", no_claims, minimum=11)
     out = tmp_path / "out"
-    jobs, suppressed = plan_jobs(path, None, out, "site", ReportOptions())
+    jobs, withheld = plan_jobs(tmp_path / "sessions.parquet", None, out, "site",
+                               ReportOptions(), folder)
     sliced = [job for job in jobs if job.parameters["slice_column"] == "site"]
-    assert sorted(job.parameters["slice_value"] for job in sliced) == ["../../x", "Clinique Zoë"]
+    # tiny (3) is withheld, and the smallest other site with it, so 3 cannot be derived
+    assert sorted(job.parameters["slice_value"] for job in sliced) == ["Big", "Clinique Zoë"]
     for job in sliced:
         target = (out / f"{job.slug}.html").resolve()
         assert target.parent == out.resolve()
-        assert Path(job.parameters["claims_out"]).resolve().parent == out.resolve()
-    assert [item["label"] for item in suppressed] == ["tiny"]
+        assert Path(job.parameters["claims_path"]).resolve().parent == out.resolve()
+    assert len(withheld) == 2 and not any("tiny" in line for line in withheld)
+    assert any(line.startswith("../../x: no report") for line in withheld)

@@ -1,10 +1,56 @@
-"""Small-cell suppression for anything a report shows (CMS cell-size rule by default)."""
+"""Disclosure control for everything a report folder publishes (CMS cell-size rule by default).
+
+A count of 1 to ``minimum - 1`` clients (10 under the CMS rule) must never be shown, nor be
+derivable by adding or subtracting numbers published anywhere in one report folder: the
+pooled report, the slice reports (one per site or audience group), their claims JSON and the
+data-quality page. Hiding the small cells alone is not enough: the pooled report's 399
+clients minus the sites' 396 reveals a hidden site of 3. So the rule is applied to the
+whole folder at once, as statistical agencies do for linked tables:
+
+* **Cells.** Every published count is a cell ``(slice, group, measure)``: ``slice`` is the
+  report (``POOLED`` for all clients, else a site or audience group value), ``group`` an
+  audience group or ``ALL``, ``measure`` either :data:`CLIENTS` (clients and sessions with
+  any session in the cell: titles, counts tables, figures) or one claims row
+  (``claim_id|outcome``: its ``n_clients`` and ``n_sessions``).
+* **Lines.** A published total and its published parts: in every report, the pooled row and
+  the group rows of each measure; across reports sliced by site, the pooled report's cell
+  and the sites' cells of the same group and measure; sliced by audience group, the pooled
+  total and the group reports.
+* **Primary suppression.** A cell of 1 to ``minimum - 1`` clients is hidden.
+* **Complementary suppression.** While some line's total minus its published parts (clients
+  or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), the
+  smallest published part of that line is hidden as well. Hidden cells only ever add up to
+  0 or to at least ``minimum`` clients in every line, so subtraction reveals nothing smaller.
+* **Consequences.** A hidden ``CLIENTS`` cell hides every claims row of that cell; a hidden
+  slice total withholds the whole slice report; sliced by audience group, a group hidden in
+  the pooled report has no report of its own and the other way round.
+
+The same plan also decides the small things a total would not show: a count of 1-10 in a
+note ("control arm too small (3 clients)", "7 adverse events") becomes "fewer than 11", a
+responder share that implies 1-10 responders (or non-responders) is withheld, and figures
+drop points resting on fewer than ``minimum`` clients.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 import pandas as pd
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
+
+ALL = "all"  # the pooled audience-group row of a claims table
+POOLED = ""  # the slice of the all-clients report (no site or group value is empty)
+CLIENTS = "clients"  # the measure of titles, counts tables and figures
+SUPPRESSED = "suppressed"
+WITHHELD_NOTE = ("withheld for privacy: fewer than {minimum} clients, or a cell that would "
+                 "let a smaller one be worked out by subtraction")
+
+Cell = tuple[str, str, str]  # (slice, group, measure)
 
 
 def is_small(count: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> pd.Series:
@@ -12,19 +58,293 @@ def is_small(count: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> pd.Series
     return count.between(1, minimum - 1)
 
 
-def suppress_counts(count: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> pd.Series:
-    """Counts as display text, hiding small cells and one more when a total would reveal one.
+def _small(value: float, minimum: int) -> bool:
+    return 1 <= abs(value) < minimum
 
-    Complementary suppression: if exactly one cell of a set is hidden, the next smallest is
-    hidden too, so that the hidden value cannot be derived from a published total.
-    """
-    hidden = is_small(count, minimum)
-    if hidden.sum() == 1:
-        visible = count[~hidden & (count > 0)]
-        if not visible.empty:
-            hidden = hidden | (count.index == visible.idxmin())
-    text = count.map(lambda n: f"{int(n):,}")
-    return text.where(~hidden, f"<{minimum}")
+
+# ---------------------------------------------------------------------------------------------
+# the counts a report folder would publish
+
+
+def session_counts(sessions: pd.DataFrame, slice_value: str = POOLED,
+                   group_column: str = "audience_group") -> pd.DataFrame:
+    """Clients and sessions of one report (``slice_value``), pooled and per audience group.
+
+    One row per ``(slice, group, measure=CLIENTS)``; the pooled row has ``group=ALL``."""
+    grouped = sessions.groupby(group_column, observed=True).agg(
+        clients=("client_id", "nunique"), sessions=("client_id", "size"))
+    rows = pd.DataFrame({"slice": slice_value, "group": grouped.index.astype("str"),
+                         "measure": CLIENTS, "clients": grouped["clients"].to_numpy(),
+                         "sessions": grouped["sessions"].to_numpy()})
+    pooled = pd.DataFrame({"slice": [slice_value], "group": [ALL], "measure": [CLIENTS],
+                           "clients": [sessions["client_id"].nunique()],
+                           "sessions": [len(sessions)]})
+    return pd.concat([pooled, rows], ignore_index=True)
+
+
+def claim_measure(claim_id: str, outcome: str) -> str:
+    """The measure name of one claims row: ``claim_id|outcome``."""
+    return f"{claim_id}|{outcome}"
+
+
+def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFrame:
+    """The ``n_clients`` and ``n_sessions`` of every claims row of one report, as cells."""
+    clients = pd.to_numeric(claims["n_clients"], errors="coerce").fillna(0)
+    sessions = pd.to_numeric(claims["n_sessions"], errors="coerce").fillna(0)
+    return pd.DataFrame({
+        "slice": slice_value,
+        "group": claims["audience_group"].astype("str").to_numpy(),
+        "measure": [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
+                                                        strict=True)],
+        "clients": clients.to_numpy(dtype=np.int64),
+        "sessions": sessions.to_numpy(dtype=np.int64),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass(frozen=True)
+class Line:
+    """A published total and the published parts it is the sum of."""
+
+    total: Cell
+    parts: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class DisclosurePlan:
+    """Which cells of a report folder are hidden, and which slice reports are withheld."""
+
+    minimum: int
+    by: str | None
+    hidden: frozenset[Cell]
+    withheld: Mapping[str, str] = field(default_factory=dict)  # slice -> small | complementary
+
+    def is_hidden(self, slice_value: str, group: str, measure: str) -> bool:
+        """True when the cell must not be published."""
+        return (slice_value, group, measure) in self.hidden
+
+    def hidden_groups(self, slice_value: str = POOLED) -> list[str]:
+        """Audience groups whose counts, figures and claims rows a report must not show."""
+        return sorted(g for s, g, m in self.hidden
+                      if s == slice_value and m == CLIENTS and g != ALL)
+
+    def is_withheld(self, slice_value: str) -> bool:
+        """True when the slice gets no report of its own."""
+        return slice_value in self.withheld
+
+
+def _lines(cells: Iterable[Cell], by: str | None) -> list[Line]:
+    """Every (total, parts) relation a reader can use within and across the reports."""
+    cells = set(cells)
+    slices = sorted({s for s, _, _ in cells})
+    groups = sorted({g for _, g, _ in cells} - {ALL})
+    measures = sorted({m for _, _, m in cells})
+    lines = [Line((s, ALL, m), tuple((s, g, m) for g in groups)) for s in slices
+             for m in measures]
+    others = [s for s in slices if s != POOLED]
+    if by and others:
+        across = [ALL] if by == "audience_group" else [ALL, *groups]
+        lines += [Line((POOLED, g, m), tuple((s, g, m) for s in others)) for g in across
+                  for m in measures]
+    return lines
+
+
+def _twins(cells: Iterable[Cell], by: str | None) -> dict[Cell, set[Cell]]:
+    """Cells that publish the same people (must be hidden together): sliced by audience group,
+    the group's own report repeats the pooled report's column of that group."""
+    twins: dict[Cell, set[Cell]] = {}
+    if by != "audience_group":
+        return twins
+    for s, _, m in cells:
+        if s == POOLED:
+            continue
+        same = {(POOLED, s, m), (s, ALL, m), (s, s, m)}
+        for cell in same:
+            twins.setdefault(cell, set()).update(same - {cell})
+    return twins
+
+
+def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
+                    minimum: int = MIN_REPORTED_CLIENTS,
+                    withhold: Iterable[str] = ()) -> DisclosurePlan:
+    """Primary and complementary suppression over every cell a report folder publishes.
+
+    ``counts`` has columns ``slice, group, measure, clients, sessions``
+    (:func:`session_counts`, :func:`claim_counts`); ``by`` is the slicing column
+    (``None`` for the pooled report alone); ``withhold`` names slices already decided to get
+    no report. Deterministic: ties are broken by the cell's name."""
+    if minimum < 1:
+        raise ValueError(f"minimum must be at least 1, not {minimum!r}")
+    values: dict[Cell, tuple[int, int]] = {
+        (str(s), str(g), str(m)): (int(c), int(n)) for s, g, m, c, n in counts[
+            ["slice", "group", "measure", "clients", "sessions"]].itertuples(index=False)}
+    cells = set(values)
+    measures = sorted({m for _, _, m in cells})
+    twins = _twins(cells, by)
+    lines = _lines(cells, by)
+    slices = {s for s, _, _ in cells}
+    hidden: set[Cell] = set()
+    withheld: dict[str, str] = {}
+
+    def hide(cell: Cell) -> None:
+        todo = [cell]
+        while todo:
+            current = todo.pop()
+            if current in hidden:
+                continue
+            hidden.add(current)
+            todo.extend(twins.get(current, ()))
+            s, g, m = current
+            if m == CLIENTS:  # the people are hidden: so is every claims row about them
+                todo.extend((s, g, other) for other in measures)
+                if g == ALL and s != POOLED:  # a hidden slice total: no report at all
+                    withheld.setdefault(s, "complementary")
+                    todo.extend(c for c in cells if c[0] == s)
+
+    for s in withhold:
+        if s in slices:
+            withheld[s] = "small" if _small(values.get((s, ALL, CLIENTS), (0, 0))[0],
+                                            minimum) else "complementary"
+            hide((s, ALL, CLIENTS))
+    for cell, (clients, _) in sorted(values.items()):
+        if _small(clients, minimum):
+            if cell[1] == ALL and cell[2] == CLIENTS and cell[0] != POOLED:
+                withheld[cell[0]] = "small"
+            hide(cell)
+
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            if line.total in hidden or line.total not in values:
+                continue
+            shown = [p for p in line.parts if p in values and p not in hidden]
+            total = values[line.total]
+            rest = [total[i] - sum(values[p][i] for p in shown) for i in (0, 1)]
+            if not any(_small(r, minimum) for r in rest):
+                continue
+            candidates = [p for p in shown if values[p][0] > 0]
+            hide(min(candidates, key=lambda p: (values[p], p)) if candidates else line.total)
+            changed = True
+    return DisclosurePlan(minimum, by, frozenset(hidden), dict(sorted(withheld.items())))
+
+
+# ---------------------------------------------------------------------------------------------
+# applying the plan to what a report shows
+
+_NUMERIC_KEPT = ("mcid",)  # a setting, not a result
+_COUNT_PHRASE = re.compile(
+    r"(?<![\w.,])(?P<n>\d[\d,]*)(?P<gap>\s+)(?P<what>control clients|clients?|client slopes|"
+    r"adverse events?|sessions?|events?)\b")
+_CONTROL_PHRASE = re.compile(r"\((?P<n>\d[\d,]*) control clients\)")
+
+
+def scrub_counts(text: str, minimum: int) -> str:
+    """Replace every count of 1..minimum-1 clients, sessions or events in a note."""
+    def replace(match: re.Match[str]) -> str:
+        n = int(match["n"].replace(",", ""))
+        if 1 <= n < minimum:
+            return f"fewer than {minimum}{match['gap']}{match['what']}"
+        return match[0]
+
+    return _COUNT_PHRASE.sub(replace, text)
+
+
+def control_clients(note: str) -> int | None:
+    """The control-arm client count a controlled row's note states, if any."""
+    found = _CONTROL_PHRASE.search(note or "")
+    return int(found["n"].replace(",", "")) if found else None
+
+
+def _protect_note(note: str, n_clients: float, design: str, minimum: int) -> str:
+    """A visible row's note without small counts; arm sizes only when both arms are large."""
+    control = control_clients(note)
+    if control is not None and math.isfinite(n_clients):
+        treated = int(n_clients) - control
+        if _small(control, minimum) or _small(treated, minimum):
+            note = _CONTROL_PHRASE.sub("(arm sizes withheld for privacy)", note)
+    return scrub_counts(note, minimum)
+
+
+def _responders_shown(share: float, n_clients: float, note: str, design: str,
+                      minimum: int) -> bool:
+    """A responder share is shown only when neither responders nor non-responders are few.
+
+    The share is over the MFR clients of the cell: all of them in an uncontrolled row, the
+    row's clients minus the control clients in a controlled one."""
+    if not (math.isfinite(share) and math.isfinite(n_clients)):
+        return True
+    treated = n_clients
+    if design == "controlled":
+        control = control_clients(note)
+        if control is None:
+            return False
+        treated = n_clients - control
+    responders = round(share * treated)
+    return not (_small(responders, minimum) or _small(treated - responders, minimum))
+
+
+def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
+                   slice_value: str = POOLED) -> pd.DataFrame:
+    """The claims table as a report may publish it: hidden rows keep only their labels.
+
+    A hidden row gets verdict ``suppressed``, no number but its MCID, and a note saying why;
+    a shown row loses counts of 1..minimum-1 from its note and method, and a responder share
+    that would imply a few responders."""
+    minimum = plan.minimum
+    hidden = np.array([plan.is_hidden(slice_value, str(g), claim_measure(c, o)) for c, g, o in
+                       zip(claims["claim_id"], claims["audience_group"], claims["outcome"],
+                           strict=True)], dtype=bool)
+    protected = claims.copy()
+    numeric = [c for c in claims.select_dtypes("number").columns if c not in _NUMERIC_KEPT]
+    for column in numeric:
+        protected[column] = protected[column].astype("Float64").where(~hidden)
+    design = (claims["design"].astype("str") if "design" in claims
+              else pd.Series("", index=claims.index))
+    notes = claims["note"].fillna("").astype("str")
+    n_clients = pd.to_numeric(claims["n_clients"], errors="coerce").astype("float64")
+    protected["note"] = [
+        WITHHELD_NOTE.format(minimum=minimum) if hide else
+        _protect_note(note, n, d, minimum)
+        for hide, note, n, d in zip(hidden, notes, n_clients, design, strict=True)]
+    if "method" in claims:
+        protected["method"] = [
+            "" if hide else scrub_counts(str(m), minimum)
+            for hide, m in zip(hidden, claims["method"].fillna(""), strict=True)]
+    if "design" in claims:
+        protected["design"] = claims["design"].where(~hidden, "")
+    protected["verdict"] = claims["verdict"].where(~hidden, SUPPRESSED)
+    if "responder_share" in claims:
+        keep = [hide or _responders_shown(s, n, note, d, minimum) for hide, s, n, note, d in zip(
+            hidden, claims["responder_share"].astype("float64"), n_clients, notes, design,
+            strict=True)]
+        protected["responder_share"] = protected["responder_share"].where(
+            np.asarray(keep, dtype=bool))
+    return protected
+
+
+def protect_report(claims: pd.DataFrame, sessions: pd.DataFrame,
+                   minimum: int = MIN_REPORTED_CLIENTS) -> tuple[pd.DataFrame, list[str]]:
+    """Disclosure control for one report on its own: the claims it may publish and the
+    audience groups its counts and figures must leave out."""
+    counts = pd.concat([session_counts(sessions), claim_counts(claims)], ignore_index=True)
+    plan = plan_disclosure(counts, minimum=minimum)
+    return protect_claims(claims, plan), plan.hidden_groups()
+
+
+def shown_counts(sessions: pd.DataFrame, hidden_groups: Sequence[str],
+                 group_column: str = "audience_group") -> pd.DataFrame:
+    """Clients and sessions per group as a report prints them (hidden groups: 'suppressed')."""
+    grouped = sessions.groupby(group_column, observed=True).agg(
+        clients=("client_id", "nunique"), sessions=("client_id", "size"))
+    hide = grouped.index.astype("str").isin(list(hidden_groups))
+    return pd.DataFrame({
+        "clients": grouped["clients"].map(lambda n: f"{int(n):,}").where(~hide, SUPPRESSED),
+        "sessions": grouped["sessions"].map(lambda n: f"{int(n):,}").where(~hide, SUPPRESSED),
+    }, index=grouped.index)
 
 
 def reportable_groups(

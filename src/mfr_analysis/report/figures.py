@@ -1,7 +1,8 @@
 """Figures of the report: each function takes tidy frames and returns a matplotlib Figure.
 
-Figures never show a group with fewer clients than the privacy minimum; callers pass
-frames that were already filtered with :func:`mfr_analysis.privacy.reportable_groups`.
+Figures never show a group with fewer clients than the privacy minimum (callers pass frames
+already filtered with :func:`mfr_analysis.report.views.reportable_sessions`), nor any point
+resting on fewer clients than that, nor a single client's values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mfr_analysis.claims import claim_registry  # noqa: E402
+from mfr_analysis.config import MIN_REPORTED_CLIENTS  # noqa: E402
 from mfr_analysis.report.labels import (  # noqa: E402
     claim_label,
     group_label,
@@ -85,8 +87,10 @@ def _axis_words(claim_id: str) -> str:
     return str(registry.loc[claim_id, "test"]) if claim_id in registry.index else "estimate"
 
 
-def paired_before_after(sessions: pd.DataFrame, outcome: str, max_clients: int = 60) -> Figure:
-    """Per-client mean before and after a session, one panel per audience group."""
+def paired_before_after(sessions: pd.DataFrame, outcome: str,
+                        minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+    """Mean of the client means before and after a session, with its 95% CI and the middle
+    half of clients, one panel per audience group (no single client is drawn)."""
     pre, post = f"{outcome}_pre", f"{outcome}_post"
     per_client = (
         sessions.dropna(subset=[pre, post])
@@ -94,28 +98,36 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str, max_clients: int =
         .mean()
         .reset_index()
     )
-    groups = list(per_client["audience_group"].drop_duplicates())
+    sizes = per_client.groupby("audience_group", observed=True)["client_id"].size()
+    groups = [g for g in per_client["audience_group"].drop_duplicates() if sizes[g] >= minimum]
     fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(2.2 * max(len(groups), 1) + 1, 3.4),
                              dpi=FIGURE_DPI, sharey=True, layout="constrained", squeeze=False)
     for ax, group in zip(axes[0], groups, strict=False):
-        clients = per_client.loc[per_client["audience_group"] == group]
-        shown = clients.sort_values("client_id").head(max_clients)
-        for before, after in zip(shown[pre], shown[post], strict=True):
-            ax.plot([0, 1], [before, after], color="#8c959f", alpha=0.35, linewidth=0.8)
-        ax.plot([0, 1], [clients[pre].mean(), clients[post].mean()], color="#0969da",
-                linewidth=3, marker="o")
+        clients = per_client.loc[per_client["audience_group"] == group, [pre, post]]
+        means = clients.mean().to_numpy()
+        half_width = 1.96 * clients.std(ddof=1).to_numpy() / np.sqrt(len(clients))
+        low, high = clients.quantile(0.25).to_numpy(), clients.quantile(0.75).to_numpy()
+        ax.fill_between([0, 1], low, high, color="#8c959f", alpha=0.25, linewidth=0,
+                        label="middle half of clients")
+        ax.errorbar([0, 1], means, yerr=half_width, color="#0969da", linewidth=3, marker="o",
+                    capsize=4, label="mean (95% CI)")
         ax.set_xticks([0, 1], ["before", "after"])
         ax.set_title(group_label(group), fontsize="medium")
     axes[0][0].set_ylabel(f"{outcome} (0-10)" if outcome != "rom" else outcome)
+    axes[0][0].legend(fontsize="x-small", loc="best")
     fig.suptitle(f"{outcome.capitalize()} before and after a session (client means)")
     return fig
 
 
-def pain_trajectories(sessions: pd.DataFrame) -> Figure:
-    """Mean pre-session pain by week since the client's first session, per audience group."""
+def pain_trajectories(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+    """Mean pre-session pain by week since the client's first session, per audience group;
+    a week of a group with fewer than ``minimum`` clients is not drawn."""
     frame = sessions.dropna(subset=["pain_pre"]).assign(
         week=lambda d: np.floor(d["weeks_since_start"]).clip(upper=16)
     )
+    clients = frame.groupby(["audience_group", "week"], observed=True)["client_id"].transform(
+        "nunique")
+    frame = frame.loc[clients >= minimum]
     fig, ax = _new(7.5, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # seaborn 0.13 on pandas 3 internals
@@ -123,9 +135,10 @@ def pain_trajectories(sessions: pd.DataFrame) -> Figure:
                      errorbar=("ci", 95), n_boot=200, seed=0, ax=ax, marker="o")
     ax.set_xlabel("weeks since first session (16 = 16 or more)")
     ax.set_ylabel("pain before the session (0-10)")
-    ax.set_title("Does pain fall over the weeks?")
+    ax.set_title(f"Does pain fall over the weeks? (weeks with {minimum}+ clients)")
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, [group_label(label) for label in labels], fontsize="small")
+    if handles:
+        ax.legend(handles, [group_label(label) for label in labels], fontsize="small")
     return fig
 
 

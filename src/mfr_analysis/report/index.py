@@ -57,7 +57,7 @@ def quality_headline(cleaning: dict) -> str:
             "duplicates</small>")
 
 
-def write_index(out: Path, results: Sequence[SliceResult], suppressed: Sequence[dict],
+def write_index(out: Path, results: Sequence[SliceResult], withheld: Sequence[str],
                 title: str, settings: dict, cleaning: dict | None = None) -> Path:
     """Write ``out/index.html`` linking every report; failed runs are listed, not hidden."""
     rows = []
@@ -71,9 +71,9 @@ def write_index(out: Path, results: Sequence[SliceResult], suppressed: Sequence[
         else:
             status = quality_headline(cleaning or {})
         rows.append(f"<tr><td>{link}</td><td>{status}</td></tr>")
-    for item in suppressed:
-        rows.append(f"<tr><td>{html.escape(item['label'])}</td><td><small>no report: "
-                    f"{html.escape(item['reason'])} (privacy rule)</small></td></tr>")
+    for line in withheld:
+        rows.append(f'<tr><td colspan="2"><small>{html.escape(line)} (privacy rule)</small>'
+                    "</td></tr>")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -24,6 +24,8 @@ import pandas as pd
 
 from mfr_analysis.config import CLEANING_REPORT_FILE, MIN_REPORTED_CLIENTS, SESSIONS_FILE
 from mfr_analysis.errors import ReportError
+from mfr_analysis.privacy import POOLED
+from mfr_analysis.report.disclosure import FolderPlan
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,38 @@ def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: Rep
     return data_dir / SESSIONS_FILE, data_dir / CLEANING_REPORT_FILE
 
 
+def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
+                   progress: bool = False) -> FolderPlan:
+    """Every slice's claims table, protected across the whole report folder at once."""
+    from tqdm import tqdm
+
+    from mfr_analysis.claims import evaluate_claims
+    from mfr_analysis.pipeline import load_sessions
+    from mfr_analysis.report.disclosure import plan_folder, slice_values
+    from mfr_analysis.report.labels import group_label
+
+    sessions = load_sessions([sessions_path])
+    if by and sessions[by].isna().all():
+        raise ReportError(f"--by {by}: the data has no {by} values")
+
+    def evaluate(part: pd.DataFrame) -> pd.DataFrame:
+        return evaluate_claims(part, alpha=options.alpha, correction=options.correction,
+                               min_clients=options.min_clients,
+                               mcid_overrides=dict(options.mcid_overrides))
+
+    label = group_label if by == "audience_group" else str
+    with tqdm(total=1 + len(slice_values(sessions, by)), desc="claims", unit="slice",
+              disable=not progress, file=sys.stderr) as bar:
+        return plan_folder(sessions, by, evaluate, minimum=options.min_reported_clients,
+                           label=label, progress=lambda _name: bar.update())
+
+
 def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: str | None,
-              options: ReportOptions) -> tuple[list[SliceJob], list[dict]]:
-    """The notebook runs to do, and the slices left out for privacy."""
+              options: ReportOptions, folder: FolderPlan) -> tuple[list[SliceJob], list[str]]:
+    """The notebook runs to do (each slice's protected claims saved beside its page), and
+    the index lines on slices without a report."""
+    from mfr_analysis.report.disclosure import withheld_summary, write_claims
+
     common = {
         "sessions_path": str(sessions_path.resolve()),
         "cleaning_report_path": str(cleaning_report.resolve()) if cleaning_report else "",
@@ -137,34 +168,22 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         "min_reported_clients": options.min_reported_clients,
         "mcid_overrides": dict(options.mcid_overrides),
     }
-    jobs = [
-        SliceJob(DATA_QUALITY_NOTEBOOK, "data-quality", "Data quality",
-                 {**common, "slice_column": "", "slice_value": ""}),
-        SliceJob(CLAIMS_NOTEBOOK, "claims-all", "All clients",
-                 {**common, "slice_column": "", "slice_value": "",
-                  "claims_out": str((out / "claims-all.json").resolve())}),
-    ]
-    suppressed: list[dict] = []
-    if by:
-        from mfr_analysis.report.labels import group_label
-
-        sessions = pd.read_parquet(sessions_path, columns=["client_id", by])
-        if sessions[by].isna().all():
-            raise ReportError(f"--by {by}: the data has no {by} values")
-        clients = sessions.groupby(by, observed=True)["client_id"].nunique()
-        for value, n_clients in clients.items():
-            label = group_label(str(value)) if by == "audience_group" else str(value)
-            if n_clients < options.min_reported_clients:
-                suppressed.append({"label": label, "reason":
-                                   f"fewer than {options.min_reported_clients} clients"})
-                continue
-            slug = f"claims-{safe_slug(str(value))}"
-            jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, label, {
-                **common, "slice_column": by, "slice_value": str(value),
-                "title": f"{options.title}: {label}",
-                "claims_out": str((out / f"{slug}.json").resolve()),
-            }))
-    return jobs, suppressed
+    pooled = folder.slices[0]
+    jobs = [SliceJob(DATA_QUALITY_NOTEBOOK, "data-quality", "Data quality",
+                     {**common, "slice_column": "", "slice_value": "",
+                      "hidden_groups": list(pooled.hidden_groups)})]
+    for item in folder.slices:
+        slug = "claims-all" if item.value == POOLED else f"claims-{safe_slug(item.value)}"
+        claims_path = (out / f"{slug}.json").resolve()
+        write_claims(item.claims, claims_path)
+        parameters = {**common, "slice_column": by if item.value != POOLED else "",
+                      "slice_value": item.value, "claims_path": str(claims_path),
+                      "hidden_groups": list(item.hidden_groups)}
+        if item.value != POOLED:
+            parameters["title"] = f"{options.title}: {item.label}"
+        jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
+    noun = "audience group" if by == "audience_group" else (by or "slice")
+    return jobs, withheld_summary(folder.withheld, noun, options.min_reported_clients)
 
 
 def check_parameters(folder: Path, jobs: Sequence[SliceJob]) -> None:
@@ -253,7 +272,7 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
             break
     if executed.is_file():
         export_html(executed, html)
-    claims = str(job.parameters.get("claims_out", ""))
+    claims = str(job.parameters.get("claims_path", ""))
     return SliceResult(job.slug, job.label, job.notebook, html.name if html.is_file() else "",
                        claims, error)
 
@@ -327,12 +346,13 @@ def run_reports(
     out.mkdir(parents=True, exist_ok=True)
     notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
     sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
-    jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
+    folder = protect_folder(sessions_path, by, options, progress)
+    jobs, withheld = plan_jobs(sessions_path, cleaning_report, out, by, options, folder)
     results = run_jobs(jobs, out, workers=workers, progress=progress, scheduler=scheduler)
     from mfr_analysis.report.views import load_cleaning_report
 
     cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
-    index = write_index(out, results, suppressed, options.title, asdict(options), cleaning)
+    index = write_index(out, results, withheld, options.title, asdict(options), cleaning)
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
         raise ReportError(f"every report failed; first: {failed[0].slug}: {failed[0].error}")

@@ -19,7 +19,6 @@ from matplotlib.figure import Figure
 
 from mfr_analysis import __version__
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
-from mfr_analysis.privacy import suppress_counts
 from mfr_analysis.report.labels import (
     claim_label,
     group_label,
@@ -34,20 +33,30 @@ from mfr_analysis.report.labels import (
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 
 
-def suppress_small_cells(
-    claims: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
-) -> pd.DataFrame:
-    """Hide every number of a claims row whose client count lies in 1..minimum-1.
+def protect_claims(claims: pd.DataFrame, sessions: pd.DataFrame,
+                   minimum: int = MIN_REPORTED_CLIENTS) -> tuple[pd.DataFrame, list[str]]:
+    """Disclosure control for a report run on its own (the report runner plans the whole
+    folder at once instead): the claims rows it may show and the groups it must leave out.
 
-    Only the MCID (a setting, not a result) stays; estimates, intervals, p-values, counts,
-    power figures and shares could all reveal something about the few clients in the cell.
-    """
-    small = claims["n_clients"].between(1, minimum - 1)
-    hidden = claims.assign(verdict=claims["verdict"].where(~small, "suppressed"))
-    numeric = [c for c in claims.select_dtypes("number").columns if c != "mcid"]
-    for column in numeric:
-        hidden[column] = hidden[column].astype("Float64").where(~small)
-    return hidden
+    Every number of a cell of 1..minimum-1 clients is hidden, and so is the smallest other
+    cell wherever a pooled total minus the shown groups would reveal a hidden one."""
+    from mfr_analysis.privacy import protect_report
+
+    return protect_report(claims, sessions, minimum)
+
+
+def load_protected_claims(path: str) -> pd.DataFrame:
+    """A claims table the report runner already computed and protected for this report."""
+    import json
+    from pathlib import Path
+
+    from mfr_analysis.claims import CLAIMS_COLUMNS
+
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    claims = pd.DataFrame.from_records(records)
+    if claims.empty:
+        return pd.DataFrame(columns=list(CLAIMS_COLUMNS))
+    return claims
 
 
 def single_group_view(claims: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +136,8 @@ def findings(claims: pd.DataFrame) -> Markdown:
             parts.append((f"{suffix}: " if suffix else "") + sentence)
         if parts:
             lines.append(f"- **{claim_label(str(claim_id))}**: " + " — ".join(parts) + ".")
-    lines.append("\nGroups with fewer clients than the privacy minimum are not described.")
+    lines.append("\nGroups withheld for privacy (too few clients, or needed to protect a smaller "
+                 "group) are not described.")
     return Markdown("\n".join(lines))
 
 
@@ -166,24 +176,46 @@ def data_fingerprint(sessions: pd.DataFrame) -> str:
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
-def counts_table(
-    sessions: pd.DataFrame, by: str = "audience_group", minimum: int = MIN_REPORTED_CLIENTS
-) -> pd.DataFrame:
-    """Clients and sessions per group, with small client counts suppressed."""
-    grouped = sessions.groupby(by, observed=True).agg(
-        clients=("client_id", "nunique"), sessions=("session_id", "size")
-    )
-    shown = pd.DataFrame({
-        "clients": suppress_counts(grouped["clients"], minimum),
-        "sessions": grouped["sessions"].map(lambda n: f"{n:,}"),
-    })
-    small = shown["clients"].str.startswith("<")
-    shown["sessions"] = shown["sessions"].where(~small, "—")
+def counts_table(sessions: pd.DataFrame, hidden_groups: Iterable[str] = (),
+                 by: str = "audience_group") -> pd.DataFrame:
+    """Clients and sessions per group; groups withheld by the disclosure plan say so."""
+    from mfr_analysis.privacy import shown_counts
+
+    shown = shown_counts(sessions, list(hidden_groups), by)
     shown.index = [group_label(str(g)) if by == "audience_group" else str(g) for g in shown.index]
     return shown
 
 
-def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict) -> Markdown:
+def period(sessions: pd.DataFrame) -> str:
+    """The months the sessions span (whole months: a first or last date is one client's)."""
+    first, last = sessions["session_date"].min(), sessions["session_date"].max()
+    if pd.isna(first):
+        return "no dated sessions"
+    return f"{first:%B %Y} to {last:%B %Y}" if (first.year, first.month) != (
+        last.year, last.month) else f"{first:%B %Y}"
+
+
+def privacy_rule(minimum: int = MIN_REPORTED_CLIENTS) -> str:
+    """The disclosure-control rule in words, for the methods appendix."""
+    return (f"No count below {minimum} clients (other than none) is shown (CMS cell-size "
+            "rule), nor can one be worked out by adding or subtracting numbers published "
+            "anywhere in this report folder: where a total minus its shown parts would reveal a "
+            "small cell, the next smallest cell is withheld too (complementary suppression), "
+            "across the all-clients report, every slice report and their claims files. Withheld "
+            f"cells read *suppressed*; notes give small counts as 'fewer than {minimum}'; "
+            f"figures leave out points resting on fewer than {minimum} clients and never draw "
+            "one client's values; dates are shown as months.")
+
+
+def _size(sessions: pd.DataFrame, minimum: int) -> str:
+    clients = sessions["client_id"].nunique()
+    if clients < minimum:
+        return f"fewer than {minimum} clients"
+    return f"{clients:,} clients, {len(sessions):,} sessions"
+
+
+def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict,
+            minimum: int = MIN_REPORTED_CLIENTS) -> Markdown:
     """Methods appendix: models used per claim, sample sizes, versions, data fingerprint."""
     import statsmodels
 
@@ -207,9 +239,10 @@ independent, so every model has a per-client random effect or cluster-robust sta
 minimal clinically important difference (MCID). *No meaningful effect* means equivalence
 within ±MCID was shown (two one-sided tests, 90% CI inside the margin).
 
-**Data.** {sessions['client_id'].nunique():,} clients, {len(sessions):,} sessions,
-{sessions['session_date'].min():%Y-%m-%d} to {sessions['session_date'].max():%Y-%m-%d};
-fingerprint `{data_fingerprint(sessions)}`.
+**Data.** {_size(sessions, minimum)}, {period(sessions)}; fingerprint
+`{data_fingerprint(sessions)}`.
+
+**Privacy.** {privacy_rule(minimum)}
 
 **Settings.**
 {settings}
@@ -225,41 +258,40 @@ def ordered_groups(values: Iterable[str]) -> list[str]:
     return [g for g in GROUP_ORDER if g in values] + sorted(set(values) - set(GROUP_ORDER))
 
 
-def load_slice(sessions_path: str, column: str = "", value: str = "") -> pd.DataFrame:
-    """The derived session table, restricted to one slice when ``column`` is given."""
+def slice_sessions(sessions: pd.DataFrame, column: str = "", value: str = "") -> pd.DataFrame:
+    """The sessions of one slice (``column == value``), unused categories dropped."""
     from mfr_analysis.errors import ReportError
-    from mfr_analysis.pipeline import load_sessions
 
-    sessions = load_sessions([sessions_path])
     if not column:
         return sessions
     if column not in sessions:
         raise ReportError(f"cannot slice by {column!r}: no such column")
     sliced = sessions.loc[sessions[column].astype("string") == value]
     if sliced.empty:
-        raise ReportError(f"no sessions with {column} = {value!r}")
+        raise ReportError(f"no sessions with {column} = the requested value")
     return sliced.assign(**{
         c: sliced[c].cat.remove_unused_categories()
         for c in sliced.select_dtypes("category").columns
     })
 
 
-def save_claims(claims: pd.DataFrame, path: str) -> None:
-    """Save the (already suppressed) claims table as JSON records for the index page."""
-    if path:
-        from mfr_analysis.io import write_table
+def load_slice(sessions_path: str, column: str = "", value: str = "") -> pd.DataFrame:
+    """The derived session table, restricted to one slice when ``column`` is given."""
+    from mfr_analysis.pipeline import load_sessions
 
-        write_table(claims, path, "json")
+    return slice_sessions(load_sessions([sessions_path]), column, value)
+
+
+def withheld_groups(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> list[str]:
+    """Audience groups a report on its own must leave out of its counts and figures."""
+    from mfr_analysis.privacy import plan_disclosure, session_counts
+
+    return plan_disclosure(session_counts(sessions), minimum=minimum).hidden_groups()
 
 
 def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> Markdown:
-    """Report heading with the period and the (suppressed) number of clients."""
-    clients = sessions["client_id"].nunique()
-    shown = f"{clients:,}" if clients >= minimum else f"fewer than {minimum}"
-    return Markdown(
-        f"# {title}\n\n{shown} clients, {len(sessions):,} sessions, "
-        f"{sessions['session_date'].min():%d %b %Y} to {sessions['session_date'].max():%d %b %Y}."
-    )
+    """Report heading with the period (in months) and its size (hidden when small)."""
+    return Markdown(f"# {title}\n\n{_size(sessions, minimum)}, {period(sessions)}.")
 
 
 MEASURE_COLUMNS = [
@@ -277,13 +309,12 @@ def plotted_claims(claims: pd.DataFrame) -> list[str]:
     return [c for c in FOREST_CLAIMS if c in present]
 
 
-def reportable_sessions(
-    sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
-) -> pd.DataFrame:
-    """Sessions of the audience groups with enough clients to be shown."""
+def reportable_sessions(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS,
+                        hidden_groups: Iterable[str] = ()) -> pd.DataFrame:
+    """Sessions of the audience groups a report may show: enough clients, not withheld."""
     from mfr_analysis.privacy import reportable_groups
 
-    keep = reportable_groups(sessions, "audience_group", minimum)
+    keep = set(reportable_groups(sessions, "audience_group", minimum)) - set(hidden_groups)
     shown = sessions.loc[sessions["audience_group"].astype("string").isin(keep)]
     return shown.assign(audience_group=shown["audience_group"].cat.remove_unused_categories())
 

@@ -1,0 +1,125 @@
+"""The disclosure plan of one report folder: every slice's claims, protected all at once.
+
+Before any notebook runs, the runner computes the claims table of the all-clients report and
+of every slice that might get a report, counts the clients and sessions each would publish,
+and plans primary and complementary suppression across all of them
+(:func:`mfr_analysis.privacy.plan_disclosure`). Each notebook then shows the protected
+claims table it is given and leaves out the audience groups the plan withholds, so no
+number in the folder, alone or combined with others, reveals 1-10 clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mfr_analysis.privacy import (
+    POOLED,
+    DisclosurePlan,
+    claim_counts,
+    plan_disclosure,
+    protect_claims,
+    session_counts,
+)
+
+
+@dataclass(frozen=True)
+class ProtectedSlice:
+    """One report the plan allows: its slice value, label, protected claims, hidden groups."""
+
+    value: str  # POOLED for all clients
+    label: str
+    claims: pd.DataFrame
+    hidden_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WithheldSlice:
+    """A slice with no report of its own; small ones are never named."""
+
+    value: str
+    label: str
+    reason: str  # "small" or "complementary"
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What one report folder may publish."""
+
+    plan: DisclosurePlan
+    slices: tuple[ProtectedSlice, ...]
+    withheld: tuple[WithheldSlice, ...]
+
+
+ClaimsFunction = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def slice_values(sessions: pd.DataFrame, by: str | None) -> list[str]:
+    """The values of ``by`` that have sessions, in the data's category order."""
+    if not by:
+        return []
+    column = sessions[by]
+    present = set(column.dropna().astype("str"))
+    categorical = isinstance(column.dtype, pd.CategoricalDtype)
+    order = [str(c) for c in column.cat.categories] if categorical else sorted(present)
+    return [v for v in order if v in present]
+
+
+def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction, *,
+                minimum: int, label: Callable[[str], str] = str,
+                progress: Callable[[str], None] | None = None) -> FolderPlan:
+    """Claims of the pooled report and of each slice, protected across the whole folder.
+
+    ``evaluate`` turns a session table into a claims table (the same settings for every
+    slice); slices with fewer than ``minimum`` clients are never evaluated."""
+    from mfr_analysis.report.views import slice_sessions
+
+    counts = [session_counts(sessions, POOLED)]
+    tables: dict[str, pd.DataFrame] = {}
+    small: list[str] = []
+    values = slice_values(sessions, by)
+    for value in [POOLED, *values]:
+        part = slice_sessions(sessions, by, value) if value != POOLED else sessions
+        if value != POOLED:
+            counts.append(session_counts(part, value))
+        if part["client_id"].nunique() < minimum:
+            small.append(value)
+            continue
+        if progress is not None:
+            progress(label(value) if value != POOLED else "all clients")
+        tables[value] = evaluate(part)
+        counts.append(claim_counts(tables[value], value))
+    plan = plan_disclosure(pd.concat(counts, ignore_index=True), by=by, minimum=minimum,
+                           withhold=[v for v in small if v != POOLED])
+    shown = tuple(
+        ProtectedSlice(value, label(value) if value != POOLED else "All clients",
+                       protect_claims(table, plan, value), tuple(plan.hidden_groups(value)))
+        for value, table in tables.items() if value == POOLED or not plan.is_withheld(value))
+    withheld = tuple(WithheldSlice(value, label(value), reason)
+                     for value, reason in plan.withheld.items())
+    return FolderPlan(plan, shown, withheld)
+
+
+def withheld_summary(withheld: Sequence[WithheldSlice], noun: str, minimum: int) -> list[str]:
+    """Lines for the index: small slices counted, never named; complementary ones named."""
+    lines = []
+    small = [w for w in withheld if w.reason == "small"]
+    if small:
+        lines.append(f"{len(small)} {noun}{'s' if len(small) > 1 else ''} with fewer than "
+                     f"{minimum} clients: no report of {'their' if len(small) > 1 else 'its'} "
+                     "own (included in All clients)")
+    for item in withheld:
+        if item.reason != "small":
+            lines.append(f"{item.label}: no report of its own, so that a smaller {noun}'s "
+                         "numbers cannot be worked out by subtraction (included in All clients)")
+    return lines
+
+
+def write_claims(claims: pd.DataFrame, path: Path) -> None:
+    """Save one protected claims table as JSON records (for the index and for reuse)."""
+    from mfr_analysis.io import write_table
+
+    write_table(claims, path, "json")

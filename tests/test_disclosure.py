@@ -1,0 +1,351 @@
+"""Disclosure control across a report folder: no count of 1-10 clients is shown, nor derivable
+by adding or subtracting numbers published anywhere in the folder (issue 10, point 2).
+
+The attack is automated the way a curious reader would do it: every count published in the
+HTML pages and claims JSON files of one folder is collected, and every published total minus
+its published parts is computed, within each report and across reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfr_analysis.privacy import (
+    ALL,
+    CLIENTS,
+    POOLED,
+    claim_counts,
+    plan_disclosure,
+    protect_claims,
+    scrub_counts,
+    session_counts,
+)
+
+MINIMUM = 11
+SMALL_COUNT_TEXT = re.compile(
+    r"(?<![\d.,])(?:[1-9]|10)\s+(?:control\s+)?(?:clients?|client slopes|adverse events?|"
+    r"sessions?|events?)\b")
+
+
+# ---------------------------------------------------------------------------------------------
+# the attacker: collect every published count of a folder, try every subtraction
+
+
+class _Tables(HTMLParser):
+    """Rows of the HTML tables whose header names clients and sessions, and all text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self.tables:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _number(text: object) -> float:
+    try:
+        return float(str(text).replace(",", ""))
+    except ValueError:
+        return np.nan
+
+
+def published_counts(folder: Path) -> pd.DataFrame:
+    """Every client/session count the folder publishes: report, measure, group, values."""
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        report = "pooled" if path.stem == "claims-all" else path.stem
+        for row in json.loads(path.read_text(encoding="utf-8")):
+            records.append({"report": report, "file": path.name,
+                            "measure": f"{row['claim_id']}|{row['outcome']}",
+                            "group": row["audience_group"],
+                            "clients": _number(row.get("n_clients")),
+                            "sessions": _number(row.get("n_sessions"))})
+    for path in sorted(folder.glob("*.html")):
+        if path.name == "index.html":
+            continue
+        report = "pooled" if path.stem in ("claims-all", "data-quality") else path.stem
+        parser = _Tables()
+        parser.feed(path.read_text(encoding="utf-8"))
+        text = " ".join("".join(parser.text).split())
+        for clients, sessions in re.findall(r"([\d,]+) clients, ([\d,]+) sessions", text):
+            records.append({"report": report, "file": path.name, "measure": CLIENTS,
+                            "group": ALL, "clients": _number(clients),
+                            "sessions": _number(sessions)})
+        for table in parser.tables:
+            if not table or [c.lower() for c in table[0][-2:]] != ["clients", "sessions"]:
+                continue
+            for row in table[1:]:
+                records.append({"report": report, "file": path.name, "measure": CLIENTS,
+                                "group": row[0], "clients": _number(row[-2]),
+                                "sessions": _number(row[-1])})
+    frame = pd.DataFrame.from_records(records)
+    return frame.drop_duplicates(["report", "measure", "group", "clients", "sessions"])
+
+
+def subtraction_leaks(counts: pd.DataFrame, minimum: int = MINIMUM) -> list[str]:
+    """Every published count, or total minus published parts, of 1..minimum-1 clients/sessions."""
+    leaks = []
+    shown = counts.dropna(subset=["clients"])
+    for row in shown.itertuples():
+        if 1 <= row.clients < minimum:
+            leaks.append(f"{row.file}: {row.measure} {row.group} shows {row.clients:g} clients")
+
+    def check(where: str, total: pd.DataFrame, parts: pd.DataFrame) -> None:
+        for column in ("clients", "sessions"):
+            values = total[column].dropna()
+            if values.empty:
+                continue
+            for value in values.unique():
+                rest = value - parts[column].sum(min_count=0)
+                if 1 <= abs(rest) < minimum:
+                    leaks.append(f"{where}: {column} total {value:g} minus parts = {rest:g}")
+
+    for (report, measure), rows in shown.groupby(["report", "measure"]):
+        check(f"{report} {measure}", rows[rows["group"] == ALL], rows[rows["group"] != ALL])
+    pooled = shown[shown["report"] == "pooled"]
+    slices = shown[shown["report"] != "pooled"]
+    if not slices.empty:
+        for (measure, group), rows in pooled.groupby(["measure", "group"]):
+            parts = slices[(slices["measure"] == measure) & (slices["group"] == group)]
+            if group != ALL and parts.empty:
+                continue
+            check(f"across reports {measure} {group}", rows, parts)
+    return leaks
+
+
+def small_counts_in_text(folder: Path) -> list[str]:
+    """Counts of 1-10 clients, sessions or events written in words anywhere in the folder."""
+    found = []
+    for path in [*folder.glob("*.html"), *folder.glob("*.json")]:
+        if path.suffix == ".html":
+            parser = _Tables()
+            parser.feed(path.read_text(encoding="utf-8"))
+            text = " ".join("".join(parser.text).split())
+        else:
+            text = " ".join(str(r.get("note", "")) + " " + str(r.get("method", ""))
+                            for r in json.loads(path.read_text(encoding="utf-8")))
+        found += [f"{path.name}: {m}" for m in SMALL_COUNT_TEXT.findall(text)]
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan on hand-made counts
+
+
+def _clients(spec: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Sessions (one per client) of site -> {group: clients}."""
+    rows = [{"client_id": f"{site}-{group}-{i}", "site": site, "audience_group": group}
+            for site, groups in spec.items() for group, n in groups.items() for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def _site_counts(sessions: pd.DataFrame) -> pd.DataFrame:
+    parts = [session_counts(sessions)]
+    parts += [session_counts(rows, site) for site, rows in sessions.groupby("site")]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_a_small_site_and_its_complement_are_withheld() -> None:
+    sessions = _clients({"A": {"athlete": 34, "senior": 54}, "B": {"athlete": 47, "senior": 50},
+                         "T": {"athlete": 2, "senior": 1}})
+    plan = plan_disclosure(_site_counts(sessions), by="site", minimum=MINIMUM)
+    assert plan.withheld == {"A": "complementary", "T": "small"}  # A (88) is smaller than B (97)
+    assert not plan.is_hidden(POOLED, ALL, CLIENTS)
+    assert plan.is_hidden("A", "athlete", CLIENTS) and plan.is_hidden("T", ALL, CLIENTS)
+    assert not plan.is_hidden("B", ALL, CLIENTS)
+
+
+def test_no_complement_when_the_hidden_cells_already_add_up_to_the_minimum() -> None:
+    sessions = _clients({"A": {"athlete": 34}, "B": {"athlete": 47}, "T": {"athlete": 6},
+                         "U": {"athlete": 7}})
+    plan = plan_disclosure(_site_counts(sessions), by="site", minimum=MINIMUM)
+    assert plan.withheld == {"T": "small", "U": "small"}  # 13 hidden clients: safe together
+
+
+def test_a_small_group_inside_a_report_gets_a_complement_in_its_line_and_column() -> None:
+    # site A: chronic_pain 3 clients; hiding it alone would leave A's total minus its groups
+    # = 3, so the smallest other group of A (athlete, 20) goes too; the athlete column then
+    # has one hidden cell (A) of 20 clients: the pooled athletes minus B's athletes = 20, safe
+    sessions = _clients({"A": {"athlete": 20, "senior": 30, "chronic_pain": 3},
+                         "B": {"athlete": 40, "senior": 30, "chronic_pain": 25}})
+    plan = plan_disclosure(_site_counts(sessions), by="site", minimum=MINIMUM)
+    assert plan.hidden_groups("A") == ["athlete", "chronic_pain"]
+    # pooled chronic_pain (28) minus B's (25) would show A's 3: B's chronic_pain goes too
+    assert "chronic_pain" in plan.hidden_groups("B")
+    published = [(s, g) for s, g, m in {(s, g, CLIENTS) for s in ("", "A", "B")
+                 for g in ("athlete", "senior", "chronic_pain")} if not plan.is_hidden(s, g, m)]
+    assert ("B", "senior") in published and ("", "chronic_pain") in published
+
+
+def test_clients_in_two_groups_count_as_an_overlap_to_protect() -> None:
+    # 4 clients appear in both groups: the total minus the groups is -4, which reveals them
+    rows = _clients({"A": {"athlete": 30, "senior": 30}})
+    both = rows.iloc[:4].assign(audience_group="senior")
+    plan = plan_disclosure(session_counts(pd.concat([rows, both])), minimum=MINIMUM)
+    assert plan.hidden_groups() == ["athlete"]
+
+
+def test_sliced_by_group_a_hidden_group_has_no_report_and_a_complement() -> None:
+    sessions = _clients({"A": {"athlete": 40, "senior": 30, "rehab": 4}})
+    counts = [session_counts(sessions)]
+    counts += [session_counts(rows, g) for g, rows in sessions.groupby("audience_group")]
+    plan = plan_disclosure(pd.concat(counts, ignore_index=True), by="audience_group",
+                           minimum=MINIMUM)
+    assert plan.withheld == {"rehab": "small", "senior": "complementary"}
+    assert plan.hidden_groups() == ["rehab", "senior"]
+
+
+def test_claims_rows_follow_their_people_and_notes_lose_small_counts() -> None:
+    claims = pd.DataFrame({
+        "claim_id": ["pain"] * 3, "audience_group": [ALL, "athlete", "senior"],
+        "outcome": ["pain"] * 3, "estimate": [-1.0, -3.0, -0.5], "ci_low": [-2.0, -5.0, -1.0],
+        "ci_high": [0.0, -1.0, 0.0], "p_value": [0.01, 0.02, 0.2],
+        "p_adjusted": [0.02, 0.02, 0.2], "mcid": [2.0] * 3, "n_clients": [60, 7, 53],
+        "n_sessions": [200, 30, 170], "method": ["m"] * 3,
+        "verdict": ["below_threshold", "supported", "inconclusive"],
+        "note": ["controlled: compared with the control arm (50 control clients)",
+                 "6 clients with data", "control arm too small (4 clients); 3 adverse events"],
+        "design": ["controlled", "uncontrolled", "uncontrolled"],
+        "responder_share": [0.5, 0.9, 0.1],
+    })
+    sessions = _clients({"A": {"athlete": 7, "senior": 53}})
+    counts = pd.concat([session_counts(sessions), claim_counts(claims)], ignore_index=True)
+    plan = plan_disclosure(counts, minimum=MINIMUM)
+    protected = protect_claims(claims, plan)
+    # athlete is small; senior is its complement (60 - 53 = 7): both rows hidden
+    assert protected["verdict"].tolist() == ["below_threshold", "suppressed", "suppressed"]
+    assert protected.loc[1:, ["estimate", "n_clients", "n_sessions"]].isna().all().all()
+    assert protected.loc[1:, "mcid"].tolist() == [2.0, 2.0]
+    assert "6 clients" not in " ".join(protected["note"])
+    # pooled: 60 clients, 50 control -> 10 MFR clients: the arm sizes are withheld ...
+    assert "50 control" not in protected.loc[0, "note"]
+    # ... and so is a responder share of 10 MFR clients (5 responders)
+    assert pd.isna(protected.loc[0, "responder_share"])
+
+
+def test_scrub_counts_keeps_large_counts_and_other_numbers() -> None:
+    text = ("control arm too small (3 clients); 7 adverse events; on 554 client slopes; "
+            "median 24 h; 1 session; MCID 2 points; ICC 0.000; 10 clients; 11 clients")
+    assert scrub_counts(text, 11) == (
+        "control arm too small (fewer than 11 clients); fewer than 11 adverse events; on 554 "
+        "client slopes; median 24 h; fewer than 11 session; MCID 2 points; ICC 0.000; fewer "
+        "than 11 clients; 11 clients")
+
+
+# ---------------------------------------------------------------------------------------------
+# the attacker on real report folders
+
+
+@pytest.fixture(scope="module")
+def hostile_sessions(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated clean table with a 3-client site and, in one site, a 3-client group."""
+    from mfr_analysis.pipeline import run_clean
+
+    clean = tmp_path_factory.mktemp("clean")
+    run_clean([simulated_logs], clean, progress=False)
+    sessions = pd.read_parquet(clean / "sessions.parquet")
+    sites = sessions["site"].astype("str")
+    first, second = sorted(sites.dropna().unique())[:2]
+    tiny = sessions.loc[sites == first, "client_id"].drop_duplicates().head(3)
+    sessions["site"] = pd.Categorical(sites.where(~sessions["client_id"].isin(tiny),
+                                                  "Tiny Clinic"))
+    chronic = sessions.loc[(sites == second) & (sessions["audience_group"] == "chronic_pain"),
+                           "client_id"].drop_duplicates()
+    moved = sessions["client_id"].isin(chronic.iloc[3:])
+    sessions["audience_group"] = sessions["audience_group"].where(~moved, "rehab")
+    out = tmp_path_factory.mktemp("hostile") / "sessions.parquet"
+    sessions.to_parquet(out, index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def site_reports(hostile_sessions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mfr_analysis.report.run import run_reports
+
+    out = tmp_path_factory.mktemp("site-reports")
+    run_reports([hostile_sessions], out, by="site", workers=2, progress=False)
+    return out
+
+
+def test_no_subtraction_reveals_a_small_cell_across_site_reports(site_reports: Path) -> None:
+    counts = published_counts(site_reports)
+    assert len(counts["report"].unique()) >= 3  # the pooled report and at least two sites
+    assert (counts["measure"] == CLIENTS).sum() >= 10  # titles and counts tables were read
+    assert subtraction_leaks(counts) == []
+    assert small_counts_in_text(site_reports) == []
+
+
+def test_the_small_site_is_named_nowhere(site_reports: Path) -> None:
+    for path in [*site_reports.glob("*.html"), *site_reports.glob("*.json"),
+                 *site_reports.glob("notebooks/*.ipynb")]:
+        assert "Tiny Clinic" not in path.read_text(encoding="utf-8"), path.name
+    index = (site_reports / "index.html").read_text(encoding="utf-8")
+    assert "1 site with fewer than 11 clients" in index
+
+
+def test_the_attack_finds_leaks_in_a_naively_suppressed_folder(
+        site_reports: Path, hostile_sessions: Path, tmp_path: Path) -> None:
+    # the attacker is real: undo the complementary suppression of one claims file (show the
+    # counts of every row of 11+ clients again) and it reports the small cell it reveals
+    from mfr_analysis.claims import evaluate_claims
+    from mfr_analysis.pipeline import load_sessions
+
+    naive = tmp_path / "naive"
+    naive.mkdir()
+    for path in site_reports.glob("claims-*.json"):
+        (naive / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    pooled = json.loads((naive / "claims-all.json").read_text(encoding="utf-8"))
+    claims = evaluate_claims(load_sessions([hostile_sessions]))
+    raw = {(r["claim_id"], r["audience_group"], r["outcome"]): r
+           for r in claims.to_dict("records")}
+    for row in pooled:
+        full = raw[(row["claim_id"], row["audience_group"], row["outcome"])]
+        if full["n_clients"] >= MINIMUM:
+            row["n_clients"], row["n_sessions"] = full["n_clients"], full["n_sessions"]
+    (naive / "claims-all.json").write_text(json.dumps(pooled), encoding="utf-8")
+    assert subtraction_leaks(published_counts(naive))
+
+
+def test_no_subtraction_reveals_a_small_cell_across_group_reports(report_dir: Path) -> None:
+    counts = published_counts(report_dir)
+    assert len(counts["report"].unique()) >= 5
+    assert subtraction_leaks(counts) == []
+    assert small_counts_in_text(report_dir) == []
+
+
+def test_reportable_groups_counts_clients_not_sessions() -> None:
+    from mfr_analysis.privacy import reportable_groups
+
+    sessions = pd.DataFrame({
+        "client_id": [f"c{i}" for i in range(11)] + ["x"] * 50,
+        "audience_group": ["athlete"] * 11 + ["senior"] * 50,
+    })
+    assert reportable_groups(sessions) == ["athlete"]
