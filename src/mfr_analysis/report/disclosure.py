@@ -88,9 +88,9 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
         if part["client_id"].nunique() < minimum:
             small.append(value)
             continue
+        tables[value] = evaluate(part)
         if progress is not None:
             progress(label(value) if value != POOLED else "all clients")
-        tables[value] = evaluate(part)
         counts.append(claim_counts(tables[value], value))
     plan = plan_disclosure(pd.concat(counts, ignore_index=True), by=by, minimum=minimum,
                            withhold=[v for v in small if v != POOLED])

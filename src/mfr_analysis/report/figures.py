@@ -112,6 +112,7 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str,
         ax.errorbar([0, 1], means, yerr=half_width, color="#0969da", linewidth=3, marker="o",
                     capsize=4, label="mean (95% CI)")
         ax.set_xticks([0, 1], ["before", "after"])
+        ax.set_xlim(-0.25, 1.25)
         ax.set_title(group_label(group), fontsize="medium")
     axes[0][0].set_ylabel(f"{outcome} (0-10)" if outcome != "rom" else outcome)
     axes[0][0].legend(fontsize="x-small", loc="best")
@@ -147,7 +148,8 @@ def responder_bars(responders: pd.DataFrame) -> Figure:
     fig, ax = _new(7.5, 3.8)
     frame = responders.assign(
         group=lambda d: d["audience_group"].map(group_label),
-        claim=lambda d: d["claim_id"].map(claim_label),
+        claim=[claim_label(c) + (f" ({suffix})" if (suffix := outcome_suffix(o, c)) else "")
+               for c, o in zip(responders["claim_id"], responders["outcome"], strict=True)],
     )
     sns.barplot(data=frame, x="responder_share", y="claim", hue="group", ax=ax, orient="h")
     ax.set_xlim(0, 1)

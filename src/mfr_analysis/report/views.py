@@ -327,10 +327,11 @@ def paired_outcomes(sessions: pd.DataFrame) -> list[str]:
 
 def responder_table(claims: pd.DataFrame) -> pd.DataFrame:
     """Responder shares per claim and group, for the responder figure."""
+    columns = ["claim_id", "outcome", "audience_group", "responder_share"]
     if "responder_share" not in claims:
-        return pd.DataFrame(columns=["claim_id", "audience_group", "responder_share"])
+        return pd.DataFrame(columns=columns)
     rows = claims.loc[claims["responder_share"].notna() & ~claims["outcome"].str.contains(":")]
-    return rows[["claim_id", "audience_group", "responder_share"]].reset_index(drop=True)
+    return rows[columns].reset_index(drop=True)
 
 
 def load_cleaning_report(path: str) -> dict:
