@@ -19,8 +19,9 @@ from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_
 from mfr_analysis.errors import InputError  # noqa: E402
 from mfr_analysis.pipeline import run_clean  # noqa: E402
 from mfr_analysis.scale import run_clean_dask  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
 
-OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE}
+OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, io.MANIFEST_FILE}
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
           "per_source", "session_ids")
 
@@ -39,7 +40,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_pandas(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fresh-pandas")
     with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse key is not set yet
-        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
         run_clean([logs], out, progress=False)
     return out
 
@@ -48,7 +49,7 @@ def fresh_pandas(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_dask(logs: Path, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fresh-dask")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
         run_clean_dask([logs], out, scheduler=cluster, progress=False, blocksize=10_000)
     return out
 
@@ -184,7 +185,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The command line in a subprocess, as a user runs it (stderr exactly as they see it)."""
     return subprocess.run([sys.executable, "-m", "mfr_analysis.cli", *args],
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MFR_PSEUDONYM_KEY": "test-key-not-secret"})
+                          env={**os.environ, "MFR_PSEUDONYM_KEY": TEST_KEY})
 
 
 @pytest.mark.parametrize(("options", "says"), [
