@@ -222,3 +222,66 @@ def test_cli_folder_that_is_not_ours_is_one_line(logs: Path, tmp_path: Path) -> 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "mine.csv" in lines[0], result.stderr
     assert os.listdir(tmp_path / SESSIONS_FILE) == ["mine.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --workers bounded by the machine (issue 10, section 7)
+
+
+def test_max_workers_follows_cores_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfr_analysis import config
+
+    monkeypatch.setattr(config, "usable_cores", lambda: 2)
+    monkeypatch.setattr(config, "total_memory", lambda: 64 << 30)
+    assert config.max_workers() == 2 * config.WORKERS_PER_CORE  # cores bind
+    monkeypatch.setattr(config, "total_memory", lambda: 3 << 30)
+    assert config.max_workers() == 3  # memory binds: 1 GiB per worker
+    monkeypatch.setattr(config, "total_memory", lambda: 512 << 20)
+    assert config.max_workers() == 1  # never below one
+    monkeypatch.setattr(config, "total_memory", lambda: None)
+    assert config.max_workers() == 4
+    assert 1 <= config.usable_cores() <= (os.cpu_count() or 1)
+
+
+def _no_cluster(*_args: Any, **_kwargs: Any) -> Any:
+    raise AssertionError("a local cluster was started")
+
+
+def test_cli_workers_above_the_machine_is_one_line_before_any_work(
+        logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in-process with the cluster replaced: the unbounded code would start 10,000
+    worker processes here."""
+    from typer.testing import CliRunner
+
+    from mfr_analysis import config
+    from mfr_analysis.cli import app
+
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path / "out"),
+                                      "--engine", "dask", "--workers", "10000",
+                                      "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    bound = config.max_workers()
+    assert lines == [f"mfr-analysis: error: --workers 10000: expected 1 to {bound} on this "
+                     f"machine ({config.usable_cores()} usable core(s) x "
+                     f"{config.WORKERS_PER_CORE}, "
+                     f"{config.total_memory() / (1 << 30):.1f} GiB of memory at 1 GiB per "
+                     "worker)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfr_analysis import config, scale
+
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    too_many = config.max_workers() + 1
+    for call in (lambda: run_clean([logs], tmp_path / "a", progress=False, engine="dask",
+                                   n_workers=too_many),
+                 lambda: run_clean_dask([logs], tmp_path / "b", progress=False,
+                                        n_workers=too_many),
+                 lambda: scale.local_cluster(too_many)):
+        with pytest.raises(InputError, match=rf"n_workers {too_many}: expected 1 to "):
+            call()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

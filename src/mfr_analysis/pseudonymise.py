@@ -146,14 +146,16 @@ def _read_key_file(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
     except OSError as exc:
         raise PseudonymKeyError(f"cannot read pseudonym key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise PseudonymKeyError(f"pseudonym key file {path} is not a regular file")
         if info.st_mode & 0o077:
             raise PseudonymKeyError(f"pseudonym key file {path} can be read or written by "
                                     f"other users; run: chmod 600 {path}")
-        key = handle.read(MAX_KEY_FILE_BYTES + 1).strip()
+        key = os.read(fd, MAX_KEY_FILE_BYTES + 1).strip()
+    finally:
+        os.close(fd)
     if len(key) > MAX_KEY_FILE_BYTES:
         raise PseudonymKeyError(f"pseudonym key file {path} is too large to be a key "
                                 f"(over {MAX_KEY_FILE_BYTES} bytes)")
