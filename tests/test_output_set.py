@@ -132,8 +132,9 @@ def test_a_folder_without_manifest_is_accepted_with_a_warning_unless_its_counts_
     shutil.copytree(old, legacy)
     (legacy / MANIFEST).unlink()  # as an older version wrote it
     with caplog.at_level("WARNING"):
+        assert clean_parquet(legacy) == legacy / SESSIONS_FILE  # as claims and report check
         assert len(load_sessions(legacy)) == 6
-    assert "no manifest.json" in caplog.text
+    assert [r.message.count("no manifest.json") for r in caplog.records] == [1]
     shutil.copy(new / SESSIONS_FILE, legacy / SESSIONS_FILE)  # 3 rows; the report says 6
     with pytest.raises(InputError, match=r"does not match cleaning_report\.json \(3 rows"):
         load_sessions(legacy)
@@ -423,3 +424,12 @@ def test_clean_out_over_an_input_is_refused(tmp_path: Path) -> None:
     assert _contents(out) == before
     with pytest.raises(InputError, match="not a folder"):
         run_clean([MESSY], MESSY, progress=False)
+
+
+def test_a_clean_into_a_report_folder_is_refused(tmp_path: Path) -> None:
+    with io.output_set(tmp_path, kind="report") as staged:
+        (staged.dir / "index.html").write_text("report")
+    with pytest.raises(InputError, match=r"holds the outputs of `mfr-analysis report`"):
+        run_clean([MESSY], tmp_path, progress=False)
+    assert (tmp_path / "index.html").read_text() == "report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", MANIFEST]

@@ -283,14 +283,16 @@ def _clean_table(item: str | Path) -> Path | None:
 _WARNED_UNCHECKED: set[str] = set()
 
 
-def verify_clean_table(table: str | Path) -> dict[str, Any]:
+def verify_clean_table(table: str | Path, *, warn: bool = True) -> dict[str, Any]:
     """Check the output set holding the clean ``table`` before it is read; return the set's
     manifest (``{}`` when its folder has none).
 
     A folder whose files do not match its ``manifest.json`` raises :class:`InputError`. A
     folder without one (an older version's clean) is accepted with one warning on stderr,
     unless its ``cleaning_report.json`` counts another number of clean rows than the table
-    holds (a new table beside an old report), which is refused too."""
+    holds (a new table beside an old report), which is refused too. ``warn=False`` logs that
+    at INFO instead (readers inside report notebooks, where a warning would show on the page;
+    the commands warn before they start them)."""
     table = Path(table)
     folder = table.parent
     manifest = verify_output_set(folder)
@@ -310,11 +312,13 @@ def verify_clean_table(table: str | Path) -> dict[str, Any]:
                              f"({_table_rows(table):,} rows, the report says {rows:,}; the "
                              "outputs are mixed or partly written); run `mfr-analysis clean` "
                              "again")
-    if str(folder) not in _WARNED_UNCHECKED:
-        _WARNED_UNCHECKED.add(str(folder))
-        log.warning("%s: no %s (written by an older mfr-analysis), so its files cannot be "
-                    "checked to belong together; run `mfr-analysis clean` again to get one",
-                    folder, MANIFEST_FILE)
+    if not warn or str(folder) not in _WARNED_UNCHECKED:
+        if warn:
+            _WARNED_UNCHECKED.add(str(folder))  # once per folder and process
+        log.log(logging.WARNING if warn else logging.INFO,
+                "%s: no %s (written by an older mfr-analysis), so its files cannot be checked "
+                "to belong together; run `mfr-analysis clean` again to get one",
+                folder, MANIFEST_FILE)
     return manifest
 
 
@@ -376,9 +380,10 @@ def check_same_key(tables: Sequence[Path]) -> str | None:
     return first
 
 
-def clean_parquets(inputs: Inputs) -> list[Path] | None:
+def clean_parquets(inputs: Inputs, *, warn_unchecked: bool = True) -> list[Path] | None:
     """The clean tables named by ``inputs`` (each output set verified, one key), or None when
-    the inputs are raw logs; InputError when raw logs and clean tables are mixed."""
+    the inputs are raw logs; InputError when raw logs and clean tables are mixed.
+    ``warn_unchecked``: see :func:`verify_clean_table`."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     found = [_clean_table(item) for item in items]
     if not items or all(t is None for t in found):
@@ -389,7 +394,7 @@ def clean_parquets(inputs: Inputs) -> list[Path] | None:
                          "logs or clean sessions.parquet tables, not both")
     tables = list({os.path.realpath(t): t for t in found if t is not None}.values())
     for table in tables:
-        verify_clean_table(table)
+        verify_clean_table(table, warn=warn_unchecked)
     check_same_key(tables)
     return tables
 
@@ -454,8 +459,9 @@ def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) 
 def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
                   date_order: DateOrder = "dmy") -> pd.DataFrame:
     """The derived session table from raw logs (cleaned in memory) or from one or several
-    clean tables (each checked against its manifest, all made with one key)."""
-    tables = clean_parquets(inputs)
+    clean tables (each checked against its manifest, all made with one key; a folder without
+    a manifest is only logged at INFO here, the commands warn about it before they start)."""
+    tables = clean_parquets(inputs, warn_unchecked=False)
     if tables is not None:
         frames = [_read_table(t) for t in tables]
         sessions = frames[0] if len(frames) == 1 else combine_tables(frames, tables)
