@@ -433,3 +433,33 @@ def test_a_clean_into_a_report_folder_is_refused(tmp_path: Path) -> None:
         run_clean([MESSY], tmp_path, progress=False)
     assert (tmp_path / "index.html").read_text() == "report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", MANIFEST]
+
+
+def test_a_killed_dask_clean_leaves_the_old_set_and_its_staging_is_removed(
+        old_and_new: tuple[Path, Path], second_log: Path, tmp_path: Path) -> None:
+    """kill -9 of the Dask engine once its partitions are staged (an in-process cluster)."""
+    pytest.importorskip("distributed")
+    old, new = old_and_new
+    out = tmp_path / "out"
+    shutil.copytree(old, out)
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from mfr_analysis import scale
+        def die(*_args, **_kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        scale._across_partitions = die
+        real_cluster = scale.local_cluster
+        scale.local_cluster = lambda n=None, **_: real_cluster(n, processes=False)
+        scale.run_clean_dask([sys.argv[1], sys.argv[2]], sys.argv[3], n_workers=1,
+                             progress=False, blocksize=100)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script, str(MESSY), str(second_log),
+                             str(out)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "MFR_PSEUDONYM_KEY": TEST_KEY})
+    assert killed.returncode == -9, killed.stderr
+    staged = [p for p in out.rglob("sessions-*.parquet") if ".mfr-dask-" in str(p)]
+    assert staged  # what the killed run left: its partitions, inside its staging folder
+    assert _which(out, old, new) == "old"
+    io.verify_output_set(out)
+    run_clean([second_log], out, progress=False)
+    assert _which(out, old, new) == "new" and _leftovers(out) == []

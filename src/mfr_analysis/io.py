@@ -27,10 +27,10 @@ Output sets (``clean --out``, ``report --out``, a report's ``data/``)
     * On success: every staged file is checksummed (sha256) and the manifest (``kind``,
       ``run_id``, ``created``, ``package_version``, each file's size, mtime and sha256) is
       written *inside* the staging folder (``.mfr-ready-manifest.json``): from then on the
-      set is *ready*. Then each
-      top-level entry is moved into ``out_dir`` (the old one set aside inside the staging
-      folder), files of the previous set that the new one does not contain are set aside
-      too, and ``manifest.json`` is moved into ``out_dir`` last. If the process dies while
+      set is *ready*. Then each top-level entry is moved into ``out_dir`` (the old one set
+      aside inside the staging folder), files of the previous set that the new one does not
+      contain are set aside too (stale outputs of an older run), and ``manifest.json`` is
+      moved into ``out_dir`` last. If the process dies while
       moving, the next run (or a reader, see :func:`verify_output_set`) rolls the publish
       forward from the ready staging folder; a staging folder that never became ready is just
       deleted. A failure while moving puts the old set back.
@@ -50,7 +50,13 @@ Output sets (``clean --out``, ``report --out``, a report's ``data/``)
     it returns ``{}`` and the caller decides (the clean-table readers warn once on stderr).
 
     :func:`refuse_output_over_inputs` refuses an output path that is, contains or lies inside
-    an input, before any work.
+    an input, before any work; :func:`set_files` lists the files of an input set folder.
+
+API: ``output_set(out_dir, *, kind, owned=()) -> ContextManager[StagedOutputs]`` (``.dir``,
+``.run_id``, ``.kind``, ``.out``); ``lock_output(out_dir) -> ContextManager[Path]``;
+``verify_output_set(out_dir, kind=None, *, deep=False) -> dict``;
+``refuse_output_over_inputs(outputs, inputs, *, option="--out") -> None``;
+``set_files(out_dir) -> list[Path]``; constants ``MANIFEST_FILE``, ``LOCK_FILE``.
 """
 
 from __future__ import annotations
@@ -280,7 +286,8 @@ def lock_output(out_dir: str | Path) -> Iterator[Path]:
             os.close(fd)
             raise
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            named, held = os.stat(path), os.fstat(fd)
+            same = (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
         except FileNotFoundError:  # the holder before us removed it as we opened it
             same = False
         if same:
