@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -241,3 +242,15 @@ def test_claims_and_report_take_several_clean_tables(sites: dict[str, Path],
     assert merged["key_fingerprint"] == key_fingerprint(TEST_KEY.encode())
     assert key_fingerprint_of(sessions) == merged["key_fingerprint"]
     assert len(load_sessions(data)) == merged["rows_clean"]
+
+
+def test_reports_state_the_key_fingerprint_not_the_key(report_dir: Path) -> None:
+    report = json.loads((report_dir / "data" / "cleaning_report.json").read_text("utf-8"))
+    fingerprint = report["key_fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    page = (report_dir / "claims-all.html").read_text(encoding="utf-8")
+    assert f"<code>{fingerprint}</code>" in page
+    key = os.environ["MFR_PSEUDONYM_KEY"]
+    for path in report_dir.rglob("*"):
+        if path.is_file() and path.suffix in {".html", ".json", ".ipynb", ".csv"}:
+            assert key not in path.read_text(encoding="utf-8", errors="replace"), path.name

@@ -214,8 +214,18 @@ def _size(sessions: pd.DataFrame, minimum: int) -> str:
     return f"{clients:,} clients, {len(sessions):,} sessions"
 
 
+def key_fingerprint(sessions_path: str) -> str:
+    """The pseudonym-key fingerprint of the clean table a report read (never the key)."""
+    from mfr_analysis.pipeline import key_fingerprint_of
+
+    try:
+        return key_fingerprint_of(sessions_path) or ""
+    except (OSError, ValueError):
+        return ""
+
+
 def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict,
-            minimum: int = MIN_REPORTED_CLIENTS) -> Markdown:
+            minimum: int = MIN_REPORTED_CLIENTS, fingerprint: str = "") -> Markdown:
     """Methods appendix: models used per claim, sample sizes, versions, data fingerprint."""
     import statsmodels
 
@@ -240,7 +250,9 @@ minimal clinically important difference (MCID). *No meaningful effect* means equ
 within ±MCID was shown (two one-sided tests, 90% CI inside the margin).
 
 **Data.** {_size(sessions, minimum)}, {period(sessions)}; fingerprint
-`{data_fingerprint(sessions)}`.
+`{data_fingerprint(sessions)}`. Client ids are keyed pseudonyms; pseudonym key fingerprint
+`{fingerprint or 'not recorded'}` (a keyed hash of a constant, never the key: two reports with the
+same fingerprint pseudonymised their clients alike).
 
 **Privacy.** {privacy_rule(minimum)}
 
