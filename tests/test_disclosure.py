@@ -349,3 +349,44 @@ def test_reportable_groups_counts_clients_not_sessions() -> None:
         "audience_group": ["athlete"] * 11 + ["senior"] * 50,
     })
     assert reportable_groups(sessions) == ["athlete"]
+
+
+def _weekly_sessions() -> pd.DataFrame:
+    """Athletes: 30 clients in weeks 0-2 and 4 of them in week 3; seniors: 12 clients in 0-1."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for group, clients, weeks in (("athlete", 30, (0, 1, 2)), ("senior", 12, (0, 1))):
+        for i in range(clients):
+            for week in (*weeks, *((3,) if group == "athlete" and i < 4 else ())):
+                rows.append({"client_id": f"{group}{i}", "audience_group": group,
+                             "weeks_since_start": week + 0.5, "pain_pre": rng.uniform(2, 8),
+                             "pain_post": rng.uniform(1, 7)})
+    frame = pd.DataFrame(rows)
+    return frame.assign(audience_group=frame["audience_group"].astype("category"))
+
+
+def test_pain_over_weeks_draws_no_point_of_fewer_than_the_minimum() -> None:
+    from mfr_analysis.report.figures import pain_trajectories
+
+    figure = pain_trajectories(_weekly_sessions(), MINIMUM)
+    drawn = {tuple(np.asarray(line.get_xdata(), dtype=float)) for line in figure.axes[0].lines
+             if len(line.get_xdata())}
+    assert (0.0, 1.0, 2.0) in drawn  # athletes, without week 3 (4 clients)
+    assert (0.0, 1.0) in drawn  # seniors: 12 clients
+    assert not any(3.0 in xs for xs in drawn)
+
+
+def test_before_after_draws_no_single_client() -> None:
+    from mfr_analysis.report.figures import paired_before_after
+
+    sessions = _weekly_sessions()
+    figure = paired_before_after(sessions, "pain", MINIMUM)
+    per_client = sessions.groupby("client_id")[["pain_pre", "pain_post"]].mean()
+    client_points = {tuple(np.round(v, 9)) for v in per_client.to_numpy()}
+    for ax in figure.axes:
+        for line in ax.lines:
+            ys = tuple(np.round(np.asarray(line.get_ydata(), dtype=float), 9))
+            assert ys not in client_points
+    assert len([ax for ax in figure.axes if ax.get_title()]) == 2
+    smaller = paired_before_after(sessions, "pain", 13)  # seniors (12) fall under 13
+    assert [ax.get_title() for ax in smaller.axes if ax.get_title()] == ["Athletes"]
