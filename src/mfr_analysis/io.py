@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -129,8 +130,12 @@ def write_json(data: Any, target: str | Path, *, sort_keys: bool = True) -> Path
 
 def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> Path:
     """Write a result table as JSON records or CSV, atomically."""
-    if fmt == "csv":
-        return write_atomic(target, lambda path: table.to_csv(path, index=False))
+    if fmt == "csv":  # opened in spreadsheets: text cells quoted, formulas neutralised (OWASP)
+        from mfr_analysis.redact import neutralise_frame
+
+        safe = neutralise_frame(table)
+        return write_atomic(target, lambda path: safe.to_csv(
+            path, index=False, quoting=csv.QUOTE_NONNUMERIC))
     if fmt == "json":
         text = table.to_json(orient="records", date_format="iso", double_precision=15)
         records = json.loads(text)
