@@ -598,12 +598,12 @@ def _read_with_pyarrow(path: Path, plan: HeaderPlan, delimiter: str, encoding: s
         except pa.ArrowInvalid as exc:
             if "utf8" in str(exc).lower() and enc != "latin-1":
                 continue
-            log.debug("pyarrow could not parse %s: %s", path.name, exc)
+            log.debug("pyarrow could not parse %s: %s", path.name, excerpt_message(exc))
             return None
         except (pa.ArrowException, UnicodeDecodeError, LookupError) as exc:
             if isinstance(exc, UnicodeDecodeError) and enc != "latin-1":
                 continue
-            log.debug("pyarrow could not parse %s: %s", path.name, exc)
+            log.debug("pyarrow could not parse %s: %s", path.name, excerpt_message(exc))
             return None
         if invalid:
             return None  # ragged rows: the exact reader keeps and flags them
