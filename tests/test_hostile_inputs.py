@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from mfr_analysis.cli import app
 from mfr_analysis.clean import clean_sessions
+from mfr_analysis.cli import app
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.io import write_table
 from mfr_analysis.pipeline import run_clean
@@ -129,6 +129,15 @@ def test_an_identifier_shaped_site_never_reaches_the_clean_table(tmp_path: Path)
     assert names == ["North"] and set(site.to_pylist()) == {"North"}
     assert b"example.org" not in (out / SESSIONS_FILE).read_bytes()
     assert b"900123" not in (out / SESSIONS_FILE).read_bytes()
+
+
+def test_identifier_shaped_headers_are_masked_in_the_cleaning_report(tmp_path: Path) -> None:
+    header = [*HEADER, "call 07700 900123", "x" * 500]
+    path = _write_csv(tmp_path / "export.csv", [[*_row(), "a", "b"]], header)
+    out = tmp_path / "out"
+    run_clean([path], out, progress=False)
+    text = (out / CLEANING_REPORT_FILE).read_text(encoding="utf-8")
+    assert "900123" not in text and "call [phone]" in text and "x" * 300 not in text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,17 @@ code that applies (``reasons``, codes from ``data/reason_codes.csv``), plus ``re
 naming the field of each reason. Blank optional values are NA; an unreadable non-blank value
 is a reason, never a silent NA.
 
+The raw text a quarantine shows is made safe to hand over (:mod:`mfr_analysis.redact`):
+
+* an identifier-shaped value (e-mail, phone, national id, IBAN, card, long digit run) in any
+  column but the client id quarantines its row as ``identifier_in_text`` and is shown masked
+  (``[email]``, ``[phone]``, ...). This includes ``site``, the one free-text column kept in the
+  clean table: such a spelling is not a clinic's name, so the row is quarantined rather than
+  published under a masked or guessed site;
+* a NUL or other control character in any cell (the reader keeps them wherever in the file
+  they are) makes a ``malformed_row`` and is shown as U+FFFD;
+* a cell a spreadsheet would run as a formula gets a leading ``'`` (OWASP), in both engines.
+
 Decisions worth knowing:
 
 * Dates: ``date_order`` ("dmy" default, or "mdy") decides ``05/03/2024``; dotted dates

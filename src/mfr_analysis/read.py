@@ -62,7 +62,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from mfr_analysis import errors
-from mfr_analysis.redact import excerpt, excerpt_list, excerpt_message, looks_like_data
+from mfr_analysis.redact import (
+    excerpt,
+    excerpt_list,
+    excerpt_message,
+    looks_like_data,
+    mask_identifiers,
+    replace_control,
+)
 from mfr_analysis.schema import CLEAN_COLUMNS
 from mfr_analysis.tables import load_table
 
@@ -281,6 +288,16 @@ class HeaderPlan:
         return [c for c in REQUIRED_COLUMNS if c not in self.targets]
 
 
+_LABEL_WIDTH = 200  # characters of a dropped header kept in the cleaning report
+
+
+def _header_label(raw: object) -> str:
+    """A header as the cleaning report lists it: identifier-shaped parts masked, control
+    characters replaced, at most :data:`_LABEL_WIDTH` characters (headers are written out)."""
+    text = replace_control(mask_identifiers(str(raw).replace("\ufeff", "").strip()))
+    return text if len(text) <= _LABEL_WIDTH else text[: _LABEL_WIDTH - 1] + "…"
+
+
 def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) -> HeaderPlan:
     """Map raw headers to canonical names; identifiers and unknown extras are dropped."""
     aliases, identifiers = _alias_index(), _identifier_index()
@@ -288,7 +305,7 @@ def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) 
     dropped: list[str] = []
     found: dict[str, list[str]] = {}
     for position, raw in enumerate(headers):
-        label = str(raw).replace("\ufeff", "").strip() or f"(unnamed column {position + 1})"
+        label = _header_label(raw) or f"(unnamed column {position + 1})"
         key, short = header_key(raw), header_key(_without_unit_suffix(str(raw)))
         target: str | None = None
         if mapping is not None and (key in mapping.drop or short in mapping.drop):
