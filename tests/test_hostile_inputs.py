@@ -389,6 +389,19 @@ def test_a_nul_byte_quarantines_its_row_wherever_it_is(tmp_path: Path, position:
     assert set(sites.cat.categories) == {"North"}
 
 
+def test_a_nul_in_other_formats_quarantines_its_row(tmp_path: Path) -> None:
+    frame = pd.DataFrame([_row(), _row(client="c2", site="No\x00rth"),
+                          _row(client="c3", technique="foam\x00roller")], columns=HEADER)
+    frame.to_parquet(tmp_path / "logs.parquet", index=False)
+    records = [dict(zip(HEADER, r, strict=True)) for r in frame.to_numpy().tolist()]
+    (tmp_path / "logs.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n",
+                                         encoding="utf-8")  # \u0000 escapes
+    for path in (tmp_path / "logs.parquet", tmp_path / "logs.jsonl"):
+        sessions, quarantine, _ = _clean(path)
+        assert len(sessions) == 1 and len(quarantine) == 2, path.name
+        assert all("malformed_row" in r for r in quarantine["reasons"])
+
+
 def test_a_binary_file_renamed_csv_is_one_line_error(tmp_path: Path) -> None:
     png = tmp_path / "photo.csv"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000) + b"IHDR" + bytes(range(256)) * 4)
@@ -461,6 +474,18 @@ def test_xlsx_formula_without_a_saved_value_quarantines_its_row(tmp_path: Path) 
     assert report["reasons"] == {"formula_without_value": 1}
     info = read_logs([tmp_path / "formulas.xlsx"]).sources[0]
     assert info["formula_cells_without_value"] == 1
+    # the same workbook as a spreadsheet program saves it (a result beside each formula)
+    saved = tmp_path / "saved.xlsx"
+    with zipfile.ZipFile(tmp_path / "formulas.xlsx") as source, \
+            zipfile.ZipFile(saved, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<v\s*/>|<v></v>", b"<v>5</v>", data)
+            target.writestr(item.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    sessions, quarantine, _ = _clean(saved)
+    assert len(quarantine) == 0
+    assert sessions.set_index("source_line").loc[3, "pain_post"] == 5.0
 
 
 def test_outputs_of_hostile_files_balance_and_have_no_raw_identifier(tmp_path: Path) -> None:

@@ -706,7 +706,10 @@ def _cell_text(value: object) -> str:
 
 _MERGE_REF = re.compile(
     rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Za-z]{1,3}[0-9]+:[A-Za-z]{1,3}[0-9]+)"')
-_FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
+# a formula element (end tag, or empty element) with no value after it, or an empty one
+_FORMULA_WITHOUT_VALUE = re.compile(
+    rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*"
+    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>")
 _CELL_REF = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]+)$")
 _XLSX_HEAD_ROWS = 20  # rows read to find a sheet's header
 _MAX_COLUMNS = 18_278  # openpyxl's last column (ZZZ); Excel stops at 16,384 (XFD)
@@ -757,10 +760,11 @@ class _Budget:
 @dataclass(frozen=True)
 class _SheetXml:
     """What read-only openpyxl does not tell: merged ranges (min_col, min_row, max_col,
-    max_row; 1-based) and whether the sheet holds any formula."""
+    max_row; 1-based) and whether a formula may lack its saved result (an empty ``<v>``, or
+    none; a workbook saved by Excel or LibreOffice has none of these)."""
 
     merged: tuple[tuple[int, int, int, int], ...] = ()
-    has_formulas: bool = False
+    formulas_without_value: bool = False
 
 
 def _scan_sheet_xml(archive: zipfile.ZipFile, member: str | None) -> _SheetXml:
@@ -776,7 +780,7 @@ def _scan_sheet_xml(archive: zipfile.ZipFile, member: str | None) -> _SheetXml:
         while chunk := handle.read(1 << 20):
             block = tail + chunk
             refs.update(_MERGE_REF.findall(block))
-            formulas = formulas or _FORMULA_TAG.search(block) is not None
+            formulas = formulas or _FORMULA_WITHOUT_VALUE.search(block) is not None
             tail = block[-512:]
     merged = []
     for ref in refs:
@@ -796,7 +800,8 @@ def _formulas_without_value(archive: zipfile.ZipFile, member: str,
     Such a workbook was written by a script and never recalculated: openpyxl gives None
     (a blank) where the clinician's spreadsheet would show a number. A formula whose saved
     result is an empty string (``t="str"``) has a value. Parsed only for sheets that hold
-    a formula (see :func:`_scan_sheet_xml`); the XML is streamed and cleared as it goes."""
+    a formula that may lack its result (see :func:`_scan_sheet_xml`); the XML is streamed
+    and cleared as it goes."""
     try:
         from defusedxml.ElementTree import iterparse
     except ImportError:  # the standard parser (expat >= 2.4 limits entity expansion)
@@ -922,7 +927,7 @@ def _read_sheet(book_name: str, chosen: _SheetPlan, archive: zipfile.ZipFile,
     lines: list[int] = []
     issues: list[str] = []
     without_value: dict[int, set[int]] = {}
-    if chosen.xml.has_formulas:
+    if chosen.xml.formulas_without_value:
         member = getattr(chosen.sheet, "_worksheet_path", None)
         without_value = _formulas_without_value(archive, member, budget.limits["max_rows"])
     kept_columns = {i + 1: t for i, t in keep}
