@@ -134,8 +134,14 @@ def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> P
         from mfr_analysis.redact import neutralise_frame
 
         safe = neutralise_frame(table)
-        return write_atomic(target, lambda path: safe.to_csv(
-            path, index=False, quoting=csv.QUOTE_NONNUMERIC))
+
+        def write(path: Path) -> None:
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                csv.writer(handle, lineterminator="\n").writerow(safe.columns)  # our names
+                safe.to_csv(handle, index=False, header=False, lineterminator="\n",
+                            quoting=csv.QUOTE_NONNUMERIC)
+
+        return write_atomic(target, write)
     if fmt == "json":
         text = table.to_json(orient="records", date_format="iso", double_precision=15)
         records = json.loads(text)
