@@ -130,8 +130,9 @@ def _limit_variable(limit: str) -> str:
 
 def _too_big(name: str, what: str, limit: str, value: float) -> InputError:
     """The one line for an input over one of the size limits."""
-    return InputError(f"{name}: {what}, more than the limit of {value:,.0f}; refused (set "
-                      f"{_limit_variable(limit)} to raise the limit)")
+    unit = " bytes" if limit.endswith("_bytes") else ""
+    return InputError(f"{name}: {what}, more than the limit of {value:,.0f}{unit}; refused "
+                      f"(set {_limit_variable(limit)} to raise the limit)")
 
 
 @dataclass(frozen=True)
@@ -531,8 +532,8 @@ def _head_sample(path: Path, name: str) -> tuple[bytes, bool]:
         if not whole and not handle.read(1):
             whole = True
     if not whole and b"\n" not in head:
-        raise _too_big(name, f"the first line is longer than {limit:,} bytes (not a table "
-                       "header)", "max_header_bytes", limit)
+        raise _too_big(name, "the first line is too long to be a table's header",
+                       "max_header_bytes", limit)
     return head, whole
 
 
@@ -728,7 +729,7 @@ def _check_workbook_zip(path: Path, name: str) -> None:
         raise InputError(f"{name}: not a readable xlsx workbook ({type(exc).__name__})") from exc
     total = sum(m.file_size for m in members)
     if total > limits["max_uncompressed_bytes"]:
-        raise _too_big(name, f"the workbook expands to {total:,} bytes",
+        raise _too_big(name, f"the workbook expands to {total:,} bytes uncompressed",
                        "max_uncompressed_bytes", limits["max_uncompressed_bytes"])
     for member in members:
         ratio = member.file_size / max(member.compress_size, 1)
