@@ -12,6 +12,17 @@ code that applies (``reasons``, codes from ``data/reason_codes.csv``), plus ``re
 naming the field of each reason. Blank optional values are NA; an unreadable non-blank value
 is a reason, never a silent NA.
 
+The raw text a quarantine shows is made safe to hand over (:mod:`mfr_analysis.redact`):
+
+* an identifier-shaped value (e-mail, phone, national id, IBAN, card, long digit run) in any
+  column but the client id quarantines its row as ``identifier_in_text`` and is shown masked
+  (``[email]``, ``[phone]``, ...). This includes ``site``, the one free-text column kept in the
+  clean table: such a spelling is not a clinic's name, so the row is quarantined rather than
+  published under a masked or guessed site;
+* a NUL or other control character in any cell (the reader keeps them wherever in the file
+  they are) makes a ``malformed_row`` and is shown as U+FFFD;
+* a cell a spreadsheet would run as a formula gets a leading ``'`` (OWASP), in both engines.
+
 Decisions worth knowing:
 
 * Dates: ``date_order`` ("dmy" default, or "mdy") decides ``05/03/2024``; dotted dates
@@ -55,6 +66,7 @@ from mfr_analysis import __version__
 from mfr_analysis.config import EARLIEST_SESSION_DATE
 from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64, load_key
 from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, encode_strings
+from mfr_analysis.redact import has_control, mask_distinct, neutralise_formulas, safe_text
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
 from mfr_analysis.tables import load_table, normalise_token, synonym_map
 
@@ -548,17 +560,68 @@ def _parse_all(raw: pd.DataFrame, date_order: str, today: dt.date, key: bytes,
     """Parse every canonical column and record the reasons of every row in ``reasons``."""
     parsed: dict[str, Parsed] = {}
     for column in INPUT_COLUMNS:
-        if column == "session_id":
+        if column == "session_id":  # nearly unique: only its control characters are checked
+            if column in raw.columns:
+                reasons.add(CONTROL_DETAIL.format(column=column), np.where(
+                    has_control(_arrow_strings(raw[column])), _bit("malformed_row"), 0))
             continue
-        parsed[column] = _parse_column(raw, column, len(raw), date_order, today, key)
+        if column not in raw.columns:
+            parsed[column] = _absent_column(column, len(raw))
+        else:
+            codes, uniques = encode(raw[column])
+            unsafe = _flag_text(column, codes, uniques, reasons)
+            parsed[column] = _parse_column(column, codes, uniques, date_order, today, key,
+                                           unsafe)
         if parsed[column].reasons.any():  # most columns have no bad spelling at all
             reasons.add(column, parsed[column].row_reasons())
     _check_rom(parsed, reasons)
     if ISSUE_COLUMN in raw.columns:
-        issue_codes, issue_values = encode(raw[ISSUE_COLUMN])
-        flagged = np.array([bool(v) for v in issue_values] + [False])[issue_codes]
-        reasons.add_where("row", flagged, "malformed_row")
+        _add_reader_issues(raw[ISSUE_COLUMN], reasons)
     return parsed
+
+
+CONTROL_DETAIL = "{column} (NUL or control character)"
+
+
+def _flag_text(column: str, codes: np.ndarray, uniques: list[str],
+               reasons: _Reasons) -> np.ndarray:
+    """Flag rows whose raw text must not be kept: a NUL or other control character (a
+    malformed row, wherever in the file it is) or, except in the client id (pseudonymised,
+    never written out), an identifier-shaped value (e-mail, phone, national id ...).
+
+    Works on the distinct values; returns which of them are unsafe (plus the missing slot)."""
+    unsafe = np.zeros(len(uniques) + 1, dtype=bool)
+    if not uniques:
+        return unsafe
+    control = has_control(pa.array(uniques, pa.large_string()))
+    if control.any():
+        reasons.add(CONTROL_DETAIL.format(column=column),
+                    np.append(np.where(control, _bit("malformed_row"), 0), 0)[codes])
+    unsafe[:-1] |= control
+    if column != "client_id":
+        _, identifier = mask_distinct(uniques)
+        if identifier.any():
+            reasons.add(column, np.append(np.where(identifier, _bit("identifier_in_text"), 0),
+                                          0)[codes])
+        unsafe[:-1] |= identifier
+    return unsafe
+
+
+def _add_reader_issues(issues: pd.Series, reasons: _Reasons) -> None:
+    """Problems the reader flagged per row: ``reason:where`` items joined by ``;``.
+
+    ``where`` names a column or says ``row (...)``; an item whose code is not a reason code
+    (or an older free-text flag) counts as ``malformed_row`` of the row."""
+    codes, values = encode(issues)
+    known = set(reason_codes())
+    for position, value in enumerate(values):
+        for item in filter(None, (part.strip() for part in str(value).split(";"))):
+            code, _, where = item.partition(":")
+            code, where = code.strip(), where.strip()
+            if code not in known or not where or code == "malformed_row" and not (
+                    where.startswith("row")):
+                code, where = "malformed_row", "row"
+            reasons.add_where(where, codes == position, code)
 
 
 @cache
@@ -597,16 +660,16 @@ def _source_lines(raw: pd.DataFrame) -> np.ndarray:
     return np.where(usable, lines, position).astype(np.int64)
 
 
-def _parse_column(raw: pd.DataFrame, column: str, n: int, date_order: str, today: dt.date,
-                  key: bytes) -> Parsed:
-    """Parse one canonical column (or stand in for an absent one)."""
-    if column not in raw.columns:
-        return _absent_column(column, n)
-    codes, uniques = encode(raw[column])
+def _parse_column(column: str, codes: np.ndarray, uniques: list[str], date_order: str,
+                  today: dt.date, key: bytes, unsafe: np.ndarray) -> Parsed:
+    """Parse one canonical column from its codes and distinct values.
+
+    ``unsafe`` marks distinct values whose rows are quarantined for their text; a site
+    spelling so marked never becomes a site name of the clean table."""
     if column == "client_id":
         return _parse_clients(codes, uniques, key)
     if column == "site":
-        return _parse_sites(codes, uniques)
+        return _parse_sites(codes, uniques, unsafe)
     if column == "session_date":
         return _parse_dates(codes, uniques, date_order, today)
     if column in VOCAB_FIELDS:
@@ -658,13 +721,17 @@ def _parse_clients(codes: np.ndarray, uniques: list[str], key: bytes) -> Parsed:
     return Parsed(codes, values, reasons)
 
 
-def _parse_sites(codes: np.ndarray, uniques: list[str]) -> Parsed:
-    """Free-text site names: spaces trimmed; spellings differing only in case are merged."""
+def _parse_sites(codes: np.ndarray, uniques: list[str],
+                 unsafe: np.ndarray | None = None) -> Parsed:
+    """Free-text site names: spaces trimmed; spellings differing only in case are merged.
+
+    An ``unsafe`` spelling (identifier-shaped, or with a NUL) gets no name: its rows are
+    quarantined, and the name must not reach the clean table's categories either."""
     labels: dict[str, int] = {}
     names: list[str] = []
     values = []
-    for u in uniques:
-        if is_missing(u):
+    for i, u in enumerate(uniques):
+        if is_missing(u) or (unsafe is not None and unsafe[i]):
             values.append(-1)
             continue
         norm = normalise_token(u)
@@ -894,13 +961,15 @@ def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, parsed: dict[str, Par
         elif column == "client_id":
             p = parsed["client_id"]
             columns[column] = [v or "" for v in p.values[p.codes[rows]]]
-        elif column in raw.columns:
+        elif column in raw.columns:  # raw text, as it may be shown (see safe_text)
             codes, values = encode(raw[column].iloc[rows])
-            columns[column] = np.array([*values, ""], dtype=object)[codes]
+            columns[column] = np.array([*safe_text(values), ""], dtype=object)[codes]
         else:  # absent from every input: blank, so the file always has the same columns
             columns[column] = np.full(rows.size, "", dtype=object)
     reason_text, detail = reasons.text(rows)
-    columns["source_file"] = np.array(file_names, dtype=object)[file_codes[rows]]
+    names = neutralise_formulas(pa.array(file_names, pa.large_string())).to_pylist() if (
+        file_names) else []
+    columns["source_file"] = np.array(names, dtype=object)[file_codes[rows]]
     columns["source_line"] = source_line[rows]
     columns["reasons"] = reason_text
     columns["reason_detail"] = detail

@@ -122,7 +122,10 @@ def _run(step: Callable[[], T]) -> T:
     except Exception as error:  # the last guard: one line, and a way to see more
         if os.environ.get("MFR_DEBUG"):
             raise
-        first = str(error).splitlines()[0] if str(error) else ""
+        from mfr_analysis.redact import excerpt_message
+
+        # the text may quote data (a cell, a row): identifiers masked, values cut short
+        first = excerpt_message(error)
         raise _fail(
             f"unexpected {type(error).__name__}: {first} (set MFR_DEBUG=1 for details)", 1
         ) from None

@@ -61,6 +61,7 @@ API: ``output_set(out_dir, *, kind, owned=()) -> ContextManager[StagedOutputs]``
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import fnmatch
 import hashlib
@@ -215,8 +216,18 @@ def write_json(data: Any, target: str | Path, *, sort_keys: bool = True) -> Path
 
 def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> Path:
     """Write a result table as JSON records or CSV, atomically."""
-    if fmt == "csv":
-        return write_atomic(target, lambda path: table.to_csv(path, index=False))
+    if fmt == "csv":  # opened in spreadsheets: text cells quoted, formulas neutralised (OWASP)
+        from mfr_analysis.redact import neutralise_frame
+
+        safe = neutralise_frame(table)
+
+        def write(path: Path) -> None:
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                csv.writer(handle, lineterminator="\n").writerow(safe.columns)  # our names
+                safe.to_csv(handle, index=False, header=False, lineterminator="\n",
+                            quoting=csv.QUOTE_NONNUMERIC)
+
+        return write_atomic(target, write)
     if fmt == "json":
         text = table.to_json(orient="records", date_format="iso", double_precision=15)
         records = json.loads(text)

@@ -190,8 +190,11 @@ class _BackgroundParquet:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Plain UTF-8 CSV, quoted only where needed (fast: pyarrow's writer)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    """UTF-8 CSV safe to open in a spreadsheet (fast: pyarrow's writer, which quotes every
+    string cell): formula-led cells get a leading ``'``, numbers are left alone (OWASP)."""
+    from mfr_analysis.redact import neutralise_table
+
+    table = neutralise_table(pa.Table.from_pandas(frame, preserve_index=False))
     pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
 
 

@@ -12,7 +12,29 @@ listed. Each row keeps ``source_file`` and ``source_line``:
 Rows whose every kept cell is blank are skipped (and counted); rows with the wrong number of
 fields are kept, padded, and flagged in the ``source_issue`` column so that cleaning
 quarantines them. Any problem that makes a file unusable raises :class:`InputError`, a
-one-line message naming the file.
+one-line message naming the file; a message never echoes more of the data than a short,
+masked excerpt (:mod:`mfr_analysis.redact`), and none of a first row that looks like data.
+
+Hostile inputs get a clear line or a flagged row, never a traceback or a silent drop:
+
+* **Size limits** (``data/input_limits.csv``; each can be changed with the environment
+  variable it names): an xlsx workbook is refused before openpyxl opens it when its zip
+  members expand beyond ``MFR_MAX_UNCOMPRESSED_BYTES`` (2 GiB) in total or one member over
+  1 MiB expands more than ``MFR_MAX_COMPRESSION_RATIO`` (100, Apache POI's zip-bomb ratio)
+  times; while it is read, beyond ``MFR_MAX_ROWS`` rows (10 million) or ``MFR_MAX_CELLS``
+  cells. A parquet file is refused from its metadata (rows, uncompressed size) before it is
+  read. Compressed text (gzip, bzip2, xz, zstd) is not read: decompress it first.
+* **Binary content** (a PNG renamed ``.csv``: a known signature, or many NUL/control bytes
+  in the first 64 KiB) is a one-line error. A stray NUL inside a text table, wherever it is,
+  is kept in the row, and cleaning quarantines that row as ``malformed_row``.
+* **Headers** are read whole, however long (up to ``MFR_MAX_HEADER_BYTES``, 16 MiB).
+* **JSON lines**: a line that is not a JSON object, or is nested too deeply to parse, is a
+  flagged row (``malformed_row``); the other lines are read.
+* **xlsx**: merged cells take the value of their top-left cell (what the clinician sees);
+  a formula cell without a saved result, in a column that is kept, flags its row
+  (``formula_without_value``).
+
+Reader flags go in ``source_issue`` as ``reason:where`` items joined by ``;``.
 """
 
 from __future__ import annotations
@@ -25,7 +47,8 @@ import mmap
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -39,6 +62,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from mfr_analysis import errors
+from mfr_analysis.redact import (
+    excerpt,
+    excerpt_list,
+    excerpt_message,
+    looks_like_data,
+    mask_identifiers,
+    replace_control,
+)
 from mfr_analysis.schema import CLEAN_COLUMNS
 from mfr_analysis.tables import load_table
 
@@ -50,6 +81,7 @@ INPUT_COLUMNS: tuple[str, ...] = tuple(
 )
 REQUIRED_COLUMNS: dict[str, str] = {"client_id": "client id", "session_date": "session date"}
 ISSUE_COLUMN = "source_issue"
+RAGGED_ROW = "malformed_row:row"  # a row with another number of fields than the header
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".dat")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -57,6 +89,13 @@ SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *EXCEL_SUFFIXES, ".parquet", ".pq", *JSON_
 DELIMITERS = (",", ";", "\t", "|")
 STRING = pa.large_string()
 _SAMPLE_BYTES = 1 << 16
+_SAMPLE_LINES = 21  # complete lines wanted in the sample (header search looks at 20 rows)
+_BINARY_SIGNATURES: dict[bytes, str] = {
+    b"\x1f\x8b": "gzip-compressed", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed", b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+    b"Rar!": "a RAR archive", b"\x89PNG": "a PNG image", b"GIF8": "a GIF image",
+    b"\xff\xd8\xff": "a JPEG image", b"%PDF": "a PDF document", b"\x7fELF": "a program",
+}
 
 
 class InputError(errors.InputError):
@@ -64,6 +103,36 @@ class InputError(errors.InputError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def input_limits() -> dict[str, int]:
+    """The size limits of ``data/input_limits.csv``, each overridable by its environment
+    variable (read on every call, so a test or a worker process sees the current value)."""
+    table = load_table("input_limits")
+    limits: dict[str, int] = {}
+    for name, variable, default in zip(table["limit"], table["env_var"], table["default"],
+                                       strict=True):
+        text = os.environ.get(variable, "").strip()
+        try:
+            value = int(float(text)) if text else int(default)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InputError(f"{variable} must be a positive whole number, not {excerpt(text)}")
+        limits[name] = value
+    return limits
+
+
+def _limit_variable(limit: str) -> str:
+    table = load_table("input_limits").set_index("limit")
+    return str(table.loc[limit, "env_var"])
+
+
+def _too_big(name: str, what: str, limit: str, value: float) -> InputError:
+    """The one line for an input over one of the size limits."""
+    unit = " bytes" if limit.endswith("_bytes") else ""
+    return InputError(f"{name}: {what}, more than the limit of {value:,.0f}{unit}; refused "
+                      f"(set {_limit_variable(limit)} to raise the limit)")
 
 
 @dataclass(frozen=True)
@@ -121,9 +190,10 @@ class Source:
 
 
 def header_key(text: object) -> str:
-    """Matching key of a header: NFKC, lower case, without spaces, hyphens and underscores."""
+    """Matching key of a header: NFKC, lower case, without spaces, hyphens, underscores and
+    control characters (a NUL in a header does not hide the column)."""
     cleaned = unicodedata.normalize("NFKC", str(text)).replace("\ufeff", "").casefold()
-    return re.sub(r"[\s_\-]+", "", cleaned)
+    return re.sub(r"[\s_\-\x00-\x1f\x7f]+", "", cleaned)
 
 
 def _without_unit_suffix(text: str) -> str:
@@ -161,7 +231,8 @@ def load_mapping(path: str | Path) -> UserMapping:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: cannot read mapping file ({exc})") from exc
+        raise InputError(f"{path.name}: cannot read mapping file "
+                         f"({excerpt_message(exc)})") from exc
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -172,7 +243,8 @@ def load_mapping(path: str | Path) -> UserMapping:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # noqa: BLE001 - any parser error is a user error here
-        raise InputError(f"{path.name}: mapping file is not valid YAML/TOML ({exc})") from exc
+        raise InputError(f"{path.name}: mapping file is not valid YAML/TOML "
+                         f"({excerpt_message(exc)})") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -192,7 +264,8 @@ def load_mapping(path: str | Path) -> UserMapping:
         canonical = str(target).strip()
         if canonical not in INPUT_COLUMNS:
             raise InputError(
-                f"{path.name}: '{raw}' maps to unknown column '{canonical}'; "
+                f"{path.name}: {excerpt(raw, 40)} maps to unknown column "
+                f"{excerpt(canonical, 40)}; "
                 f"use one of {', '.join(INPUT_COLUMNS)}"
             )
         columns[header_key(raw)] = canonical
@@ -216,6 +289,16 @@ class HeaderPlan:
         return [c for c in REQUIRED_COLUMNS if c not in self.targets]
 
 
+_LABEL_WIDTH = 200  # characters of a dropped header kept in the cleaning report
+
+
+def _header_label(raw: object) -> str:
+    """A header as the cleaning report lists it: identifier-shaped parts masked, control
+    characters replaced, at most :data:`_LABEL_WIDTH` characters (headers are written out)."""
+    text = replace_control(mask_identifiers(str(raw).replace("\ufeff", "").strip()))
+    return text if len(text) <= _LABEL_WIDTH else text[: _LABEL_WIDTH - 1] + "…"
+
+
 def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) -> HeaderPlan:
     """Map raw headers to canonical names; identifiers and unknown extras are dropped."""
     aliases, identifiers = _alias_index(), _identifier_index()
@@ -223,7 +306,7 @@ def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) 
     dropped: list[str] = []
     found: dict[str, list[str]] = {}
     for position, raw in enumerate(headers):
-        label = str(raw).replace("\ufeff", "").strip() or f"(unnamed column {position + 1})"
+        label = _header_label(raw) or f"(unnamed column {position + 1})"
         key, short = header_key(raw), header_key(_without_unit_suffix(str(raw)))
         target: str | None = None
         if mapping is not None and (key in mapping.drop or short in mapping.drop):
@@ -244,18 +327,19 @@ def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) 
 
 
 def _require(plan: HeaderPlan, headers: Sequence[object], name: str) -> None:
+    """Raise the one-line error for headers without a client id or a date column.
+
+    The headers are shown as short masked excerpts, and not at all when the row holds
+    values (a file without a header row: its first row is a patient's data)."""
     missing = plan.missing_required()
     if missing:
-        seen = [_short(h) for h in headers[:30]] or ["(none)"]
-        more = f" (+{len(headers) - 30} more)" if len(headers) > 30 else ""
         what = " and ".join(f"{REQUIRED_COLUMNS[m]} ({m})" for m in missing)
-        raise InputError(f"{name}: no {what} column; headers seen: {', '.join(seen)}{more}")
-
-
-def _short(text: object, width: int = 40) -> str:
-    clean = "".join(ch if ch.isprintable() else "?" for ch in str(text).replace("\ufeff", ""))
-    clean = clean.strip()
-    return repr(clean if len(clean) <= width else clean[: width - 1] + "…")
+        if looks_like_data(headers):
+            raise InputError(
+                f"{name}: no {what} column, and no header row: the first row holds values "
+                "(a date, a number or an identifier), not column names; add a header row or "
+                "name the columns in a --mapping file")
+        raise InputError(f"{name}: no {what} column; headers seen: {excerpt_list(headers)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,17 +516,56 @@ def _physical_line_after(lines: list[str], delimiter: str, row_index: int) -> in
     return 1
 
 
-def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
+def _head_sample(path: Path, name: str) -> tuple[bytes, bool]:
+    """The start of a file, enough to find its header: at least 64 KiB, grown (doubling)
+    until it holds :data:`_SAMPLE_LINES` complete lines or the whole file, at most the
+    ``max_header_bytes`` limit. Returns (bytes, whether they are the whole file)."""
+    limit = max(input_limits()["max_header_bytes"], _SAMPLE_BYTES)
     with path.open("rb") as handle:
         head = handle.read(_SAMPLE_BYTES)
+        whole = len(head) < _SAMPLE_BYTES
+        while not whole and head.count(b"\n") < _SAMPLE_LINES and len(head) < limit:
+            want = min(len(head), limit - len(head))
+            more = handle.read(want)
+            head += more
+            whole = len(more) < want
+        if not whole and not handle.read(1):
+            whole = True
+    if not whole and b"\n" not in head:
+        raise _too_big(name, "the first line is too long to be a table's header",
+                       "max_header_bytes", limit)
+    return head, whole
+
+
+def _looks_binary(head: bytes) -> bool:
+    """Many NUL or other control bytes: a binary file, not a text table (a few stray NULs
+    are not enough: cleaning quarantines the rows that hold them)."""
+    data = np.frombuffer(head, dtype=np.uint8)
+    nul = int(np.count_nonzero(data == 0))
+    control = int(np.count_nonzero((data < 0x20) & ~np.isin(data, (9, 10, 12, 13))))
+    return (nul >= 8 and nul > 0.01 * data.size) or (control >= 8 and control > 0.05 * data.size)
+
+
+def _refuse_binary(head: bytes, name: str) -> None:
+    """One line for compressed or binary files (a known signature)."""
+    for signature, kind in _BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            if kind.endswith("-compressed"):
+                raise InputError(f"{name}: a {kind} file; compressed text is not read, "
+                                 "decompress it first")
+            raise InputError(f"{name}: not a text table ({kind})")
+
+
+def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
+    head, whole = _head_sample(path, name)
     if not head.strip():
         raise InputError(f"{name}: file is empty")
-    encoding = _detect_encoding(head)
-    if b"\x00" in head and encoding != "utf-16":
+    encoding = _detect_encoding(head[:_SAMPLE_BYTES])
+    if encoding != "utf-16" and _looks_binary(head[:_SAMPLE_BYTES]):
         raise InputError(f"{name}: not a text table (binary content)")
     text = head.decode(_python_encoding(encoding), errors="replace")
     sample = text.splitlines()
-    if len(head) == _SAMPLE_BYTES and len(sample) > 1:
+    if not whole and len(sample) > 1:
         sample = sample[:-1]  # the last sampled line may be cut
     sample = sample[:200]
     delimiter = _sniff_delimiter(sample[:50])
@@ -493,12 +616,12 @@ def _read_with_pyarrow(path: Path, plan: HeaderPlan, delimiter: str, encoding: s
         except pa.ArrowInvalid as exc:
             if "utf8" in str(exc).lower() and enc != "latin-1":
                 continue
-            log.debug("pyarrow could not parse %s: %s", path.name, exc)
+            log.debug("pyarrow could not parse %s: %s", path.name, excerpt_message(exc))
             return None
         except (pa.ArrowException, UnicodeDecodeError, LookupError) as exc:
             if isinstance(exc, UnicodeDecodeError) and enc != "latin-1":
                 continue
-            log.debug("pyarrow could not parse %s: %s", path.name, exc)
+            log.debug("pyarrow could not parse %s: %s", path.name, excerpt_message(exc))
             return None
         if invalid:
             return None  # ragged rows: the exact reader keeps and flags them
@@ -543,9 +666,9 @@ def _csv_module_pass(path: Path, plan: HeaderPlan, delimiter: str, encoding: str
                 continue
             issue = ""
             if len(fields) > width and any(f.strip() for f in fields[width:]):
-                issue = f"malformed_row: {len(fields)} fields, header has {width}"
+                issue = RAGGED_ROW
             elif len(fields) < width:
-                issue = f"malformed_row: {len(fields)} fields, header has {width}"
+                issue = RAGGED_ROW
                 fields = fields + [""] * (width - len(fields))
             for i, target in keep:
                 values[target].append(fields[i])
@@ -582,56 +705,309 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
+_MERGE_REF = re.compile(
+    rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Za-z]{1,3}[0-9]+:[A-Za-z]{1,3}[0-9]+)"')
+# a formula element (end tag, or empty element) with no value after it, or an empty one
+_FORMULA_WITHOUT_VALUE = re.compile(
+    rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*"
+    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>")
+_CELL_REF = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]+)$")
+_XLSX_HEAD_ROWS = 20  # rows read to find a sheet's header
+_MAX_COLUMNS = 18_278  # openpyxl's last column (ZZZ); Excel stops at 16,384 (XFD)
+_BOMB_MEMBER_BYTES = 1 << 20  # a zip member smaller than this cannot be a bomb
+
+
+def _check_workbook_zip(path: Path, name: str) -> None:
+    """Refuse a workbook whose zip members would expand beyond the limits, before openpyxl
+    opens it (the sizes are in the zip directory; Python's zipfile never inflates a member
+    beyond its stated size)."""
+    limits = input_limits()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{name}: not a readable xlsx workbook ({type(exc).__name__})") from exc
+    total = sum(m.file_size for m in members)
+    if total > limits["max_uncompressed_bytes"]:
+        raise _too_big(name, f"the workbook expands to {total:,} bytes uncompressed",
+                       "max_uncompressed_bytes", limits["max_uncompressed_bytes"])
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > _BOMB_MEMBER_BYTES and ratio > limits["max_compression_ratio"]:
+            raise _too_big(name, f"a part of the workbook expands {ratio:,.0f} times (a zip "
+                           "bomb?)", "max_compression_ratio", limits["max_compression_ratio"])
+
+
+class _Budget:
+    """Rows and cells read from one workbook, against the limits (empty cells that openpyxl
+    fills in between distant ones count: a few bytes of XML can ask for millions)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.limits = input_limits()
+        self.rows = 0
+        self.cells = 0
+
+    def take(self, cells: int) -> None:
+        self.rows += 1
+        self.cells += cells
+        if self.rows > self.limits["max_rows"]:
+            raise _too_big(self.name, "too many rows", "max_rows", self.limits["max_rows"])
+        if self.cells > self.limits["max_cells"]:
+            raise _too_big(self.name, "too many cells (empty cells between filled ones count)",
+                           "max_cells", self.limits["max_cells"])
+
+
+@dataclass(frozen=True)
+class _SheetXml:
+    """What read-only openpyxl does not tell: merged ranges (min_col, min_row, max_col,
+    max_row; 1-based) and whether a formula may lack its saved result (an empty ``<v>``, or
+    none; a workbook saved by Excel or LibreOffice has none of these)."""
+
+    merged: tuple[tuple[int, int, int, int], ...] = ()
+    formulas_without_value: bool = False
+
+
+def _scan_sheet_xml(archive: zipfile.ZipFile, member: str | None) -> _SheetXml:
+    """One streaming pass over a sheet's XML bytes (C-speed searches, no parsing)."""
+    from openpyxl.utils.cell import range_boundaries
+
+    if not member or member not in archive.namelist():
+        return _SheetXml()
+    refs: set[bytes] = set()
+    formulas = False
+    tail = b""
+    with archive.open(member) as handle:
+        while chunk := handle.read(1 << 20):
+            block = tail + chunk
+            refs.update(_MERGE_REF.findall(block))
+            formulas = formulas or _FORMULA_WITHOUT_VALUE.search(block) is not None
+            tail = block[-512:]
+    merged = []
+    for ref in refs:
+        try:
+            bounds = range_boundaries(ref.decode("ascii"))
+        except (ValueError, TypeError):
+            continue
+        if None not in bounds and bounds[:2] != bounds[2:]:
+            merged.append(tuple(int(b) for b in bounds))
+    return _SheetXml(tuple(sorted(merged, key=lambda b: (b[1], b[0]))), formulas)
+
+
+def _formulas_without_value(archive: zipfile.ZipFile, member: str,
+                            max_rows: int) -> dict[int, set[int]]:
+    """Sheet row -> columns (1-based) of formula cells saved without a result.
+
+    Such a workbook was written by a script and never recalculated: openpyxl gives None
+    (a blank) where the clinician's spreadsheet would show a number. A formula whose saved
+    result is an empty string (``t="str"``) has a value. Parsed only for sheets that hold
+    a formula that may lack its result (see :func:`_scan_sheet_xml`); the XML is streamed
+    and cleared as it goes."""
+    try:
+        from defusedxml.ElementTree import iterparse
+    except ImportError:  # the standard parser (expat >= 2.4 limits entity expansion)
+        from xml.etree.ElementTree import iterparse  # noqa: S405
+    from openpyxl.utils.cell import column_index_from_string
+
+    found: dict[int, set[int]] = {}
+    row = col = 0
+    sheet_data = None
+    with archive.open(member) as handle:
+        for event, elem in iterparse(handle, events=("start", "end")):
+            tag = elem.tag.rpartition("}")[2]
+            if event == "start":
+                if tag == "row":
+                    r = elem.get("r", "")
+                    row, col = (int(r) if r.isdigit() else row + 1), 0
+                elif tag == "sheetData":
+                    sheet_data = elem
+                continue
+            if tag == "c":
+                match = _CELL_REF.match(elem.get("r", ""))
+                col = column_index_from_string(match[1].upper()) if match else col + 1
+                formula = value = False
+                for child in elem:
+                    kind = child.tag.rpartition("}")[2]
+                    if kind == "f":
+                        formula = True
+                    elif kind == "v":
+                        value = bool((child.text or "").strip()) or elem.get("t") in (
+                            "str", "inlineStr")
+                    elif kind == "is":
+                        value = True
+                if formula and not value:
+                    found.setdefault(int(match[2]) if match else row, set()).add(col)
+                    if len(found) > max_rows:
+                        break
+                elem.clear()
+            elif tag == "row" and sheet_data is not None:
+                sheet_data.clear()  # rows are done with: keep memory flat
+    return found
+
+
+class _MergeFill:
+    """Fill merged ranges with their top-left value, row by row, as the rows stream by."""
+
+    def __init__(self, merged: Sequence[tuple[int, int, int, int]]) -> None:
+        self.pending = list(merged)  # sorted by first row
+        self.next = 0
+        self.active: list[tuple[tuple[int, int, int, int], Any]] = []
+
+    def apply(self, index: int, row: Sequence[Any], columns: int) -> Sequence[Any]:
+        """Row ``index`` (1-based) with merged cells filled, up to ``columns`` columns."""
+        while self.next < len(self.pending) and self.pending[self.next][1] <= index:
+            bounds = self.pending[self.next]
+            self.next += 1
+            if bounds[1] == index and bounds[0] <= len(row):
+                self.active.append((bounds, row[bounds[0] - 1]))
+        if not self.active:
+            return row
+        self.active = [(b, v) for b, v in self.active if b[3] >= index]
+        filled = list(row)
+        for (min_col, _, max_col, _), value in self.active:
+            stop = min(max_col, columns)
+            if len(filled) < stop:
+                filled.extend([None] * (stop - len(filled)))
+            for c in range(min_col - 1, stop):
+                if filled[c] is None or filled[c] == "":
+                    filled[c] = value
+        return filled
+
+
+def _sheet_rows(sheet: Any, budget: _Budget, fill: _MergeFill | None,
+                columns: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    """(sheet row, values) of every row, counted against the budget, merges filled."""
+    rows = sheet.iter_rows(min_row=1, values_only=True)
+    try:
+        for index, row in enumerate(rows, 1):
+            budget.take(len(row))
+            yield index, (fill.apply(index, row, columns) if fill is not None else row)
+    finally:
+        rows.close()
+
+
+def _has_content(row: Sequence[Any]) -> bool:
+    return any(v.strip() if isinstance(v, str) else v is not None for v in row)
+
+
+def _sheet_head(sheet: Any, budget: _Budget, xml: _SheetXml) -> tuple[int, list[list[str]]]:
+    """The first rows of a sheet as text, from its first non-blank row: (its row, rows)."""
+    first, rows = 0, []
+    stream = _sheet_rows(sheet, budget, _MergeFill(xml.merged) if xml.merged else None,
+                         _MAX_COLUMNS)
+    try:
+        for index, row in stream:
+            if not rows and not _has_content(row):
+                continue
+            first = first or index
+            rows.append([_cell_text(v) for v in row])
+            if len(rows) == _XLSX_HEAD_ROWS:
+                break
+    finally:
+        stream.close()
+    return first, rows
+
+
+@dataclass(frozen=True)
+class _SheetPlan:
+    title: str
+    sheet: Any
+    xml: _SheetXml
+    header_line: int  # sheet row of the header
+    headers: list[str]
+    plan: HeaderPlan
+
+
+def _read_sheet(book_name: str, chosen: _SheetPlan, archive: zipfile.ZipFile,
+                budget: _Budget, info: dict[str, Any]) -> Source:
+    """Stream one sheet's rows below its header into the kept columns."""
+    plan, h = chosen.plan, chosen.header_line
+    width = len(plan.targets)
+    keep = [(i, t) for i, t in enumerate(plan.targets) if t is not None]
+    values: dict[str, list[str]] = {t: [] for _, t in keep}
+    lines: list[int] = []
+    issues: list[str] = []
+    without_value: dict[int, set[int]] = {}
+    if chosen.xml.formulas_without_value:
+        member = getattr(chosen.sheet, "_worksheet_path", None)
+        without_value = _formulas_without_value(archive, member, budget.limits["max_rows"])
+    kept_columns = {i + 1: t for i, t in keep}
+    last_content = 0
+    fill = _MergeFill(chosen.xml.merged) if chosen.xml.merged else None
+    for index, row in _sheet_rows(chosen.sheet, budget, fill, width):
+        if index <= h:
+            continue
+        for i, target in keep:
+            values[target].append(_cell_text(row[i]) if i < len(row) else "")
+        problems = [RAGGED_ROW] if len(row) > width and _has_content(row[width:]) else []
+        problems += [f"formula_without_value:{kept_columns[c]}"
+                     for c in sorted(without_value.get(index, ())) if c in kept_columns]
+        issues.append(";".join(problems))
+        lines.append(index)
+        if _has_content(row):
+            last_content = len(lines)
+    del lines[last_content:], issues[last_content:]  # trailing blank rows are not rows
+    for column in values.values():
+        del column[last_content:]
+    label = f"{book_name}!{chosen.title}"
+    if chosen.xml.merged:
+        info = {**info, "merged_ranges_filled": len(chosen.xml.merged)}
+    n_formulas = sum(1 for row_cells in without_value.values() for c in row_cells
+                     if c in kept_columns)
+    if n_formulas:
+        info = {**info, "formula_cells_without_value": n_formulas}
+    columns = {t: pa.array(v, STRING) for t, v in values.items()}
+    return _finish(label, columns, np.asarray(lines, dtype=np.int64), plan, info, issues)
+
+
 def _read_excel(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
     import openpyxl
 
+    _check_workbook_zip(path, name)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds on a bad file
         raise InputError(f"{name}: not a readable xlsx workbook ({type(exc).__name__})") from exc
+    budget = _Budget(name)
     try:
-        candidates = []
-        for sheet in book.worksheets:
-            sheet.reset_dimensions()
-            rows = [[_cell_text(v) for v in row]
-                    for row in sheet.iter_rows(min_row=1, values_only=True)]
-            while rows and not any(c.strip() for c in rows[-1]):
-                rows.pop()
-            if not rows:
-                continue
-            h = _header_row(rows, mapping)
-            plan = plan_headers(rows[h], mapping)
-            candidates.append((sheet.title, rows, h, plan))
+        with zipfile.ZipFile(path) as archive:
+            candidates: list[_SheetPlan] = []
+            for sheet in book.worksheets:
+                sheet.reset_dimensions()
+                xml = _scan_sheet_xml(archive, getattr(sheet, "_worksheet_path", None))
+                first, rows = _sheet_head(sheet, budget, xml)
+                if not rows:
+                    continue
+                h = _header_row(rows, mapping)
+                candidates.append(_SheetPlan(sheet.title, sheet, xml, first + h, rows[h],
+                                             plan_headers(rows[h], mapping)))
+            if not candidates:
+                raise InputError(f"{name}: the workbook has no data")
+            chosen = [c for c in candidates if not c.plan.missing_required()] or candidates[:1]
+            skipped = [c.title for c in candidates if c not in chosen]
+            sources = []
+            for c in chosen:
+                _require(c.plan, c.headers, f"{name}!{c.title}")
+                info = {"file": name, "format": "xlsx", "sheet": c.title,
+                        "header_line": c.header_line,
+                        "sheets_read": [x.title for x in chosen], "sheets_skipped": skipped}
+                sources.append(_read_sheet(name, c, archive, budget, info))
     finally:
         book.close()
-    if not candidates:
-        raise InputError(f"{name}: the workbook has no data")
-    chosen = [c for c in candidates if not c[3].missing_required()] or candidates[:1]
-    skipped = [c[0] for c in candidates if c not in chosen]
-    sources = []
-    for title, rows, h, plan in chosen:
-        label = f"{name}!{title}"
-        _require(plan, rows[h], label)
-        width = len(plan.targets)
-        keep = [(i, t) for i, t in enumerate(plan.targets) if t is not None]
-        body = rows[h + 1:]
-        values = {t: [r[i] if i < len(r) else "" for r in body] for i, t in keep}
-        issues = [f"malformed_row: {len(r)} cells, header has {width}"
-                  if len(r) > width and any(c.strip() for c in r[width:]) else "" for r in body]
-        lines = np.arange(h + 2, h + 2 + len(body), dtype=np.int64)
-        info = {"file": name, "format": "xlsx", "sheet": title, "header_line": h + 1,
-                "sheets_read": [c[0] for c in chosen], "sheets_skipped": skipped}
-        columns = {t: pa.array(v, STRING) for t, v in values.items()}
-        sources.append(_finish(label, columns, lines, plan, info, issues))
     if skipped:
         log.info("%s: read sheets %s; skipped %s (no client id and date columns)", name,
-                 [c[0] for c in chosen], skipped)
+                 [c.title for c in chosen], skipped)
     return sources
 
 
 def _read_parquet(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
     import pyarrow.parquet as pq
 
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{name}: not a readable parquet file ({type(exc).__name__})") from exc
+    _check_parquet_size(metadata, name)
     try:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001
@@ -642,6 +1018,20 @@ def _read_parquet(path: Path, name: str, mapping: UserMapping | None) -> list[So
     lines = np.arange(1, table.num_rows + 1, dtype=np.int64)
     info = {"file": name, "format": "parquet"}
     return [_finish(name, columns, lines, plan, info)]
+
+
+def _check_parquet_size(metadata: Any, name: str) -> None:
+    """Refuse, from the footer alone, a parquet file that would expand beyond the limits
+    (dictionary and run-length encoding let a few kilobytes stand for billions of values)."""
+    limits = input_limits()
+    rows = int(metadata.num_rows)
+    if rows > limits["max_rows"]:
+        raise _too_big(name, f"{rows:,} rows", "max_rows", limits["max_rows"])
+    size = sum(int(metadata.row_group(i).total_byte_size)
+               for i in range(metadata.num_row_groups))
+    if size > limits["max_uncompressed_bytes"]:
+        raise _too_big(name, f"{size:,} bytes uncompressed", "max_uncompressed_bytes",
+                       limits["max_uncompressed_bytes"])
 
 
 def _parquet_text(col: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
@@ -665,35 +1055,69 @@ def _read_json_lines(path: Path, name: str, mapping: UserMapping | None) -> list
         text = raw.decode(_python_encoding(encoding))
     except UnicodeDecodeError:
         encoding, text = "latin-1", raw.decode("latin-1")
-    records: list[tuple[int, dict[str, Any] | None]] = []
+    records: list[tuple[int, dict[str, Any] | None, str]] = []
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             array = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise InputError(f"{name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-        records = [(i, r if isinstance(r, dict) else None) for i, r in enumerate(array, 1)]
+        except RecursionError as exc:  # one array: no line to set aside
+            raise InputError(f"{name}: not valid JSON (nested too deeply)") from exc
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            raise InputError(f"{name}: not valid JSON ({type(exc).__name__})") from exc
+        if not isinstance(array, list):
+            raise InputError(f"{name}: not valid JSON lines (one value that is not a list)")
+        records = [(i, *_json_record(r)) for i, r in enumerate(array, 1)]
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
-            records.append((number, obj if isinstance(obj, dict) else None))
-    if records and all(obj is None for _, obj in records):
+                obj: Any = json.loads(line)
+            except (RecursionError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                records.append((number, None, _json_problem(exc)))
+                continue
+            records.append((number, *_json_record(obj)))
+    if records and all(obj is None for _, obj, _ in records):
         raise InputError(f"{name}: not JSON lines (no line holds a JSON object)")
-    headers = list(dict.fromkeys(k for _, obj in records if obj for k in obj))
+    headers = list(dict.fromkeys(k for _, obj, _ in records if obj for k in obj))
     plan = plan_headers(headers, mapping)
     _require(plan, headers, name)
     keep = [(h, t) for h, t in zip(headers, plan.targets, strict=True) if t is not None]
-    columns = {t: pa.array([_cell_text(obj.get(h)) if obj else "" for _, obj in records], STRING)
-               for h, t in keep}
-    issues = ["" if obj is not None else "malformed_row: not a JSON object" for _, obj in records]
-    lines = np.asarray([n for n, _ in records], dtype=np.int64)
+    columns: dict[str, list[str]] = {t: [] for _, t in keep}
+    issues: list[str] = []
+    for _, obj, problem in records:
+        cells = _json_cells(obj, keep) if obj is not None else None
+        if cells is None:  # not an object, or a value nested too deeply to write as text
+            cells = [""] * len(keep)
+            problem = problem or "JSON nested too deeply"
+        for (_, target), cell in zip(keep, cells, strict=True):
+            columns[target].append(cell)
+        issues.append(f"malformed_row:row ({problem})" if problem else "")
+    lines = np.asarray([n for n, _, _ in records], dtype=np.int64)
     info = {"file": name, "format": "jsonl", "encoding": encoding}
-    return [_finish(name, columns, lines, plan, info, issues)]
+    arrays = {t: pa.array(v, STRING) for t, v in columns.items()}
+    return [_finish(name, arrays, lines, plan, info, issues)]
+
+
+def _json_problem(exc: BaseException) -> str:
+    """What was wrong with one JSON value, in words that quote none of it."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return "not a JSON object"
+
+
+def _json_record(value: Any) -> tuple[dict[str, Any] | None, str]:
+    return (value, "") if isinstance(value, dict) else (None, "not a JSON object")
+
+
+def _json_cells(obj: dict[str, Any], keep: list[tuple[str, str]]) -> list[str] | None:
+    """The kept values of one record as text; None if one cannot be written back as text."""
+    try:
+        return [_cell_text(obj.get(h)) for h, _ in keep]
+    except (RecursionError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,7 +1178,7 @@ def read_source(path: str | Path, mapping: UserMapping | None = None,
         if path.stat().st_size == 0:
             raise InputError(f"{name}: file is empty")
         with path.open("rb") as handle:
-            magic = handle.read(8)
+            magic = handle.read(16)
         suffix = path.suffix.lower()
         if magic.startswith(b"PAR1"):
             return _read_parquet(path, name, mapping)
@@ -762,6 +1186,7 @@ def read_source(path: str | Path, mapping: UserMapping | None = None,
             return _read_excel(path, name, mapping)
         if magic.startswith(b"\xd0\xcf\x11\xe0"):
             raise InputError(f"{name}: legacy .xls workbooks are not supported; save as .xlsx")
+        _refuse_binary(magic, name)
         if suffix in (".parquet", ".pq", *EXCEL_SUFFIXES):
             raise InputError(f"{name}: not a valid {suffix[1:]} file")
         if suffix in JSON_SUFFIXES:
@@ -771,9 +1196,15 @@ def read_source(path: str | Path, mapping: UserMapping | None = None,
         raise
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    except RecursionError as exc:
+        raise InputError(f"{name}: cannot read this file (nested too deeply)") from exc
+    except MemoryError as exc:
+        raise InputError(f"{name}: cannot read this file (not enough memory)") from exc
     except Exception as exc:  # noqa: BLE001 - never a traceback for a bad input file
         log.debug("unexpected error reading %s", name, exc_info=True)
-        raise InputError(f"{name}: cannot read this file ({type(exc).__name__}: {exc})") from exc
+        detail = excerpt_message(exc)  # a parser's message may quote the data: masked, cut
+        raise InputError(f"{name}: cannot read this file ({type(exc).__name__}"
+                         f"{': ' + detail if detail else ''})") from exc
 
 
 def _combine_column(name: str, sources: Sequence[Source]) -> pd.Series | pd.Categorical:
