@@ -869,7 +869,8 @@ def _row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Seq
     """One claims-table row (with the internal fields needed for the verdict)."""
     estimate, low, high = fit.estimate, fit.ci_low, fit.ci_high
     if fit.log_scale:
-        estimate, low, high = (math.exp(v) if math.isfinite(v) else math.nan
+        # a log-odds beyond +-700 (separation in a tiny cell) has no finite odds ratio
+        estimate, low, high = (math.exp(v) if math.isfinite(v) and abs(v) < 700 else math.nan
                                for v in (estimate, low, high))
     tost = tost_p(fit.estimate, fit.se, mcid, fit.df) if fit.status == "fit" else math.nan
     return {
