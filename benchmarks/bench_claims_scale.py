@@ -25,6 +25,9 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dask_clean import PeakMemory  # noqa: E402
 
+# a fixed, public key for benchmarks only (a real key is secret and random)
+BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-memory", action="store_true",
                         help="also time the in-memory path and compare the tables")
     args = parser.parse_args(argv)
-    os.environ.setdefault("MFR_PSEUDONYM_KEY", "benchmark-key")
+    os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     from mfr_analysis.claims import evaluate_claims
     from mfr_analysis.pipeline import load_sessions, run_clean
     from mfr_analysis.scale import evaluate_claims_at_scale

@@ -48,6 +48,10 @@ ROM = {  # measure spelling -> (low, high, unit kind)
 }
 
 
+# a fixed, public key for benchmarks only (a real key is secret and random)
+BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
+
+
 def _rating(rng: np.random.Generator, value: float) -> str:
     v = int(round(min(10, max(0, value))))
     style = rng.integers(0, 12)
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         write_messy_csv(args.generate_only, args.rows)
         return
 
-    os.environ.setdefault("MFR_PSEUDONYM_KEY", "benchmark-key")
+    os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     from mfr_analysis.pipeline import run_clean
 
     with tempfile.TemporaryDirectory() as tmp:

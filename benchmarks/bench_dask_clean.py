@@ -34,6 +34,10 @@ from bench_clean import messy_table  # noqa: E402
 TILE = 5_000_000
 
 
+# a fixed, public key for benchmarks only (a real key is secret and random)
+BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
+
+
 def _offset_ids(table: pa.Table, tile: int, rows_per_tile: int) -> pa.Table:
     """Shift the ``S<n>`` session ids and ``P<n>`` client ids of one tile past earlier tiles."""
     if tile == 0:
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         write_tiled_csv(args.generate_only, args.rows)
         return
 
-    os.environ.setdefault("MFR_PSEUDONYM_KEY", "benchmark-key")
+    os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     steps = logging.getLogger("mfr_analysis.scale")  # prints the seconds of each step
     steps.setLevel(logging.INFO)
     steps.addHandler(logging.StreamHandler(sys.stdout))

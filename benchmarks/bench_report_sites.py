@@ -23,6 +23,9 @@ from mfr_analysis.pipeline import run_clean
 from mfr_analysis.report.run import ReportOptions, plan_jobs, run_jobs
 from mfr_analysis.simulate import write_simulation
 
+# a fixed, public key for benchmarks only (a real key is secret and random)
+BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +33,7 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("MFR_PSEUDONYM_KEY", "benchmark-key")
+    os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_simulation(args.clients, 11, root / "logs.csv")
@@ -40,8 +43,9 @@ def main() -> None:
         sessions = pd.read_parquet(root / "clean" / "sessions.parquet")
         site = sessions["client_id"].map(lambda c: f"Site {int(c[2:], 16) % args.sites + 1:02d}")
         sessions["site"] = site.astype("category")
-        sessions.to_parquet(root / "clean" / "sessions.parquet", index=False)
-        jobs, suppressed = plan_jobs(root / "clean" / "sessions.parquet",
+        (root / "sited").mkdir()  # beside its clean set, it would no longer match the manifest
+        sessions.to_parquet(root / "sited" / "sessions.parquet", index=False)
+        jobs, suppressed = plan_jobs(root / "sited" / "sessions.parquet",
                                      root / "clean" / "cleaning_report.json", root, "site",
                                      ReportOptions())
         slices = [job for job in jobs if job.parameters.get("slice_column")]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_KEY
+
 COMMANDS = ("simulate", "clean", "claims", "report")
 
 
@@ -16,7 +18,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     return subprocess.run(
         [sys.executable, "-m", "mfr_analysis.cli", *args],
         capture_output=True, text=True, cwd=cwd, timeout=600,
-        env={**__import__("os").environ, "MFR_PSEUDONYM_KEY": "test-key-not-secret"},
+        env={**__import__("os").environ, "MFR_PSEUDONYM_KEY": TEST_KEY},
     )
 
 

@@ -13,19 +13,24 @@ import pandas as pd
 import pytest
 
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.io import MANIFEST_FILE
 from mfr_analysis.pipeline import load_sessions, run_clean
 from mfr_analysis.read import InputError
 from mfr_analysis.schema import DERIVED_COLUMNS, CleanSessions
+from tests.conftest import TEST_KEY
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MESSY = FIXTURES / "messy_sessions.csv"
 PLANTED = ("Ann Smith", "ann.smith@example.com", "7700 900001", "1971-07-14", "husband Ted",
            "P-001", "P-117", "S001", "S117", "R1")
 REPO = Path(__file__).resolve().parents[1]
+OTHER_KEY = "9d41c07be2a86f35d1e0b7c4a9f25e6b83d0c71a4e9f26b5c8d3a0e7f1b4c692"
 
 
 def _digest(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
+    """Checksums of the outputs; manifest.json records the run (its id and time), not data."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())
+            if p.name != MANIFEST_FILE}
 
 
 def _all_output_text(out: Path) -> str:
@@ -38,7 +43,7 @@ def test_run_clean_writes_three_files_and_balances(tmp_path: Path) -> None:
     report = run_clean([MESSY], tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE])  # no temporary files left
+        [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, MANIFEST_FILE])  # nothing else
     on_disk = json.loads((out / CLEANING_REPORT_FILE).read_text())
     assert on_disk == report
     assert report["rows_in"] == 29
@@ -65,7 +70,7 @@ def test_no_planted_identifier_reaches_any_output(tmp_path: Path) -> None:
     for planted in PLANTED:
         assert planted not in text, planted
     assert "c_" in text  # pseudonyms are there instead
-    assert "test-key-not-secret" not in text
+    assert TEST_KEY not in text
 
 
 def test_rerun_is_byte_identical_and_inputs_untouched(tmp_path: Path) -> None:
@@ -84,7 +89,7 @@ def test_rerun_is_byte_identical_and_inputs_untouched(tmp_path: Path) -> None:
 def test_a_different_key_gives_different_pseudonyms(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     run_clean([MESSY], tmp_path / "a", progress=False)
-    monkeypatch.setenv("MFR_PSEUDONYM_KEY", "another-key")
+    monkeypatch.setenv("MFR_PSEUDONYM_KEY", OTHER_KEY)
     run_clean([MESSY], tmp_path / "b", progress=False)
     a = pd.read_parquet(tmp_path / "a" / SESSIONS_FILE)
     b = pd.read_parquet(tmp_path / "b" / SESSIONS_FILE)

@@ -15,6 +15,7 @@ from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_
 from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
 from mfr_analysis.scale import run_clean_dask  # noqa: E402
 from mfr_analysis.schema import CleanSessions  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
 
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
           "per_source", "session_ids", "columns_absent", "dropped_columns",
@@ -57,7 +58,7 @@ def _assert_same(left: Path, right: Path) -> None:
 def pandas_out(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pandas-engine")
     with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse key is not set yet
-        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
         run_clean([logs], out, progress=False)
     return out
 
@@ -71,7 +72,7 @@ def test_dask_engine_equals_pandas_engine(logs: Path, pandas_out: Path, cluster:
     assert report["engine"]["duplicates_across_partitions"] > 0  # c.csv repeats a.csv
     assert (tmp_path / SESSIONS_FILE).is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE])  # no staging left behind
+        [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, "manifest.json"])  # no staging
     _assert_same(tmp_path, pandas_out)
     CleanSessions.validate(pd.read_parquet(tmp_path / SESSIONS_FILE))
     # the quarantine file is byte-identical (input order is partition order)

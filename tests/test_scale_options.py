@@ -19,8 +19,9 @@ from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_
 from mfr_analysis.errors import InputError  # noqa: E402
 from mfr_analysis.pipeline import run_clean  # noqa: E402
 from mfr_analysis.scale import run_clean_dask  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
 
-OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE}
+OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, io.MANIFEST_FILE}
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
           "per_source", "session_ids")
 
@@ -39,7 +40,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_pandas(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fresh-pandas")
     with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse key is not set yet
-        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
         run_clean([logs], out, progress=False)
     return out
 
@@ -48,7 +49,7 @@ def fresh_pandas(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_dask(logs: Path, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fresh-dask")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MFR_PSEUDONYM_KEY", "test-key-not-secret")
+        patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
         run_clean_dask([logs], out, scheduler=cluster, progress=False, blocksize=10_000)
     return out
 
@@ -184,7 +185,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The command line in a subprocess, as a user runs it (stderr exactly as they see it)."""
     return subprocess.run([sys.executable, "-m", "mfr_analysis.cli", *args],
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MFR_PSEUDONYM_KEY": "test-key-not-secret"})
+                          env={**os.environ, "MFR_PSEUDONYM_KEY": TEST_KEY})
 
 
 @pytest.mark.parametrize(("options", "says"), [
@@ -221,3 +222,66 @@ def test_cli_folder_that_is_not_ours_is_one_line(logs: Path, tmp_path: Path) -> 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "mine.csv" in lines[0], result.stderr
     assert os.listdir(tmp_path / SESSIONS_FILE) == ["mine.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --workers bounded by the machine (issue 10, section 7)
+
+
+def test_max_workers_follows_cores_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfr_analysis import config
+
+    monkeypatch.setattr(config, "usable_cores", lambda: 2)
+    monkeypatch.setattr(config, "total_memory", lambda: 64 << 30)
+    assert config.max_workers() == 2 * config.WORKERS_PER_CORE  # cores bind
+    monkeypatch.setattr(config, "total_memory", lambda: 3 << 30)
+    assert config.max_workers() == 3  # memory binds: 1 GiB per worker
+    monkeypatch.setattr(config, "total_memory", lambda: 512 << 20)
+    assert config.max_workers() == 1  # never below one
+    monkeypatch.setattr(config, "total_memory", lambda: None)
+    assert config.max_workers() == 4
+    assert 1 <= config.usable_cores() <= (os.cpu_count() or 1)
+
+
+def _no_cluster(*_args: Any, **_kwargs: Any) -> Any:
+    raise AssertionError("a local cluster was started")
+
+
+def test_cli_workers_above_the_machine_is_one_line_before_any_work(
+        logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in-process with the cluster replaced: the unbounded code would start 10,000
+    worker processes here."""
+    from typer.testing import CliRunner
+
+    from mfr_analysis import config
+    from mfr_analysis.cli import app
+
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path / "out"),
+                                      "--engine", "dask", "--workers", "10000",
+                                      "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    bound = config.max_workers()
+    assert lines == [f"mfr-analysis: error: --workers 10000: expected 1 to {bound} on this "
+                     f"machine ({config.usable_cores()} usable core(s) x "
+                     f"{config.WORKERS_PER_CORE}, "
+                     f"{config.total_memory() / (1 << 30):.1f} GiB of memory at 1 GiB per "
+                     "worker)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfr_analysis import config, scale
+
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    too_many = config.max_workers() + 1
+    for call in (lambda: run_clean([logs], tmp_path / "a", progress=False, engine="dask",
+                                   n_workers=too_many),
+                 lambda: run_clean_dask([logs], tmp_path / "b", progress=False,
+                                        n_workers=too_many),
+                 lambda: scale.local_cluster(too_many)):
+        with pytest.raises(InputError, match=rf"n_workers {too_many}: expected 1 to "):
+            call()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

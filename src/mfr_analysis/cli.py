@@ -56,8 +56,8 @@ class SliceBy(StrEnum):
 
 
 InputsArg = Annotated[
-    list[Path], typer.Argument(metavar="INPUT", help="Raw logs (files or folders) or a clean "
-                               "sessions.parquet.")
+    list[Path], typer.Argument(metavar="INPUT", help="Raw logs (files or folders), or one or "
+                               "more clean sessions.parquet made with the same key.")
 ]
 MappingOpt = Annotated[
     Path | None, typer.Option("--mapping", help="YAML/TOML file: raw header -> column.")
@@ -196,13 +196,15 @@ def clean(
     ] = None,
     workers: Annotated[
         str | None, typer.Option("--workers", metavar="N", help="Worker processes of the "
-                                 "local Dask cluster (default: one per core). Needs --engine "
-                                 "dask; not with --scheduler.")
+                                 "local Dask cluster (default: one per core; at most 2 per "
+                                 "core and 1 GiB of memory each). Needs --engine dask; not "
+                                 "with --scheduler.")
     ] = None,
 ) -> None:
     """Clean raw logs into sessions.parquet, quarantine.csv and cleaning_report.json."""
 
     def step() -> None:
+        from mfr_analysis.config import check_workers
         from mfr_analysis.errors import InputError
         from mfr_analysis.pipeline import run_clean
 
@@ -221,6 +223,7 @@ def clean(
                 n_workers = 0
             if n_workers < 1:
                 raise InputError(f"--workers {workers!r}: expected a whole number of at least 1")
+            check_workers(n_workers)  # bounded by the machine's cores and memory
         size = None
         if blocksize is not None:
             from dask.utils import parse_bytes
@@ -267,23 +270,27 @@ def claims(
                                  "reduction always runs there.")
     ] = None,
 ) -> None:
-    """Test every claim overall and per audience group; write the tidy claims table."""
+    """Test every claim overall and per audience group; write the tidy claims table.
+
+    INPUT is raw logs, or one or several clean sessions.parquet tables (e.g. one per site),
+    which are combined only when the same pseudonym key made them."""
 
     def step() -> None:
         from mfr_analysis.claims import evaluate_claims
-        from mfr_analysis.io import write_table
-        from mfr_analysis.pipeline import clean_parquet, load_sessions
+        from mfr_analysis.io import refuse_output_over_inputs, write_table
+        from mfr_analysis.pipeline import clean_parquets, input_files, load_sessions
 
+        refuse_output_over_inputs([out], input_files(input_path))  # before any work
         options = {"alpha": alpha, "correction": correction.value, "min_clients": min_clients,
                    "mcid_overrides": _mcid_overrides(mcid), "progress": _show_progress(progress)}
-        dataset = clean_parquet(input_path)
-        if dataset is not None:  # a clean dataset, maybe larger than memory
+        tables = clean_parquets(input_path)  # each folder checked against its manifest
+        if tables is not None and len(tables) == 1:  # a clean dataset, maybe beyond memory
             from mfr_analysis.scale import evaluate_claims_at_scale
 
             table = evaluate_claims_at_scale(
-                dataset, scheduler=scheduler,
+                tables[0], scheduler=scheduler,
                 in_memory_max=0 if scheduler else in_memory_sessions, **options)
-        else:
+        else:  # raw logs, or several clean tables of one key: combined in memory
             sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
             table = evaluate_claims(sessions, **options)
         write_table(table, out, output_format.value)

@@ -1,21 +1,31 @@
 """Wiring with I/O: raw logs -> clean outputs on disk, or -> the derived table in memory.
 
-``run_clean`` writes ``sessions.parquet``, ``quarantine.csv`` and ``cleaning_report.json``
-atomically (temporary file + ``os.replace``) and returns the report; re-running it with the
-same inputs and key gives byte-identical files. A ``sessions.parquet`` folder of parts left
-by the Dask engine is replaced by the file (and the other way round) only once the new
-output is complete (:func:`mfr_analysis.io.publish`). ``load_sessions`` accepts raw logs or
-a clean ``sessions.parquet`` (or a directory holding one) and returns the derived table.
+``run_clean`` writes ``sessions.parquet``, ``quarantine.csv`` and ``cleaning_report.json`` as
+one output set (:func:`mfr_analysis.io.output_set`: a staging folder published in one step,
+``manifest.json`` last, the folder locked against a concurrent run) and returns the report;
+re-running it with the same inputs and key gives byte-identical files (the manifest records
+the run). A ``sessions.parquet`` folder of parts left by the Dask engine is replaced by the file
+(and the other way round). The pseudonym key is resolved once, here, and its fingerprint
+(:func:`mfr_analysis.pseudonymise.key_fingerprint`) is recorded in ``cleaning_report.json``
+(``key_fingerprint``) and in the parquet's schema metadata (:func:`key_fingerprint_of`).
+
+``load_sessions`` accepts raw logs, or one or several clean ``sessions.parquet`` (or folders
+holding one) and returns the derived table. Each clean folder is checked against its manifest
+first (a mixed or half-written folder is refused), and several clean tables are combined only
+when the same key made them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -23,10 +33,26 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.config import (
+    CLEANING_REPORT_FILE,
+    QUARANTINE_FILE,
+    SESSIONS_FILE,
+    check_workers,
+)
 from mfr_analysis.derive import derive
-from mfr_analysis.io import atomic_path, check_replaceable, publish, temporary_beside, write_json
+from mfr_analysis.io import (
+    MANIFEST_FILE,
+    atomic_path,
+    check_replaceable,
+    output_set,
+    refuse_output_over_inputs,
+    set_files,
+    verify_output_set,
+    write_json,
+)
+from mfr_analysis.pseudonymise import key_fingerprint, load_key
 from mfr_analysis.read import (
+    SUPPORTED_SUFFIXES,
     InputError,
     RawLogs,
     display_names,
@@ -43,6 +69,7 @@ Inputs = Sequence[str | Path] | str | Path
 
 
 OUTPUT_FILES = (SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE)
+FINGERPRINT_METADATA = b"mfr_analysis.key_fingerprint"  # parquet schema metadata key
 
 
 def raw_input_files(inputs: Inputs) -> list[Path]:
@@ -73,33 +100,41 @@ def _read(files: list[Path], mapping: str | Path | None, bar: tqdm | None = None
     return _combine_sources(sources)
 
 
-def full_report(raw: RawLogs, result: CleanResult) -> dict[str, Any]:
-    """The cleaning report plus what the read step dropped and how it read each input."""
+def full_report(raw: RawLogs, result: CleanResult,
+                fingerprint: str | None = None) -> dict[str, Any]:
+    """The cleaning report plus what the read step dropped and how it read each input, and
+    the fingerprint of the key that made the pseudonyms."""
     report = dict(result.report)
     report["dropped_columns"] = raw.dropped_columns
     report["identifier_columns_dropped"] = raw.identifier_columns
     report["rows_per_source_read"] = raw.rows_per_source
     report["inputs"] = [dict(info) for info in raw.sources]
+    if fingerprint is not None:
+        report["key_fingerprint"] = fingerprint
     return report
 
 
 def write_outputs(result: CleanResult, report: dict[str, Any], out_dir: str | Path) -> None:
-    """Write sessions.parquet, quarantine.csv and cleaning_report.json, each atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / SESSIONS_FILE, over_parts=True) as tmp:
-        _write_parquet(result.sessions, tmp)
-    _write_small_outputs(result, report, out)
+    """Write sessions.parquet, quarantine.csv and cleaning_report.json as one output set."""
+    fingerprint = report.get("key_fingerprint")
+    with output_set(out_dir, kind="clean") as staged:
+        _write_parquet(result.sessions, staged.dir / SESSIONS_FILE, fingerprint)
+        _write_small_outputs(result, report, staged.dir)
 
 
 NO_DICTIONARY = ("session_id", "client_id", "source_line")  # (nearly) unique per row
 WITH_STATISTICS = ("session_date", "audience_group", "arm")  # worth min/max for filtering
 
 
-def _write_parquet(sessions: pd.DataFrame | pa.Table, path: Path) -> None:
-    """zstd parquet; statistics and dictionaries only where they help (a quarter faster)."""
+def _write_parquet(sessions: pd.DataFrame | pa.Table, path: Path,
+                   fingerprint: str | None = None) -> None:
+    """zstd parquet; statistics and dictionaries only where they help (a quarter faster); the
+    key fingerprint, given, goes into the schema metadata so that a lone file carries it."""
     table = (sessions if isinstance(sessions, pa.Table)
              else pa.Table.from_pandas(sessions, preserve_index=False))
+    if fingerprint is not None:
+        metadata = {**(table.schema.metadata or {}), FINGERPRINT_METADATA: fingerprint.encode()}
+        table = table.replace_schema_metadata(metadata)
     names = table.column_names
     pq.write_table(table, path, compression="zstd",
                    use_dictionary=[c for c in names if c not in NO_DICTIONARY],
@@ -114,51 +149,44 @@ def _write_small_outputs(result: CleanResult, report: dict[str, Any], out: Path)
 
 class _BackgroundParquet:
     """Write the sessions parquet on a second core while cleaning finishes (validation,
-    quarantine, report); the file only replaces the target once cleaning has succeeded and the
-    validated frame is known to be the one written."""
+    quarantine, report), into the run's staging folder; it is published with the rest of the
+    set only once cleaning has succeeded and the validated frame is known to be the one
+    written."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, fingerprint: str | None = None) -> None:
         self.target = target
+        self.fingerprint = fingerprint
         self.table: pa.Table | None = None
-        self.tmp: Path | None = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
     def start(self, sessions: pd.DataFrame) -> None:
-        self.tmp = temporary_beside(self.target)
         self.table = pa.Table.from_pandas(sessions, preserve_index=False)
         self.thread = threading.Thread(target=self._run, name="write-sessions", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            _write_parquet(self.table, self.tmp)
+            _write_parquet(self.table, self.target, self.fingerprint)
         except BaseException as exc:  # noqa: BLE001 - re-raised in finish()
             self.error = exc
 
     def finish(self, sessions: pd.DataFrame) -> None:
-        """Wait for the writer, check it wrote the validated frame, move the file into place."""
+        """Wait for the writer and check it wrote the validated frame (else write that)."""
         if self.thread is None:
-            with atomic_path(self.target, over_parts=True) as tmp:
-                _write_parquet(sessions, tmp)
+            _write_parquet(sessions, self.target, self.fingerprint)
             return
         self.thread.join()
         if self.error is not None:
-            self.abort()
             raise self.error
         same = pa.Table.from_pandas(sessions, preserve_index=False)
         if not same.schema.equals(self.table.schema, check_metadata=True):
-            _write_parquet(same, self.tmp)  # validation changed a dtype: write what it returned
-        publish(self.tmp, self.target)  # also over a folder of parts from the Dask engine
-        self.tmp = None
+            _write_parquet(same, self.target, self.fingerprint)  # validation changed a dtype
 
     def abort(self) -> None:
-        """Wait for the writer and remove its temporary file."""
+        """Wait for the writer (its file goes with the staging folder)."""
         if self.thread is not None:
             self.thread.join()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
-            self.tmp = None
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -187,8 +215,8 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
                 raise ValueError(f"{name} needs engine='dask'")
     if blocksize is not None and blocksize < 1:
         raise ValueError(f"blocksize must be a positive number of bytes, not {blocksize!r}")
-    if n_workers is not None and n_workers < 1:
-        raise ValueError(f"n_workers must be at least 1, not {n_workers!r}")
+    if n_workers is not None:
+        check_workers(n_workers, "n_workers")  # InputError (a ValueError) above the machine
     if n_workers is not None and scheduler is not None:
         raise ValueError("n_workers sizes a local cluster: not with a scheduler")
     if engine == "dask":  # checks the output folder itself, before any work
@@ -200,18 +228,23 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     out = Path(out_dir)
     check_replaceable(out / SESSIONS_FILE)  # before any work: a folder we may not replace
     files = raw_input_files(inputs)
-    with tqdm(total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
+    refuse_clean_over_inputs(out, files)
+    key = load_key()  # resolved once, here, before any work
+    fingerprint = key_fingerprint(key)
+    with output_set(out, kind="clean") as staged, tqdm(
+            total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)
         bar.set_postfix_str("cleaning")
-        writer = _BackgroundParquet(out / SESSIONS_FILE)
+        writer = _BackgroundParquet(staged.dir / SESSIONS_FILE, fingerprint)
         try:
-            result = clean_sessions(raw.frame, date_order=date_order, on_sessions=writer.start)
+            result = clean_sessions(raw.frame, date_order=date_order, key=key,
+                                    on_sessions=writer.start)
             bar.update()
-            report = full_report(raw, result)
+            report = full_report(raw, result, fingerprint)
             del raw  # the raw text is no longer needed while the files are written
             bar.set_postfix_str("writing")
             writer.finish(result.sessions)
-            _write_small_outputs(result, report, out)
+            _write_small_outputs(result, report, staged.dir)
         except BaseException:
             writer.abort()
             raise
@@ -221,12 +254,19 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     return report
 
 
-def clean_parquet(inputs: Inputs) -> Path | None:
-    """The clean ``sessions.parquet`` named by ``inputs`` (file or directory), else None."""
-    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    if len(items) != 1:
-        return None
-    path = Path(items[0])
+def refuse_clean_over_inputs(out: Path, files: Sequence[Path]) -> None:
+    """One line, before any work, if ``out`` is not a folder or a clean output would land on
+    an input file."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; --out names the folder for {SESSIONS_FILE}, "
+                         f"{QUARANTINE_FILE} and {CLEANING_REPORT_FILE}")
+    refuse_output_over_inputs([out / name for name in (*OUTPUT_FILES, MANIFEST_FILE)], files)
+
+
+def _clean_table(item: str | Path) -> Path | None:
+    """The clean ``sessions.parquet`` named by one input (file, parts folder, or a folder
+    holding one), else None; nothing is verified here."""
+    path = Path(item)
     if path.is_dir() and path.name != SESSIONS_FILE and (path / SESSIONS_FILE).exists():
         path = path / SESSIONS_FILE  # a file, or a folder of parts from the Dask engine
     if path.suffix.lower() in (".parquet", ".pq") and (path.is_file() or path.is_dir()):
@@ -240,18 +280,219 @@ def clean_parquet(inputs: Inputs) -> Path | None:
     return None
 
 
+_WARNED_UNCHECKED: set[str] = set()
+
+
+def verify_clean_table(table: str | Path, *, warn: bool = True) -> dict[str, Any]:
+    """Check the output set holding the clean ``table`` before it is read; return the set's
+    manifest (``{}`` when its folder has none).
+
+    A folder whose files do not match its ``manifest.json`` raises :class:`InputError`. A
+    folder without one (an older version's clean) is accepted with one warning on stderr,
+    unless its ``cleaning_report.json`` counts another number of clean rows than the table
+    holds (a new table beside an old report), which is refused too. ``warn=False`` logs that
+    at INFO instead (readers inside report notebooks, where a warning would show on the page;
+    the commands warn before they start them)."""
+    table = Path(table)
+    folder = table.parent
+    manifest = verify_output_set(folder)
+    if manifest:
+        return manifest
+    report_path = folder / CLEANING_REPORT_FILE
+    if table.name != SESSIONS_FILE or not (report_path.is_file()
+                                           or (folder / QUARANTINE_FILE).is_file()):
+        return manifest  # a lone table: nothing to be mixed with
+    if report_path.is_file():
+        try:
+            rows = json.loads(report_path.read_text(encoding="utf-8")).get("rows_clean")
+        except (ValueError, AttributeError):
+            rows = None
+        if rows is not None and rows != _table_rows(table):
+            raise InputError(f"{folder}: {SESSIONS_FILE} does not match {CLEANING_REPORT_FILE} "
+                             f"({_table_rows(table):,} rows, the report says {rows:,}; the "
+                             "outputs are mixed or partly written); run `mfr-analysis clean` "
+                             "again")
+    if not warn or str(folder) not in _WARNED_UNCHECKED:
+        if warn:
+            _WARNED_UNCHECKED.add(str(folder))  # once per folder and process
+        log.log(logging.WARNING if warn else logging.INFO,
+                "%s: no %s (written by an older mfr-analysis), so its files cannot be checked "
+                "to belong together; run `mfr-analysis clean` again to get one",
+                folder, MANIFEST_FILE)
+    return manifest
+
+
+def _table_rows(table: Path) -> int:
+    files = sorted(table.glob("part-*.parquet")) if table.is_dir() else [table]
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _in_set(table: Path, manifest: dict[str, Any]) -> bool:
+    name = table.name
+    return any(f == name or f.startswith(name + "/") for f in manifest.get("files", {}))
+
+
+def clean_table_report(table: str | Path) -> Path | None:
+    """The ``cleaning_report.json`` that belongs with the clean ``table`` (the same verified
+    output set), else None."""
+    table = Path(table)
+    report = table.parent / CLEANING_REPORT_FILE
+    manifest = verify_clean_table(table)
+    if manifest:
+        return report if _in_set(table, manifest) and CLEANING_REPORT_FILE in manifest[
+            "files"] else None
+    return report if table.name == SESSIONS_FILE and report.is_file() else None
+
+
+def key_fingerprint_of(table: str | Path) -> str | None:
+    """The key fingerprint recorded in a clean table (a ``sessions.parquet`` file, its folder
+    of parts, or a folder holding it), None for a table written before fingerprints."""
+    path = Path(table)
+    if path.is_dir() and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+    found = set()
+    for file in files:
+        metadata = pq.read_schema(file).metadata or {}
+        value = metadata.get(FINGERPRINT_METADATA)
+        found.add(value.decode("ascii", "replace") if value else None)
+    if len(found) > 1:
+        raise InputError(f"{path}: its parts were made with different pseudonym keys")
+    return found.pop() if found else None
+
+
+def check_same_key(tables: Sequence[Path]) -> str | None:
+    """The key fingerprint shared by ``tables``; InputError (one line, naming two files)
+    when they were made with different keys or one has no fingerprint."""
+    fingerprints = [key_fingerprint_of(t) for t in tables]
+    if len(tables) < 2:
+        return fingerprints[0] if fingerprints else None
+    for table, fingerprint in zip(tables, fingerprints, strict=True):
+        if fingerprint is None:
+            raise InputError(f"{table}: made by an older mfr-analysis without a key "
+                             "fingerprint; clean it again to combine it with other tables")
+    first = fingerprints[0]
+    for table, fingerprint in zip(tables[1:], fingerprints[1:], strict=True):
+        if fingerprint != first:
+            raise InputError(f"{tables[0]} and {table} were pseudonymised with different keys "
+                             f"(key fingerprints {first} and {fingerprint}); clean both with "
+                             "the same key to combine them")
+    return first
+
+
+def clean_parquets(inputs: Inputs, *, warn_unchecked: bool = True) -> list[Path] | None:
+    """The clean tables named by ``inputs`` (each output set verified, one key), or None when
+    the inputs are raw logs; InputError when raw logs and clean tables are mixed.
+    ``warn_unchecked``: see :func:`verify_clean_table`."""
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    found = [_clean_table(item) for item in items]
+    if not items or all(t is None for t in found):
+        return None
+    raw = [item for item, t in zip(items, found, strict=True) if t is None]
+    if raw:
+        raise InputError(f"{Path(raw[0]).name}: not a clean sessions table; pass either raw "
+                         "logs or clean sessions.parquet tables, not both")
+    tables = list({os.path.realpath(t): t for t in found if t is not None}.values())
+    for table in tables:
+        verify_clean_table(table, warn=warn_unchecked)
+    check_same_key(tables)
+    return tables
+
+
+def clean_parquet(inputs: Inputs) -> Path | None:
+    """The one clean ``sessions.parquet`` named by ``inputs`` (file or directory), verified
+    against its folder's manifest; None for raw logs or several tables."""
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    if len(items) != 1:
+        return None
+    tables = clean_parquets(items)
+    return tables[0] if tables else None
+
+
+def input_files(inputs: Inputs) -> list[Path]:
+    """Every file a run reading ``inputs`` depends on: clean tables with the files of their
+    output sets, raw files (folders expanded to their supported files); for
+    :func:`mfr_analysis.io.refuse_output_over_inputs`."""
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    found: list[Path] = []
+    for item in map(Path, items):
+        table = _clean_table(item)
+        if table is not None:
+            found.extend([table, *set_files(table.parent)])
+        elif item.is_dir():
+            found.extend(f for f in sorted(item.iterdir())
+                         if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def _read_table(table: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(table)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{table.name}: cannot read ({type(exc).__name__})") from exc
+
+
+def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) -> pd.DataFrame:
+    """Several clean tables (of one key) as one: categories united, session ids unique
+    (InputError naming two files that share one, e.g. the same sessions cleaned twice)."""
+    origin = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    categorical = [c for c in frames[0].columns
+                   if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]
+    united = {}
+    for column in categorical:
+        levels = [v for f in frames if column in f for v in f[column].cat.categories]
+        united[column] = pd.CategoricalDtype(list(dict.fromkeys(levels)))
+    aligned = [f.astype({c: dtype for c, dtype in united.items() if c in f}) for f in frames]
+    combined = pd.concat(aligned, ignore_index=True)
+    repeated = combined["session_id"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        where = sorted(set(origin[repeated]))
+        first, second = (where[0], where[1]) if len(where) > 1 else (where[0], where[0])
+        raise InputError(f"{names[first]} and {names[second]} share "
+                         f"{int(repeated.sum()) // 2:,} session ids (the same sessions cleaned "
+                         "twice?); combine each clean table only once")
+    return combined
+
+
 def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
                   date_order: DateOrder = "dmy") -> pd.DataFrame:
-    """The derived session table from raw logs (cleaned in memory) or a clean parquet."""
-    parquet = clean_parquet(inputs)
-    if parquet is not None:
-        try:
-            sessions = pd.read_parquet(parquet)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{parquet.name}: cannot read ({type(exc).__name__})") from exc
+    """The derived session table from raw logs (cleaned in memory) or from one or several
+    clean tables (each checked against its manifest, all made with one key; a folder without
+    a manifest is only logged at INFO here, the commands warn about it before they start)."""
+    tables = clean_parquets(inputs, warn_unchecked=False)
+    if tables is not None:
+        frames = [_read_table(t) for t in tables]
+        sessions = frames[0] if len(frames) == 1 else combine_tables(frames, tables)
         return derive(sessions)  # validates against DerivedSessions, a superset of the clean
     raw = _read(raw_input_files(inputs), mapping)
-    result = clean_sessions(raw.frame, date_order=date_order)
+    result = clean_sessions(raw.frame, date_order=date_order, key=load_key())
     log.info("cleaned in memory: %d clean, %d quarantined, %d duplicates",
              result.report["rows_clean"], result.report["rows_quarantined"], result.duplicates)
     return derive(result.sessions)
+
+
+def combine_clean_tables(tables: Sequence[Path], out_dir: str | Path) -> Path:
+    """Write several clean tables (one key, see :func:`clean_parquets`) as one output set in
+    ``out_dir``: ``sessions.parquet`` and, when every table has its cleaning report, their
+    merged ``cleaning_report.json``; return the sessions path."""
+    from mfr_analysis.scale import merge_reports
+
+    fingerprint = check_same_key(tables)
+    frames = [_read_table(t) for t in tables]
+    combined = combine_tables(frames, tables)
+    reports = [clean_table_report(t) for t in tables]
+    with output_set(out_dir, kind="clean") as staged:
+        _write_parquet(combined, staged.dir / SESSIONS_FILE, fingerprint)
+        if all(r is not None for r in reports):
+            texts = [json.loads(r.read_text(encoding="utf-8")) for r in reports]  # type: ignore[union-attr]
+            try:
+                merged = merge_reports(texts)
+            except (KeyError, TypeError, IndexError):
+                merged = None  # reports of older versions lack some counts
+            if merged is not None:
+                merged["key_fingerprint"] = fingerprint
+                merged["combined_tables"] = len(tables)
+                write_json(merged, staged.dir / CLEANING_REPORT_FILE, sort_keys=False)
+    return Path(out_dir) / SESSIONS_FILE

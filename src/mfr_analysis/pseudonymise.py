@@ -6,8 +6,13 @@
 
 The key comes from the environment variable ``MFR_PSEUDONYM_KEY``, else from the key file at
 ``MFR_PSEUDONYM_KEY_FILE`` (default ``~/.config/mfr-analysis/pseudonym.key``), which is created
-with 32 random bytes and mode 0600 on first use. The same key gives the same pseudonyms, so
-re-runs and later exports link up; a different key gives unlinkable ones.
+with 32 random bytes (64 hex digits) and mode 0600 on first use, with a warning on stderr.
+The same key gives the same pseudonyms, so re-runs and later exports link up; a different key
+gives unlinkable ones. A key must hold at least 128 bits of entropy (:func:`key_entropy_bits`)
+and a key file must be a regular file that only its owner can read or write; otherwise
+:func:`load_key` refuses it in one line. :func:`key_fingerprint` (a keyed hash of a constant,
+never the key or a plain hash of it) goes into every clean table, so tables made with
+different keys are never combined.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import os
+import re
 import secrets
+import stat
+import tempfile
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,34 +58,133 @@ def key_file_path() -> Path:
     return Path(os.environ.get(PSEUDONYM_KEY_FILE_ENV) or DEFAULT_KEY_FILE).expanduser()
 
 
+MIN_KEY_BITS = 128
+MIN_DISTINCT_SYMBOLS = 8
+MAX_KEY_FILE_BYTES = 4096
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
+_FINGERPRINT_CONSTANT = b"mfr-analysis/key-fingerprint"
+# The smallest standard alphabet holding every character of a text key, and its size.
+_ALPHABETS: tuple[tuple[str, re.Pattern[str], int], ...] = (
+    ("decimal", re.compile(r"[0-9]+"), 10),
+    ("hex", re.compile(r"[0-9a-f]+|[0-9A-F]+"), 16),
+    ("letters of one case", re.compile(r"[a-z]+|[A-Z]+"), 26),
+    ("letters of one case and digits", re.compile(r"[a-z0-9]+|[A-Z0-9]+"), 36),
+    ("base64", re.compile(r"[A-Za-z0-9_-]+|[A-Za-z0-9+/]+"), 64),
+    ("printable ASCII", re.compile(r"[\x20-\x7e]+"), 95),
+)
+
+
+def _period(symbols: bytes | str) -> int:
+    """Length of the shortest block whose repetition makes ``symbols`` ('abab' -> 2)."""
+    n = len(symbols)
+    for size in range(1, n // 2 + 1):
+        if n % size == 0 and symbols[:size] * (n // size) == symbols:
+            return size
+    return n
+
+
+def key_entropy_bits(key: bytes) -> float:
+    """A generous estimate of a key's entropy in bits, for refusing weak keys.
+
+    A text key counts log2 of the smallest standard alphabet holding all its characters per
+    character (decimal 3.3 bits, hex 4, one-case letters 4.7, one-case letters and digits
+    5.2, base64/base64url 6, other printable ASCII or any other text 6.6; base64 padding
+    ``=`` counts nothing), over the shortest block whose repetition makes the key ('abab...'
+    counts as 'ab'); a key that is not UTF-8 text counts 8 bits per byte the same way. A key
+    of fewer than 8 distinct characters counts log2(distinct characters) per character
+    ('aaaa...' counts 0). The estimate is an upper bound for a random key of that alphabet
+    (``secrets.token_hex(16)`` gives exactly 128 bits, ``secrets.token_urlsafe(16)`` 132; the
+    1 in ~70,000 of the latter that happens to hold neither an upper-case letter nor ``-``
+    or ``_`` counts as letters and digits, 114 bits, and is refused) and far too high for a
+    chosen word or phrase: make keys with :data:`MAKE_A_KEY`."""
+    try:
+        text: str | bytes = key.decode("utf-8")
+    except UnicodeDecodeError:
+        text = key
+    if isinstance(text, str):
+        text = text.rstrip("=") if re.fullmatch(r"[A-Za-z0-9+/_-]+=*", text) else text
+        size = next((n for _name, pattern, n in _ALPHABETS if pattern.fullmatch(text)), 95)
+    else:
+        size = 256
+    distinct = len(set(text))
+    if distinct < MIN_DISTINCT_SYMBOLS:  # 'aaaa...', '4711': bounded by the symbols it uses
+        size = min(size, distinct)
+    return _period(text) * math.log2(size) if size > 1 else 0.0
+
+
+def check_key(key: bytes, source: str) -> bytes:
+    """Return ``key`` if it is strong enough (:func:`key_entropy_bits`), else raise a
+    one-line :class:`PseudonymKeyError` saying how to make one (never echoing the key)."""
+    bits = key_entropy_bits(key)
+    if bits < MIN_KEY_BITS:
+        raise PseudonymKeyError(
+            f"{source}: the pseudonym key is too weak (about {bits:.0f} bits; at least "
+            f"{MIN_KEY_BITS} needed); make one with {MAKE_A_KEY}")
+    return key
+
+
+def key_fingerprint(key: bytes) -> str:
+    """16 hex digits of HMAC-SHA256(key, a constant): tells keys apart, reveals nothing of one."""
+    return hmac.digest(key, _FINGERPRINT_CONSTANT, "sha256")[:8].hex()
+
+
 def load_key() -> bytes:
-    """Return the pseudonym key from the environment or the key file, creating the file once."""
+    """The pseudonym key from the environment or the key file (created, with a warning on
+    stderr, when neither exists); refuses weak keys and key files others can read or write."""
     from_env = os.environ.get(PSEUDONYM_KEY_ENV, "")
     if from_env.strip():
-        return from_env.strip().encode("utf-8")
+        return check_key(from_env.strip().encode("utf-8"), PSEUDONYM_KEY_ENV)
     path = key_file_path()
-    if not path.exists():
+    if not os.path.lexists(path):
         _create_key_file(path)
+    return check_key(_read_key_file(path), str(path))
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The stripped contents of a regular key file that only its owner can read or write."""
     try:
-        key = path.read_bytes().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
     except OSError as exc:
         raise PseudonymKeyError(f"cannot read pseudonym key file {path}: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PseudonymKeyError(f"pseudonym key file {path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise PseudonymKeyError(f"pseudonym key file {path} can be read or written by "
+                                    f"other users; run: chmod 600 {path}")
+        key = os.read(fd, MAX_KEY_FILE_BYTES + 1).strip()
+    finally:
+        os.close(fd)
+    if len(key) > MAX_KEY_FILE_BYTES:
+        raise PseudonymKeyError(f"pseudonym key file {path} is too large to be a key "
+                                f"(over {MAX_KEY_FILE_BYTES} bytes)")
     if not key:
         raise PseudonymKeyError(f"pseudonym key file {path} is empty")
     return key
 
 
 def _create_key_file(path: Path) -> None:
+    """Write a new random key (mode 0600) and say so on stderr; another process's key wins."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+    except OSError as exc:
+        raise PseudonymKeyError(f"cannot create pseudonym key file {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)  # atomic, and never over a key another process just made
+    except FileExistsError:
         return
     except OSError as exc:
         raise PseudonymKeyError(f"cannot create pseudonym key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-    log.info("created a new pseudonym key file at %s (keep it to link future runs)", path)
+    finally:
+        os.unlink(temporary)
+    log.warning("created a new pseudonym key at %s: keep it (the same key links later runs) "
+                "and copy it to every machine whose outputs must link up", path)
 
 
 def normalise_id(raw: str) -> str:

@@ -21,8 +21,10 @@
 4. **Write.** ``sessions.parquet`` is a folder of ``part-NNNNN.parquet`` files in input order
    (``pandas.read_parquet`` and ``dask.dataframe.read_parquet`` read it as one table),
    ``quarantine.csv`` is one file (the partitions' rows concatenated in input order) and
-   ``cleaning_report.json`` adds the partitions' counts. Each output replaces the old one only
-   when complete.
+   ``cleaning_report.json`` adds the partitions' counts. The three are written into the
+   staging folder of one output set (:func:`mfr_analysis.io.output_set`; the tasks' own
+   staging folder ``.mfr-dask-*`` lives inside it) and published together, ``manifest.json``
+   last; a run killed on the way leaves nothing the next run does not remove.
 
 The cluster is ``distributed``'s: a ``LocalCluster`` (one single-threaded worker process per
 core) unless ``scheduler`` names an existing one (``tcp://host:8786``), whose workers must see
@@ -54,9 +56,16 @@ from tqdm import tqdm
 from mfr_analysis import clean as _clean
 from mfr_analysis import read as _read
 from mfr_analysis.clean import DateOrder, clean_sessions, reason_codes
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
-from mfr_analysis.io import atomic_path, check_replaceable, publish, write_json
-from mfr_analysis.pseudonymise import hex_ids, keyed_hash64, load_key
+from mfr_analysis.config import (
+    CLEANING_REPORT_FILE,
+    QUARANTINE_FILE,
+    SESSIONS_FILE,
+    check_workers,
+    max_workers,
+    usable_cores,
+)
+from mfr_analysis.io import check_replaceable, output_set, write_json
+from mfr_analysis.pseudonymise import hex_ids, key_fingerprint, keyed_hash64, load_key
 from mfr_analysis.read import INPUT_COLUMNS, HeaderPlan, UserMapping, combine_sources
 from mfr_analysis.schema import CLEAN_COLUMNS
 from mfr_analysis.tables import normalise_token
@@ -298,7 +307,8 @@ def _clean_part(part: Part, mapping: UserMapping | None, key: bytes, date_order:
     keys = _row_keys(raw.frame, result.sessions, key, part.order)
     del raw
     folder = Path(staging)
-    _write_parquet(result.sessions, folder / f"sessions-{part.tag}.parquet")
+    _write_parquet(result.sessions, folder / f"sessions-{part.tag}.parquet",
+                   key_fingerprint(key))
     keys.to_parquet(folder / f"keys-{part.tag}.parquet", index=False)
     table = pa.Table.from_pandas(result.quarantine, preserve_index=False)
     pacsv.write_csv(table, folder / f"quarantine-{part.tag}.csv",
@@ -395,11 +405,14 @@ def _client(scheduler: str | None, n_workers: int | None,
 
 
 def local_cluster(n_workers: int | None = None, *, processes: bool = True) -> Any:
-    """``distributed.LocalCluster``: one single-threaded worker per core (or ``n_workers``),
-    no dashboard, the scheduler's HTTP endpoint on a free port (never a clash on 8787)."""
+    """``distributed.LocalCluster``: one single-threaded worker per usable core (or
+    ``n_workers``, at most :func:`mfr_analysis.config.max_workers`), no dashboard, the
+    scheduler's HTTP endpoint on a free port (never a clash on 8787)."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers or max(1, os.cpu_count() or 1),
+    if n_workers is not None:
+        check_workers(n_workers, "n_workers")
+    return LocalCluster(n_workers=n_workers or min(usable_cores(), max_workers()),
                         threads_per_worker=1, processes=processes, dashboard_address=None,
                         scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
                         silence_logs=logging.CRITICAL)
@@ -410,14 +423,16 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
                    scheduler: str | None = None, blocksize: int | None = None,
                    n_workers: int | None = None) -> dict[str, Any]:
     """Clean raw logs on a Dask cluster into ``out_dir``; return the cleaning report."""
-    from mfr_analysis.pipeline import raw_input_files
+    from mfr_analysis.pipeline import raw_input_files, refuse_clean_over_inputs
 
     if date_order not in _clean.DATE_ORDERS:
         raise ValueError(f"date_order must be one of {_clean.DATE_ORDERS}, not {date_order!r}")
+    if n_workers is not None:
+        check_workers(n_workers, "n_workers")
     out = Path(out_dir)
     check_replaceable(out / SESSIONS_FILE)  # before any work, not at the end
-    out.mkdir(parents=True, exist_ok=True)
     files = raw_input_files(inputs)
+    refuse_clean_over_inputs(out, files)
     names = _read.display_names(files)
     user_mapping = _read.load_mapping(mapping) if mapping is not None else None
     for path, name in zip(files, names, strict=True):  # fail early, on the client, in one line
@@ -437,25 +452,27 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
     parts = plan_parts(files, names, user_mapping,
                        DEFAULT_BLOCKSIZE if blocksize is None else blocksize)
     lap("plan")
-    staging = Path(tempfile.mkdtemp(prefix=".mfr-dask-", dir=out))
-    try:
-        with dask_client(scheduler, n_workers) as client, tqdm(
-                total=len(parts) + 2, desc="clean (dask)", unit="part",
-                disable=not progress) as bar:
-            lap("cluster")
-            results = _clean_all(client, parts, user_mapping, key, date_order, today, staging,
-                                 bar)
-            lap("clean")
-            bar.set_postfix_str("duplicates across partitions")
-            plan = _across_partitions(client, results, staging)
-            lap("across_partitions")
-            bar.update()
-            bar.set_postfix_str("writing")
-            report = _write_all(client, results, plan, staging, out)
-            lap("write")
-            bar.update()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_set(out, kind="clean") as staged:
+        staging = Path(tempfile.mkdtemp(prefix=".mfr-dask-", dir=staged.dir))
+        try:
+            with dask_client(scheduler, n_workers) as client, tqdm(
+                    total=len(parts) + 2, desc="clean (dask)", unit="part",
+                    disable=not progress) as bar:
+                lap("cluster")
+                results = _clean_all(client, parts, user_mapping, key, date_order, today,
+                                     staging, bar)
+                lap("clean")
+                bar.set_postfix_str("duplicates across partitions")
+                plan = _across_partitions(client, results, staging)
+                lap("across_partitions")
+                bar.update()
+                bar.set_postfix_str("writing")
+                report = _write_all(client, results, plan, staging, staged.dir,
+                                    key_fingerprint(key))
+                lap("write")
+                bar.update()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     log.info("dask engine seconds per step: %s", seconds)  # not in the report: re-runs match
     log.info("wrote %s, %s, %s to %s (dask, %d partitions)", SESSIONS_FILE, QUARANTINE_FILE,
              CLEANING_REPORT_FILE, out, len(results))
@@ -561,11 +578,12 @@ def _across_partitions(client: Any, results: list[dict[str, Any]], staging: Path
 
 
 def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging: Path,
-               out: Path) -> dict[str, Any]:
-    """Finish every part into a new sessions folder, then publish the three outputs."""
+               out: Path, fingerprint: str) -> dict[str, Any]:
+    """Finish every part into the sessions folder in ``out`` (the output set's staging folder),
+    then write the quarantine and the report there."""
     from mfr_analysis.pipeline import _write_csv
 
-    folder = staging / "sessions.parquet"
+    folder = out / SESSIONS_FILE
     folder.mkdir()
     futures = [client.submit(
         _finish_part, r["tag"], str(staging), str(folder / f"part-{i:05d}.parquet"),
@@ -579,16 +597,16 @@ def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging:
     _apply_plan(report, plan, dropped_per_file)
     report["engine"] = {"name": "dask", "partitions": len(results),
                         "duplicates_across_partitions": plan.duplicates}
+    report["key_fingerprint"] = fingerprint
 
     header = staging / "quarantine-header.csv"
     _write_csv(pd.DataFrame(columns=[*INPUT_COLUMNS, *_clean.QUARANTINE_EXTRA]).astype(
         {"source_line": "int64"}), header)
-    with atomic_path(out / QUARANTINE_FILE) as tmp, tmp.open("wb") as target:
+    with (out / QUARANTINE_FILE).open("wb") as target:
         for name in ["quarantine-header.csv",
                      *(f"quarantine-{r['tag']}.csv" for r in results)]:
             with (staging / name).open("rb") as piece:
                 shutil.copyfileobj(piece, target, 16 << 20)
-    publish(folder, out / SESSIONS_FILE)
     write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
     return report
 

@@ -188,13 +188,23 @@ def ensure_kernel() -> str:
 
 def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: ReportOptions,
                       progress: bool) -> tuple[Path, Path | None]:
-    """Clean raw inputs into ``data_dir`` once, or use a given clean sessions.parquet."""
-    from mfr_analysis.pipeline import clean_parquet, run_clean
+    """Clean raw inputs into ``data_dir`` once, or use the given clean sessions.parquet (its
+    folder checked against its manifest: a mixed folder is refused), or combine several clean
+    tables made with the same key into ``data_dir``."""
+    from mfr_analysis.pipeline import (
+        clean_parquets,
+        clean_table_report,
+        combine_clean_tables,
+        run_clean,
+    )
 
-    given = clean_parquet(inputs)
-    if given is not None:
-        report = given.with_name(CLEANING_REPORT_FILE)
-        return given, report if report.is_file() else None
+    tables = clean_parquets(inputs)
+    if tables is not None and len(tables) == 1:
+        return tables[0], clean_table_report(tables[0])
+    if tables is not None:
+        sessions = combine_clean_tables(tables, data_dir)
+        report = data_dir / CLEANING_REPORT_FILE
+        return sessions, report if report.is_file() else None
     run_clean([Path(p) for p in inputs], data_dir, mapping=options.mapping or None,
               date_order=options.date_order, progress=progress)
     return data_dir / SESSIONS_FILE, data_dir / CLEANING_REPORT_FILE
