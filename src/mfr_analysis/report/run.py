@@ -580,6 +580,7 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
         if problems and not error:
             error = f"page withheld: {problems[0]}"
     claims = str(job.parameters.get("claims_out", ""))
+    claims = str(out_dir / claims) if claims else ""  # relative to the report folder, or absolute
     return SliceResult(job.slug, job.label, job.notebook, html.name if html.is_file() else "",
                        claims, error)
 
@@ -595,7 +596,9 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
     kernel = ensure_kernel()
     if scheduler:
         return _run_jobs_on_dask(jobs, out, notebooks, kernel, scheduler, progress)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    from mfr_analysis.config import usable_cores
+
+    workers = max(1, min(workers or usable_cores(), len(jobs)))
     before = set(active_children())
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
@@ -657,22 +660,25 @@ class SlicesFailed(ReportError):
                          f"index lists them: {index}")
 
 
-def check_workers(workers: int | None) -> int | None:
-    """``workers`` if this machine can run that many report processes, else InputError."""
-    from mfr_analysis.errors import InputError
-
-    if workers is None:
-        return None
-    bound = max_report_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= bound:
-        raise InputError(f"--workers {workers!r}: expected 1 to {bound} on this machine "
-                         f"({os.cpu_count() or 1} cores)")
-    return workers
+# Files a report run writes into its folder: replaced, or removed as stale when this run
+# does not write them again (also when an older version wrote them without a manifest).
+REPORT_OWNED = ("index.html", "data-quality.html", "claims-*.html", "claims-*.json",
+                "notebooks/*.ipynb", "data/*", "data/sessions.parquet/part-*.parquet")
+_PATH_PARAMETERS = ("sessions_path", "cleaning_report_path", "claims_out")
 
 
-def max_report_workers() -> int:
-    """Most report processes (each with its own kernel) to run at once on this machine."""
-    return max(1, 2 * (os.cpu_count() or 1))
+def _relative_paths(job: SliceJob, root: Path) -> SliceJob:
+    """The job with its paths inside ``root`` made relative to it.
+
+    Notebooks run with ``root`` (the staging folder) as working folder; the executed notebook,
+    kept as the record of the run, then names paths that still hold once the set is published.
+    """
+    parameters = dict(job.parameters)
+    for name in _PATH_PARAMETERS:
+        value = parameters.get(name)
+        if value and Path(value).is_absolute() and Path(value).is_relative_to(root.resolve()):
+            parameters[name] = Path(value).relative_to(root.resolve()).as_posix()
+    return replace(job, parameters=parameters)
 
 
 def run_reports(
@@ -687,23 +693,36 @@ def run_reports(
 ) -> Path:
     """Clean once, run every report notebook in parallel, write ``index.html``; return its path.
 
-    Every option is checked before any work. Raises :class:`SlicesFailed` (after writing the
-    pages, the failed ones included, and the index) when any report failed.
+    Every option is checked before any work. Everything (pages, claims-*.json, notebooks/,
+    data/) is written into a staging folder and published into ``out`` as one set
+    (:func:`mfr_analysis.io.output_set`): an interrupted or killed run leaves the previous
+    report as it was, and pages of an earlier report that this run did not write are removed.
+    Raises :class:`SlicesFailed` (after publishing, failed pages and the index included) when
+    any report failed.
     """
+    from mfr_analysis.config import check_workers
+    from mfr_analysis.io import output_set, refuse_output_over_inputs
+    from mfr_analysis.pipeline import input_files
     from mfr_analysis.report.index import write_index
-
-    options = validate_options(options or ReportOptions())
-    workers = check_workers(workers)
-    out = Path(out)
-    notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
-    out.mkdir(parents=True, exist_ok=True)
-    sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
-    jobs, suppressed = plan_jobs(sessions_path, cleaning_report, out, by, options)
-    results = run_jobs(jobs, out, workers=workers, progress=progress, scheduler=scheduler)
     from mfr_analysis.report.views import load_cleaning_report
 
-    cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
-    index = write_index(out, results, suppressed, options.title, asdict(options), cleaning)
+    options = validate_options(options or ReportOptions())
+    if workers is not None:
+        check_workers(workers)  # bounded by the machine's cores and memory
+    out = Path(out)
+    notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
+    refuse_output_over_inputs([out], input_files(inputs))
+    with output_set(out, kind="report", owned=REPORT_OWNED) as staged:
+        stage = staged.dir
+        sessions_path, cleaning_report = _prepare_sessions(inputs, stage / "data", options,
+                                                           progress)
+        jobs, suppressed = plan_jobs(sessions_path, cleaning_report, stage, by, options)
+        jobs = [_relative_paths(job, stage) for job in jobs]
+        results = run_jobs(jobs, stage, workers=workers, progress=progress,
+                           scheduler=scheduler)
+        cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
+        write_index(stage, results, suppressed, options.title, asdict(options), cleaning)
+    index = out / "index.html"
     failed = [r for r in results if r.error]
     if failed:
         raise SlicesFailed(index, failed, len(results))
