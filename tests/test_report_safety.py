@@ -375,6 +375,41 @@ def test_invalid_options_are_refused_before_any_work(arguments: list[str],
     assert not out.exists()
 
 
+def invoke_report(*arguments: str):
+    from typer.testing import CliRunner
+
+    from mfr_analysis.cli import app
+
+    return CliRunner().invoke(app, ["report", *arguments, "--no-progress"],
+                              env={"MFR_PSEUDONYM_KEY": TEST_KEY})
+
+
+def assert_one_line_refusal(result, *words: str) -> None:
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mfr-analysis: error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_a_report_over_its_own_input_is_refused(hostile_report: Path) -> None:
+    before = snapshot(hostile_report)
+    result = invoke_report(str(hostile_report / "data" / "sessions.parquet"),
+                           "--out", str(hostile_report))
+    assert_one_line_refusal(result, "input")
+    assert snapshot(hostile_report) == before
+
+
+def test_a_second_report_on_the_same_folder_is_refused(hostile_logs: Path,
+                                                        tmp_path: Path) -> None:
+    from mfr_analysis.io import lock_output
+
+    with lock_output(tmp_path / "out"):  # as a running report holds it
+        result = invoke_report(str(hostile_logs), "--out", str(tmp_path / "out"))
+    assert_one_line_refusal(result, "another mfr-analysis run")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
 def assert_plain_failure_page(page: str, slug: str, *forbidden: str) -> None:
     """A failed report's page: the plain sentence, and no traceback, error name, path or ANSI."""
     found = assert_inert(page, slug)

@@ -663,7 +663,12 @@ class SlicesFailed(ReportError):
 # Files a report run writes into its folder: replaced, or removed as stale when this run
 # does not write them again (also when an older version wrote them without a manifest).
 REPORT_OWNED = ("index.html", "data-quality.html", "claims-*.html", "claims-*.json",
-                "notebooks/*.ipynb", "data/*", "data/sessions.parquet/part-*.parquet")
+                "notebooks/*.ipynb", "data/sessions.parquet", "data/quarantine.csv",
+                "data/cleaning_report.json", "data/manifest.json",
+                "data/sessions.parquet/part-*.parquet")
+# What a report run replaces in its folder whatever the slices: an input there is refused.
+REPORT_FIXED = ("index.html", "data-quality.html", "claims-all.html", "claims-all.json",
+                "notebooks", "data")
 _PATH_PARAMETERS = ("sessions_path", "cleaning_report_path", "claims_out")
 
 
@@ -711,7 +716,7 @@ def run_reports(
         check_workers(workers)  # bounded by the machine's cores and memory
     out = Path(out)
     notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
-    refuse_output_over_inputs([out], input_files(inputs))
+    refuse_output_over_inputs([out / name for name in REPORT_FIXED], input_files(inputs))
     with output_set(out, kind="report", owned=REPORT_OWNED) as staged:
         stage = staged.dir
         sessions_path, cleaning_report = _prepare_sessions(inputs, stage / "data", options,
