@@ -215,46 +215,98 @@ def test_hostile_vocabulary_spellings_never_reach_a_page(hostile_report: Path) -
         assert GROUP_PAYLOAD not in text and TECHNIQUE_PAYLOAD not in text, page.name
 
 
-@pytest.mark.parametrize("payload", [*SITES, TITLE, "a` <b onclick=x>`", "\x00nul", "x" * 5000,
-                                     "[x](javascript:alert(1))", "<javascript:alert(1)>",
-                                     "![i](/etc/passwd)", "www.example.com", "line\n# h1"])
-def test_markdown_and_html_text_render_as_plain_text(payload: str) -> None:
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    rendered = markdown2html_mistune(f"- {markdown_text(payload)}")
-    found = assert_inert(rendered, payload[:30], whole_page=False)
-    assert set(found.tags) == {"ul", "li"}, rendered
-    assert "".join(found.text).strip() == plain_text(payload)
-    found = assert_inert(f'<p title="{html_text(payload)}">{html_text(payload)}</p>',
-                         payload[:30], whole_page=False)
-    assert found.attributes == [("p", "title", plain_text(payload))]
+PAYLOADS = [*SITES, TITLE, "a` <b onclick=x>`", "``x``", "\x00nul", "x" * 5000,
+            "[x](javascript:alert(1))", "<javascript:alert(1)>", "![i](/etc/passwd)",
+            "www.example.com", "line\n# h1", "a\\`b", "<https://example.com>"]
 
 
-def test_views_render_data_text_inert() -> None:
-    """title_block, methods and findings, rendered the way nbconvert renders them."""
-    from IPython.display import Markdown
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+def exported_page(tmp_path: Path, outputs: list) -> str:
+    """IPython display objects as a report page shows them: one executed notebook holding
+    them, exported by the report's own exporter (template, image embedding, checks)."""
+    import nbformat
+    from IPython.display import HTML, Markdown
 
+    from mfr_analysis.report.run import export_html
+
+    cell = nbformat.v4.new_code_cell("")
+    for shown in outputs:
+        mimetype = "text/markdown" if isinstance(shown, Markdown) else "text/html"
+        assert isinstance(shown, Markdown | HTML)
+        cell.outputs.append(nbformat.v4.new_output(
+            "display_data", data={mimetype: shown.data, "text/plain": ""}))
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    nbformat.write(notebook, tmp_path / "shown.ipynb")
+    problems = export_html(tmp_path / "shown.ipynb", tmp_path / "shown.html", title="T")
+    assert problems == [], problems
+    page = (tmp_path / "shown.html").read_text(encoding="utf-8")
+    assert_inert(page, "exported")
+    return page
+
+
+class ListItems(HTMLParser):
+    """The text of each <li>, and the tags inside list items."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.items: list[str] = []
+        self.inner: set[str] = set()
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "li":
+            self.items.append("")
+            self._depth += 1
+        elif self._depth:
+            self.inner.add(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._depth -= tag == "li"
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.items[-1] += data
+
+
+def test_markdown_and_html_text_render_as_plain_text(tmp_path: Path) -> None:
+    """Each payload, escaped for Markdown text, a Markdown code span and HTML, comes out of
+    the exporter as exactly its text: no element, link, image, math or handler."""
+    from IPython.display import HTML, Markdown
+
+    from mfr_analysis.report.safe_text import markdown_code
+
+    shown = [Markdown("\n".join(f"- {markdown_text(p)}" for p in PAYLOADS)),
+             Markdown("\n".join(f"- {markdown_code(p)}" for p in PAYLOADS)),
+             HTML("<ul>" + "".join(f'<li title="{html_text(p)}">{html_text(p)}</li>'
+                                   for p in PAYLOADS) + "</ul>")]
+    page = exported_page(tmp_path, shown)
+    items = ListItems()
+    items.feed(page)
+    expected = [plain_text(p) for p in PAYLOADS]
+    assert items.items == expected * 3
+    assert items.inner == {"code"}  # from the code spans; nothing else inside an item
+    titles = [value for tag, name, value in audit(page).attributes if name == "title"]
+    assert titles == expected
+
+
+def test_views_render_data_text_inert(tmp_path: Path) -> None:
+    """title_block, findings and methods with hostile text, through the report's exporter."""
     from mfr_analysis.report import views
-
-    def rendered(shown: object) -> str:
-        data = shown.data
-        return markdown2html_mistune(data) if isinstance(shown, Markdown) else data
 
     sessions = pd.DataFrame({"client_id": ["a", "b"], "session_id": ["1", "2"],
                              "session_date": pd.to_datetime(["2024-01-01", "2024-02-01"])})
-    heading = rendered(views.title_block(SITES[0], sessions, 11))
-    assert audit(heading).h1 == [plain_text(SITES[0])]
-    assert_inert(heading, "title_block", whole_page=False)
     claims = pd.DataFrame({"claim_id": ["pain"], "audience_group": [GROUP_PAYLOAD],
                            "outcome": ["pain"], "estimate": [-1.0], "ci_low": [-2.0],
                            "ci_high": [0.0], "verdict": ["supported"], "unit": [SITES[1]],
                            "method": [SITES[2]]})
-    assert_inert(rendered(views.findings(claims)), "findings", whole_page=False)
-    for value in ("a` <img src=x onerror=alert(1)> `", *SITES):
-        shown = rendered(views.methods(claims, sessions, {"slice": f"site={value}",
-                                                          "title": value}))
-        assert_inert(shown, "methods", whole_page=False)
+    shown = [views.title_block(SITES[0], sessions, 11), views.findings(claims)]
+    shown += [views.methods(claims, sessions, {"slice": f"site={value}", "title": value})
+              for value in ("a` <img src=x onerror=alert(1)> `", *SITES)]
+    page = exported_page(tmp_path, shown)
+    assert audit(page).h1 == [plain_text(SITES[0])]
+    text = " ".join(audit(page).text)
+    assert plain_text("site=a` <img src=x onerror=alert(1)> `") in text
+    for site in SITES:
+        assert plain_text(f"site={site}") in text
 
 
 def test_figure_text_is_never_parsed_as_math() -> None:

@@ -268,7 +268,7 @@ def check_parameters(folder: Path, jobs: Sequence[SliceJob]) -> None:
 
 FAILED_NOTICE = (
     '<div class="mfr-failed"><b>This report is incomplete.</b> The analysis stopped in the '
-    "section “{section}”, so that section and the ones after it are missing or partial. The "
+    "section “{section}”, so that section is partial and the ones after it are missing. The "
     "analyst who ran the report should look at the run log or at notebooks/{slug}.ipynb in "
     "the report folder.</div>"
 )
@@ -306,32 +306,33 @@ def clinician_notebook(notebook, slug: str) -> tuple[object, bool]:
     """The executed notebook as a clinician may see it, and whether it failed.
 
     Error outputs, tracebacks, stderr and papermill's error banners are dropped; a failed run
-    gets one plain sentence on top saying where it stopped and where the analyst can look.
+    loses the sections it never reached and gets one plain sentence on top saying where it
+    stopped and where the analyst can look.
     """
     import nbformat
 
-    from mfr_analysis.report.safe_text import html_text, plain_text
+    from mfr_analysis.report.safe_text import html_text
 
     failed = bool(notebook.metadata.get("papermill", {}).get("exception"))
-    section = "loading the data"
-    stopped_in = ""
-    cells = []
+    section, stopped_in, cells = "loading the data", "", []
     for cell in notebook.cells:
-        if "papermill-error-cell-tag" in cell.metadata.get("tags", []):
-            continue
+        run = cell.metadata.get("papermill", {})
+        if "papermill-error-cell-tag" in cell.metadata.get("tags", []) or (
+                failed and run.get("status") == "pending"):
+            continue  # papermill's banners, and what the failed run never reached
         if cell.cell_type == "markdown":
-            heading = next((line.lstrip("#").strip() for line in cell.source.splitlines()
-                            if line.startswith("#")), "")
-            section = heading or section
+            section = next((line.lstrip("#").strip() for line in cell.source.splitlines()
+                            if line.startswith("#")), "") or section
         elif cell.cell_type == "code":
-            errors = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+            errors = run.get("exception") is True or any(
+                o.get("output_type") == "error" for o in cell.get("outputs", []))
             if errors and not stopped_in:
                 stopped_in = section
             failed = failed or errors
             cell.outputs = _clinician_outputs(cell.get("outputs", []))
         cells.append(cell)
     if failed:
-        notice = FAILED_NOTICE.format(section=html_text(plain_text(stopped_in or section, 80)),
+        notice = FAILED_NOTICE.format(section=html_text(stopped_in or section, 80),
                                       slug=html_text(slug))
         cells.insert(0, nbformat.v4.new_markdown_cell(notice))
     notebook.cells = cells

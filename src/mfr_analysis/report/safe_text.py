@@ -57,6 +57,20 @@ def markdown_text(value: object, limit: int | None = DISPLAY_LIMIT) -> str:
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain_text(value, limit))
 
 
+def markdown_code(value: object, limit: int | None = DISPLAY_LIMIT) -> str:
+    """Text as a Markdown code span: shown literally, in code style.
+
+    The fence is one backtick longer than the longest run of backticks in the text, so the
+    text cannot close it (CommonMark); a code span's content is never parsed, only escaped.
+    (Raw ``<code>`` tags would not do: nbconvert, embedding images, re-parses each inline tag
+    alone and empties it.)
+    """
+    text = plain_text(value, limit)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 class _MarkupAudit(HTMLParser):
     """Collects what would make a page active: scripts, handlers, script URLs, frames."""
 

@@ -30,7 +30,7 @@ from mfr_analysis.report.labels import (
     verdict_plain,
     verdict_text_colour,
 )
-from mfr_analysis.report.safe_text import html_text, markdown_text
+from mfr_analysis.report.safe_text import html_text, markdown_code, markdown_text
 
 TITLE_LIMIT = 300  # characters of a report title shown (a title holds a site name for a slice)
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
@@ -198,7 +198,7 @@ def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict) -> M
     )
     model_lines = "\n".join(f"- {markdown_text(claim_label(c))}: {markdown_text(m, None)}"
                             for c, m in used.items())
-    settings = "\n".join(f"- <code>{markdown_text(k)}</code> = <code>{markdown_text(v)}</code>"
+    settings = "\n".join(f"- {markdown_code(k)} = {markdown_code(v)}"
                          for k, v in parameters.items())
     return Markdown(f"""
 **Unit of analysis.** Clients, not sessions: repeated sessions of one client are not
