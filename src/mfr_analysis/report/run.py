@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import active_children, get_context
@@ -384,8 +386,9 @@ def _first_line(error: object) -> str:
 
 
 # The kernel this worker process is running a notebook on, and its socket folder: what
-# _stop_worker removes when the worker must die at once.
+# _stop_worker removes when the worker must die at once; and what that needs, imported ahead.
 _RUNNING: dict[str, object] = {}
+_WORKER: dict[str, object] = {}
 
 
 def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str) -> None:
@@ -394,7 +397,6 @@ def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str
     IPC keeps the kernel's traffic off TCP (no plain-text loopback warning on stderr), and
     owning the kernel manager lets us shut the kernel down at once, whatever happened.
     """
-    import shutil
     import tempfile
 
     import papermill as pm
@@ -433,29 +435,31 @@ PARENT_POLL_SECONDS = 0.5
 
 
 def _stop_worker(*_signal: object) -> None:
-    """Kill this worker's kernels (each with its process group) and exit now, no cleanup."""
-    import shutil
+    """Kill this worker's kernels (each with its process group) and exit now, no cleanup.
+
+    Runs as a signal handler or from the watchdog thread: nothing here may raise or import
+    (an import could meet a half-imported module of the interrupted main thread).
+    """
     import signal
 
-    for pid in _child_pids():
-        try:
-            os.killpg(pid, signal.SIGKILL)  # a kernel leads its own session
-        except OSError:  # not (yet) a group leader: a kernel being started
-            with suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-    if _RUNNING.get("sockets"):
-        shutil.rmtree(str(_RUNNING["sockets"]), ignore_errors=True)
-    os._exit(128 + signal.SIGTERM)
+    try:
+        for pid in _child_pids():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # a kernel leads its own session
+            except OSError:  # not (yet) a group leader: a kernel being started
+                with suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        if _RUNNING.get("sockets"):
+            shutil.rmtree(str(_RUNNING["sockets"]), ignore_errors=True)
+    finally:
+        os._exit(128 + signal.SIGTERM)
 
 
 def _child_pids() -> list[int]:
     """This process's children: its kernel, also one caught half-started by a signal."""
-    try:
-        import psutil  # a dependency of ipykernel
-    except ImportError:
-        psutil = None
+    psutil = _WORKER.get("psutil")
     if psutil is not None:
-        with suppress(psutil.Error, OSError):
+        with suppress(Exception):  # a child that ended meanwhile: psutil.Error
             return [child.pid for child in psutil.Process().children()]
     manager = _RUNNING.get("manager")
     process = getattr(getattr(manager, "provisioner", None), "process", None)
@@ -493,6 +497,12 @@ def _worker_init(parent_pid: int) -> None:
     """Initializer of every pool worker: see the comment above."""
     import signal
 
+    try:  # imported now: the signal handler must not import
+        import psutil  # a dependency of ipykernel
+
+        _WORKER["psutil"] = psutil
+    except ImportError:
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     _die_with_parent(parent_pid)
@@ -608,8 +618,11 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
             futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
                        for job in jobs]
         results = _collect(as_completed(futures), jobs, progress)
-    except BaseException:  # Ctrl-C, SIGTERM (see sigterm_as_interrupt), a broken pool
+    except BaseException as failure:  # Ctrl-C, SIGTERM (see sigterm_as_interrupt), ...
         _stop_pool(pool, set(active_children()) - before)
+        if isinstance(failure, BrokenProcessPool):
+            raise ReportError("a report worker process died (killed, or out of memory?); "
+                              "nothing was published") from None
         raise
     pool.shutdown(wait=True)
     return results
