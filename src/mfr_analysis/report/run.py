@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -440,8 +441,6 @@ def _stop_worker(*_signal: object) -> None:
     Runs as a signal handler or from the watchdog thread: nothing here may raise or import
     (an import could meet a half-imported module of the interrupted main thread).
     """
-    import signal
-
     try:
         for pid in _child_pids():
             try:
@@ -476,7 +475,6 @@ def _watch_parent(parent_pid: int) -> None:
 
 def _die_with_parent(parent_pid: int) -> None:
     """SIGTERM to this process when its parent dies (Linux), and a watchdog thread anyway."""
-    import signal
     import threading
 
     if sys.platform.startswith("linux"):
@@ -495,39 +493,37 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _worker_init(parent_pid: int) -> None:
     """Initializer of every pool worker: see the comment above."""
-    import signal
-
     try:  # imported now: the signal handler must not import
         import psutil  # a dependency of ipykernel
 
         _WORKER["psutil"] = psutil
     except ImportError:
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so: see _workers_born_ignoring_ctrl_c
     signal.signal(signal.SIGTERM, _stop_worker)
     _die_with_parent(parent_pid)
-    # The parent blocked these while it started us (see _spawn_blocked); handlers are set now.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-class _spawn_blocked:
-    """Block SIGINT and SIGTERM in this thread while pool workers are started.
+@contextmanager
+def _workers_born_ignoring_ctrl_c() -> Iterator[None]:
+    """SIGINT ignored in this process while it starts pool workers (``submit`` spawns them).
 
-    A spawned worker inherits the mask, so a Ctrl-C in its first second (before its
-    initializer set SIGINT to be ignored) cannot print a KeyboardInterrupt traceback from
-    inside it; here, a signal waits and is delivered when the block ends.
+    A spawned worker inherits 'ignored' across exec, and Python then leaves it so: a Ctrl-C
+    during its first second (importing, before its initializer runs) cannot print a
+    KeyboardInterrupt traceback from inside it. The parent ignores Ctrl-C only for the few
+    milliseconds the spawning takes. (Blocking the signal instead does not carry over:
+    multiprocessing's spawn resets the signal mask.)
     """
+    import threading
 
-    def __enter__(self) -> None:
-        import signal
-
-        self.signals = {signal.SIGINT, signal.SIGTERM}
-        self.previous = signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
-
-    def __exit__(self, *_exc: object) -> None:
-        import signal
-
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.previous)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_pool(pool: ProcessPoolExecutor, workers: Iterable) -> None:
@@ -546,7 +542,6 @@ def _stop_pool(pool: ProcessPoolExecutor, workers: Iterable) -> None:
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises KeyboardInterrupt: the same clean stop as Ctrl-C."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -614,7 +609,7 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
     try:
-        with _spawn_blocked():  # submit() starts the workers
+        with _workers_born_ignoring_ctrl_c():  # submit() starts the workers
             futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
                        for job in jobs]
         results = _collect(as_completed(futures), jobs, progress)
