@@ -315,27 +315,40 @@ def report(
         SliceBy | None, typer.Option("--by", help="Also one report per audience group or site.")
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Parallel report runs (default: cores).")
-    ] = max(1, os.cpu_count() or 1),
+        int | None, typer.Option("--workers", help="Parallel report runs (default: one per "
+                                 "core; at most two per core, as memory allows).")
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Run the slices as tasks on this Dask "
                                  "cluster (tcp://host:8786) instead of local processes.")
     ] = None,
-    title: Annotated[str, typer.Option(help="Report title.")] = "Myofascial release claims",
-    alpha: AlphaOpt = 0.05,
+    title: Annotated[str, typer.Option(help="Report title (at most 120 characters).")] = (
+        "Myofascial release claims"),
+    alpha: Annotated[
+        float, typer.Option(help="Significance level, after correction (above 0, at most 0.5).")
+    ] = 0.05,
     correction: CorrectionOpt = Correction.holm,
-    min_clients: MinClientsOpt = 10,
+    min_clients: Annotated[
+        int, typer.Option(help="Fewest clients in a claim x group cell to fit a model (>= 2).")
+    ] = 10,
     mcid: McidOpt = None,
     min_reported_clients: Annotated[
-        int, typer.Option(min=1, help="Counts of fewer clients are suppressed (CMS rule: 11).")
+        int, typer.Option(help="Counts of fewer clients are suppressed (CMS rule: 11; below "
+                          "11 only for internal use).")
     ] = 11,
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DateOrder.dmy,
     progress: ProgressOpt = None,
 ) -> None:
-    """Run the report notebooks with papermill and write self-contained HTML plus an index."""
+    """Run the report notebooks with papermill and write self-contained HTML plus an index.
 
-    def step() -> None:
+    Every option is checked before any work. Exit codes: 0 all reports written, 1 some
+    report failed (named on stderr; the index lists it), 2 refused, 130 interrupted (Ctrl-C
+    or SIGTERM; the previous report in --out stays as it was).
+    """
+    from mfr_analysis.report.run import SlicesFailed, sigterm_as_interrupt
+
+    def step() -> SlicesFailed | None:
         from mfr_analysis.report.run import ReportOptions, run_reports
 
         options = ReportOptions(
@@ -348,18 +361,26 @@ def report(
             date_order=date_order.value,
             mapping=str(mapping) if mapping else "",
         )
-        index = run_reports(
-            input_path,
-            out,
-            by=by.value if by else None,
-            workers=workers,
-            scheduler=scheduler,
-            options=options,
-            progress=_show_progress(progress),
-        )
+        try:
+            index = run_reports(
+                input_path,
+                out,
+                by=by.value if by else None,
+                workers=workers,
+                scheduler=scheduler,
+                options=options,
+                progress=_show_progress(progress),
+            )
+        except SlicesFailed as failure:  # exit 1, not the 2 of a refused run (below)
+            return failure
         typer.echo(f"reports -> {index}")
+        return None
 
-    _run(step)
+    with sigterm_as_interrupt():
+        failure = _run(step)
+    if failure is not None:
+        typer.echo(f"mfr-analysis: error: {failure}", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

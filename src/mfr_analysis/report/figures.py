@@ -29,6 +29,9 @@ from mfr_analysis.report.labels import (  # noqa: E402
 )
 
 sns.set_theme(style="whitegrid", context="notebook")
+# Figure text holds labels that come from data: never read "$...$" in it as mathtext (a label
+# could otherwise typeset math or fail to draw), and never hand it to a TeX installation.
+matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
 FIGURE_DPI = 90
 
 

@@ -12,12 +12,16 @@ import json
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +52,55 @@ class ReportOptions:
     mcid_overrides: dict[str, float] = field(default_factory=dict)
     date_order: str = "dmy"
     mapping: str = ""
+
+
+TITLE_MAX = 120  # characters of --title
+
+
+def validate_options(options: ReportOptions) -> ReportOptions:
+    """The options with MCIDs as floats, or :class:`InputError` (one line) for the first bad one.
+
+    Run before any work (cleaning, notebooks): a setting that would make every report fail,
+    or show something it should not, is refused up front.
+    """
+    from mfr_analysis.claims import _validate_options as claims_options  # same rules as claims
+    from mfr_analysis.errors import AnalysisError, InputError
+
+    alpha, min_clients = options.alpha, options.min_clients
+    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not 0 < alpha <= 0.5:
+        raise InputError(f"--alpha {alpha!r}: expected a number above 0 and at most 0.5")
+    if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 2:
+        raise InputError(f"--min-clients {min_clients!r}: expected a whole number of at least 2")
+    try:
+        mcid = claims_options(alpha, options.correction, min_clients, options.mcid_overrides)
+    except AnalysisError as error:
+        raise InputError(f"--mcid: {error}" if options.mcid_overrides else str(error)) from None
+    minimum = options.min_reported_clients
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+        raise InputError(f"--min-reported-clients {minimum!r}: expected a whole number of at "
+                         f"least 1 (the CMS rule is {MIN_REPORTED_CLIENTS})")
+    if minimum < MIN_REPORTED_CLIENTS:
+        log.warning("--min-reported-clients %d is below the CMS cell-size rule (%d): these "
+                    "reports are for internal use only", minimum, MIN_REPORTED_CLIENTS)
+    if options.date_order not in ("dmy", "mdy"):
+        raise InputError(f"--date-order {options.date_order!r}: expected dmy or mdy")
+    _check_title(options.title)
+    if options.mapping and not Path(options.mapping).is_file():
+        raise InputError(f"--mapping {options.mapping}: no such file")
+    return replace(options, mcid_overrides=mcid)
+
+
+def _check_title(title: str) -> None:
+    from mfr_analysis.errors import InputError
+
+    if not isinstance(title, str) or not title.strip():
+        raise InputError("--title: expected some text")
+    if len(title) > TITLE_MAX:
+        raise InputError(f"--title: {len(title)} characters; at most {TITLE_MAX}")
+    odd = next((ch for ch in title if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp",
+                                                                    "Cs", "Co", "Cn"}), None)
+    if odd is not None:
+        raise InputError(f"--title: contains the control or format character U+{ord(odd):04X}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +147,32 @@ def safe_slug(value: str) -> str:
         return text
     digest = hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:8]
     return f"{text or 'slice'}-{digest}"
+
+
+# File stems of the pages every run writes, and folder names inside the report folder: a
+# slice never gets one of these.
+RESERVED_STEMS = frozenset({"index", "data-quality", "claims-all", "notebooks", "data",
+                            "manifest"})
+
+
+def slice_slugs(values: Iterable[object]) -> dict[str, str]:
+    """A file stem ``claims-<slug>`` per slice value, unique within the run.
+
+    A stem never equals a fixed page's (a site named 'all' must not replace the pooled report)
+    nor another slice's: a clash gets a suffix derived from the value itself, longer until
+    unique, so the same values always get the same names.
+    """
+    stems: dict[str, str] = {}
+    taken = set(RESERVED_STEMS)
+    for value in sorted({str(v) for v in values}):
+        base = f"claims-{safe_slug(value)}"
+        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
+        stem, length = base, 8
+        while stem in taken:
+            stem, length = f"claims-{safe_slug(value)[:60]}-{digest[:length]}", length + 4
+        taken.add(stem)
+        stems[value] = stem
+    return stems
 
 
 def ensure_kernel() -> str:
@@ -182,8 +261,9 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
     jobs = [SliceJob(DATA_QUALITY_NOTEBOOK, "data-quality", "Data quality",
                      {**common, "slice_column": "", "slice_value": "",
                       "hidden_groups": list(pooled.hidden_groups)})]
+    stems = slice_slugs(item.value for item in folder.slices if item.value != POOLED)
     for item in folder.slices:
-        slug = "claims-all" if item.value == POOLED else f"claims-{safe_slug(item.value)}"
+        slug = "claims-all" if item.value == POOLED else stems[item.value]
         claims_path = (out / f"{slug}.json").resolve()
         write_claims(item.claims, claims_path)
         parameters = {**common, "slice_column": by if item.value != POOLED else "",
@@ -208,13 +288,99 @@ def check_parameters(folder: Path, jobs: Sequence[SliceJob]) -> None:
             raise ReportError(f"{job.notebook} has no parameter(s) {', '.join(sorted(unknown))}")
 
 
-def export_html(notebook_path: Path, html_path: Path) -> None:
-    """Convert an executed notebook to self-contained HTML: no code, no network fetches."""
+FAILED_NOTICE = (
+    '<div class="mfr-failed"><b>This report is incomplete.</b> The analysis stopped in the '
+    "section “{section}”, so that section is partial and the ones after it are missing. The "
+    "analyst who ran the report should look at the run log or at notebooks/{slug}.ipynb in "
+    "the report folder.</div>"
+)
+UNSAFE_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n{csp}\n'
+    "<title>Report withheld</title></head><body><p>This report was withheld: its page did not "
+    "pass the safety check. The analyst who ran the report should look at the run log or at "
+    "notebooks/{slug}.ipynb in the report folder.</p></body></html>\n"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_SCRIPT_MIMETYPES = ("application/javascript", "application/vnd.jupyter.widget-view+json",
+                     "application/vnd.jupyter.widget-state+json")
+
+
+def _clinician_outputs(outputs: list) -> list:
+    """Outputs fit for a clinician: no error or traceback, no stderr, no script, no ANSI."""
+    kept = []
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "error" or (kind == "stream" and output.get("name") != "stdout"):
+            continue
+        if kind == "stream":
+            output["text"] = _ANSI.sub("", output.get("text", ""))
+        data = output.get("data")
+        if data is not None:
+            for mimetype in _SCRIPT_MIMETYPES:
+                data.pop(mimetype, None)
+            if not data:
+                continue
+        kept.append(output)
+    return kept
+
+
+def clinician_notebook(notebook, slug: str) -> tuple[object, bool]:
+    """The executed notebook as a clinician may see it, and whether it failed.
+
+    Error outputs, tracebacks, stderr and papermill's error banners are dropped; a failed run
+    loses the sections it never reached and gets one plain sentence on top saying where it
+    stopped and where the analyst can look.
+    """
+    import nbformat
+
+    from mfr_analysis.report.safe_text import html_text
+
+    failed = bool(notebook.metadata.get("papermill", {}).get("exception"))
+    section, stopped_in, cells = "loading the data", "", []
+    for cell in notebook.cells:
+        run = cell.metadata.get("papermill", {})
+        if "papermill-error-cell-tag" in cell.metadata.get("tags", []) or (
+                failed and run.get("status") == "pending"):
+            continue  # papermill's banners, and what the failed run never reached
+        if cell.cell_type == "markdown":
+            section = next((line.lstrip("#").strip() for line in cell.source.splitlines()
+                            if line.startswith("#")), "") or section
+        elif cell.cell_type == "code":
+            errors = run.get("exception") is True or any(
+                o.get("output_type") == "error" for o in cell.get("outputs", []))
+            if errors and not stopped_in:
+                stopped_in = section
+            failed = failed or errors
+            cell.outputs = _clinician_outputs(cell.get("outputs", []))
+        cells.append(cell)
+    if failed:
+        notice = FAILED_NOTICE.format(section=html_text(stopped_in or section, 80),
+                                      slug=html_text(slug))
+        cells.insert(0, nbformat.v4.new_markdown_cell(notice))
+    notebook.cells = cells
+    return notebook, failed
+
+
+def export_html(notebook_path: Path, html_path: Path, *, title: str = "",
+                slug: str = "") -> list[str]:
+    """Convert an executed notebook to self-contained, inert HTML: no code, no script, no
+    traceback, no network fetch; the page carries the Content-Security-Policy.
+
+    Returns what made the page unsafe (then a plain withheld page is written instead), or an
+    empty list.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
     from mfr_analysis.io import write_atomic
+    from mfr_analysis.report.safe_text import (
+        CONTENT_SECURITY_POLICY,
+        CSP_META,
+        plain_text,
+        unsafe_markup,
+    )
 
+    slug = slug or html_path.stem
     exporter = HTMLExporter(
         template_name="mfr_offline",
         extra_template_basedirs=[str(TEMPLATES)],
@@ -223,14 +389,26 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
         exclude_output_prompt=True,
         embed_images=True,
     )
-    notebook = nbformat.read(notebook_path, as_version=4)
-    body, _ = exporter.from_notebook_node(notebook)
+    notebook, _failed = clinician_notebook(nbformat.read(notebook_path, as_version=4), slug)
+    notebook.metadata["title"] = plain_text(title or "Report", 300)
+    body, _ = exporter.from_notebook_node(
+        notebook, resources={"mfr_csp": CONTENT_SECURITY_POLICY})
+    problems = unsafe_markup(body)
+    if problems:  # the caller reports them as this slice's failure
+        body = UNSAFE_PAGE.format(csp=CSP_META, slug=slug)
     write_atomic(html_path, lambda p: p.write_text(body, encoding="utf-8"))
+    return problems
 
 
 def _first_line(error: object) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:300] if lines else ""
+
+
+# The kernel this worker process is running a notebook on, and its socket folder: what
+# _stop_worker removes when the worker must die at once; and what that needs, imported ahead.
+_RUNNING: dict[str, object] = {}
+_WORKER: dict[str, object] = {}
 
 
 def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str) -> None:
@@ -239,7 +417,6 @@ def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str
     IPC keeps the kernel's traffic off TCP (no plain-text loopback warning on stderr), and
     owning the kernel manager lets us shut the kernel down at once, whatever happened.
     """
-    import shutil
     import tempfile
 
     import papermill as pm
@@ -247,15 +424,157 @@ def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str
 
     sockets = tempfile.mkdtemp(prefix="mfr-kernel-")
     manager = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(sockets) / "k"))
+    _RUNNING.update(manager=manager, sockets=sockets)
     try:
         pm.execute_notebook(
             str(folder / job.notebook), str(executed), parameters=job.parameters,
             kernel_name=kernel, km=manager, progress_bar=False, log_output=False, cwd=str(cwd),
         )
     finally:
+        _RUNNING.clear()
         if manager.has_kernel:
             manager.shutdown_kernel(now=True)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+# ----------------------------------------------------------- pool workers and signals ---
+# A pool worker must never outlive the report run that started it, nor leave its kernel
+# behind (kill -9 or SIGTERM of `report` used to leave workers running the remaining
+# notebooks and then idling forever). Each worker
+#   * ignores Ctrl-C: the terminal sends SIGINT to the whole process group, and the parent
+#     alone decides (it then stops the workers: no traceback from a worker or a kernel);
+#   * asks Linux to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), and
+#     watches its parent pid from a thread as well (any POSIX system, and the moment
+#     between its start and the prctl call);
+#   * on SIGTERM or a parent gone, kills its kernel's process group and exits at once.
+# Kernels run in their own session (jupyter_client), so a terminal's Ctrl-C never reaches
+# them; should their worker vanish anyway, ipykernel exits when its parent changes
+# (JPY_PARENT_PID, checked every second).
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_SECONDS = 0.5
+
+
+def _stop_worker(*_signal: object) -> None:
+    """Kill this worker's kernels (each with its process group) and exit now, no cleanup.
+
+    Runs as a signal handler or from the watchdog thread: nothing here may raise or import
+    (an import could meet a half-imported module of the interrupted main thread).
+    """
+    try:
+        for pid in _child_pids():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # a kernel leads its own session
+            except OSError:  # not (yet) a group leader: a kernel being started
+                with suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        if _RUNNING.get("sockets"):
+            shutil.rmtree(str(_RUNNING["sockets"]), ignore_errors=True)
+    finally:
+        os._exit(128 + signal.SIGTERM)
+
+
+def _child_pids() -> list[int]:
+    """This process's children: its kernel, also one caught half-started by a signal."""
+    psutil = _WORKER.get("psutil")
+    if psutil is not None:
+        with suppress(Exception):  # a child that ended meanwhile: psutil.Error
+            return [child.pid for child in psutil.Process().children()]
+    manager = _RUNNING.get("manager")
+    process = getattr(getattr(manager, "provisioner", None), "process", None)
+    return [process.pid] if getattr(process, "pid", None) else []
+
+
+def _watch_parent(parent_pid: int) -> None:
+    import time
+
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    _stop_worker()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGTERM to this process when its parent dies (Linux), and a watchdog thread anyway."""
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc symbol: the watchdog alone
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we could ask
+        _stop_worker()
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="mfr-watch-parent").start()
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Initializer of every pool worker: see the comment above."""
+    try:  # imported now: the signal handler must not import
+        import psutil  # a dependency of ipykernel
+
+        _WORKER["psutil"] = psutil
+    except ImportError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so: see _workers_born_ignoring_ctrl_c
+    signal.signal(signal.SIGTERM, _stop_worker)
+    _die_with_parent(parent_pid)
+
+
+@contextmanager
+def _workers_born_ignoring_ctrl_c() -> Iterator[None]:
+    """SIGINT ignored in this process while it starts pool workers (``submit`` spawns them).
+
+    A spawned worker inherits 'ignored' across exec, and Python then leaves it so: a Ctrl-C
+    during its first second (importing, before its initializer runs) cannot print a
+    KeyboardInterrupt traceback from inside it. The parent ignores Ctrl-C only for the few
+    milliseconds the spawning takes. (Blocking the signal instead does not carry over:
+    multiprocessing's spawn resets the signal mask.)
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, workers: Iterable) -> None:
+    """End a pool at once: queued jobs cancelled, running workers (and their kernels) ended."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()  # SIGTERM: the worker kills its kernel and exits
+    for process in workers:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt: the same clean stop as Ctrl-C."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> SliceResult:
@@ -281,8 +600,12 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
             error = f"{type(failure).__name__}: {_first_line(failure)}"
             break
     if executed.is_file():
-        export_html(executed, html)
+        problems = export_html(executed, html, title=str(job.parameters.get("title", "")),
+                               slug=job.slug)
+        if problems and not error:
+            error = f"page withheld: {problems[0]}"
     claims = str(job.parameters.get("claims_path", ""))
+    claims = str(out_dir / claims) if claims else ""  # relative to the report folder, or absolute
     return SliceResult(job.slug, job.label, job.notebook, html.name if html.is_file() else "",
                        claims, error)
 
@@ -298,10 +621,25 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
     kernel = ensure_kernel()
     if scheduler:
         return _run_jobs_on_dask(jobs, out, notebooks, kernel, scheduler, progress)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel) for job in jobs]
-        return _collect(as_completed(futures), jobs, progress)
+    from mfr_analysis.config import usable_cores
+
+    workers = max(1, min(workers or usable_cores(), len(jobs)))
+    before = set(active_children())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        with _workers_born_ignoring_ctrl_c():  # submit() starts the workers
+            futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
+                       for job in jobs]
+        results = _collect(as_completed(futures), jobs, progress)
+    except BaseException as failure:  # Ctrl-C, SIGTERM (see sigterm_as_interrupt), ...
+        _stop_pool(pool, set(active_children()) - before)
+        if isinstance(failure, BrokenProcessPool):
+            raise ReportError("a report worker process died (killed, or out of memory?); "
+                              "nothing was published") from None
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 
 def _collect(finished: Iterable, jobs: Sequence[SliceJob], progress: bool) -> list[SliceResult]:
@@ -338,6 +676,44 @@ def _run_jobs_on_dask(jobs: Sequence[SliceJob], out: Path, notebooks: Path, kern
         client.close()
 
 
+class SlicesFailed(ReportError):
+    """Some reports of a run failed; the others and the index (listing the failed) are written."""
+
+    def __init__(self, index: Path, failed: Sequence[SliceResult], total: int) -> None:
+        self.index, self.failed = index, list(failed)
+        names = ", ".join(r.slug for r in self.failed[:5]) + (
+            f" and {len(self.failed) - 5} more" if len(self.failed) > 5 else "")
+        super().__init__(f"{len(self.failed)} of {total} reports failed: {names} (see the "
+                         f"warnings above and notebooks/<name>.ipynb in {index.parent}); the "
+                         f"index lists them: {index}")
+
+
+# Files a report run writes into its folder: replaced, or removed as stale when this run
+# does not write them again (also when an older version wrote them without a manifest).
+REPORT_OWNED = ("index.html", "data-quality.html", "claims-*.html", "claims-*.json",
+                "notebooks/*.ipynb", "data/sessions.parquet", "data/quarantine.csv",
+                "data/cleaning_report.json", "data/manifest.json",
+                "data/sessions.parquet/part-*.parquet")
+# What a report run replaces in its folder whatever the slices: an input there is refused.
+REPORT_FIXED = ("index.html", "data-quality.html", "claims-all.html", "claims-all.json",
+                "notebooks", "data")
+_PATH_PARAMETERS = ("sessions_path", "cleaning_report_path", "claims_path")
+
+
+def _relative_paths(job: SliceJob, root: Path) -> SliceJob:
+    """The job with its paths inside ``root`` made relative to it.
+
+    Notebooks run with ``root`` (the staging folder) as working folder; the executed notebook,
+    kept as the record of the run, then names paths that still hold once the set is published.
+    """
+    parameters = dict(job.parameters)
+    for name in _PATH_PARAMETERS:
+        value = parameters.get(name)
+        if value and Path(value).is_absolute() and Path(value).is_relative_to(root.resolve()):
+            parameters[name] = Path(value).relative_to(root.resolve()).as_posix()
+    return replace(job, parameters=parameters)
+
+
 def run_reports(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -348,24 +724,43 @@ def run_reports(
     progress: bool = True,
     scheduler: str | None = None,
 ) -> Path:
-    """Clean once, run every report notebook in parallel, write ``index.html``; return its path."""
-    from mfr_analysis.report.index import write_index
+    """Clean once, run every report notebook in parallel, write ``index.html``; return its path.
 
-    options = options or ReportOptions()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
-    sessions_path, cleaning_report = _prepare_sessions(inputs, out / "data", options, progress)
-    folder = protect_folder(sessions_path, by, options, progress)
-    jobs, withheld = plan_jobs(sessions_path, cleaning_report, out, by, options, folder)
-    results = run_jobs(jobs, out, workers=workers, progress=progress, scheduler=scheduler)
+    Every option is checked before any work. Everything (pages, claims-*.json, notebooks/,
+    data/) is written into a staging folder and published into ``out`` as one set
+    (:func:`mfr_analysis.io.output_set`): an interrupted or killed run leaves the previous
+    report as it was, and pages of an earlier report that this run did not write are removed.
+    Before any notebook runs, the claims of every slice are computed and protected across the
+    whole folder (:func:`protect_folder`). Raises :class:`SlicesFailed` (after publishing,
+    failed pages and the index included) when any report failed.
+    """
+    from mfr_analysis.config import check_workers
+    from mfr_analysis.io import output_set, refuse_output_over_inputs
+    from mfr_analysis.pipeline import input_files
+    from mfr_analysis.report.index import write_index
     from mfr_analysis.report.views import load_cleaning_report
 
-    cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
-    index = write_index(out, results, withheld, options.title, asdict(options), cleaning)
+    options = validate_options(options or ReportOptions())
+    if workers is not None:
+        check_workers(workers)  # bounded by the machine's cores and memory
+    out = Path(out)
+    notebook_dir()  # fail early, before cleaning, when the notebooks cannot be found
+    refuse_output_over_inputs([out / name for name in REPORT_FIXED], input_files(inputs))
+    with output_set(out, kind="report", owned=REPORT_OWNED) as staged:
+        stage = staged.dir
+        sessions_path, cleaning_report = _prepare_sessions(inputs, stage / "data", options,
+                                                           progress)
+        folder = protect_folder(sessions_path, by, options, progress)
+        jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options, folder)
+        jobs = [_relative_paths(job, stage) for job in jobs]
+        results = run_jobs(jobs, stage, workers=workers, progress=progress,
+                           scheduler=scheduler)
+        cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
+        write_index(stage, results, withheld, options.title, asdict(options), cleaning)
+    index = out / "index.html"
     failed = [r for r in results if r.error]
-    if failed and len(failed) == len(results):
-        raise ReportError(f"every report failed; first: {failed[0].slug}: {failed[0].error}")
+    if failed:
+        raise SlicesFailed(index, failed, len(results))
     return index
 
 

@@ -29,7 +29,9 @@ from mfr_analysis.report.labels import (
     verdict_plain,
     verdict_text_colour,
 )
+from mfr_analysis.report.safe_text import html_text, markdown_code, markdown_text
 
+TITLE_LIMIT = 300  # characters of a report title shown (a title holds a site name for a slice)
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 
 
@@ -82,7 +84,7 @@ def scorecard(claims: pd.DataFrame) -> HTML:
     groups = [g for g in GROUP_ORDER if g in set(claims["audience_group"])]
     groups += sorted(set(claims["audience_group"]) - set(groups))
     keys = claims[["claim_id", "outcome"]].drop_duplicates()
-    header = "".join(f"<th>{html.escape(group_label(g))}</th>" for g in groups)
+    header = "".join(f"<th>{html_text(group_label(g))}</th>" for g in groups)
     body = []
     by_key = claims.set_index(["claim_id", "outcome", "audience_group"])
     for claim_id, outcome in keys.itertuples(index=False):
@@ -92,7 +94,7 @@ def scorecard(claims: pd.DataFrame) -> HTML:
         for group in groups:
             key = (claim_id, outcome, group)
             cells.append(_cell(by_key.loc[key]) if key in by_key.index else "<td>—</td>")
-        label = f"{name}" + (f" <small>({html.escape(suffix)})</small>" if suffix else "")
+        label = html_text(name) + (f" <small>({html_text(suffix)})</small>" if suffix else "")
         body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     legend = " ".join(
         f'<span style="background:{verdict_colour(v)};padding:1px 6px;border:1px solid #d0d7de">'
@@ -112,7 +114,7 @@ def _estimate_phrase(row: pd.Series) -> str:
     if pd.isna(row.get("estimate")):
         return ""
     unit = str(row["unit"]) if "unit" in row and pd.notna(row["unit"]) else ""
-    return f" (about {row['estimate']:+.1f}{(' ' + unit) if unit else ''})"
+    return f" (about {row['estimate']:+.1f}{(' ' + markdown_text(unit)) if unit else ''})"
 
 
 def findings(claims: pd.DataFrame) -> Markdown:
@@ -125,7 +127,7 @@ def findings(claims: pd.DataFrame) -> Markdown:
             by_verdict: dict[str, list[str]] = {}
             for _, row in outcome_rows.loc[outcome_rows["verdict"] != "suppressed"].iterrows():
                 who = ("all clients" if row["audience_group"] == "all"
-                       else group_plain(row["audience_group"]))
+                       else markdown_text(group_plain(row["audience_group"])))
                 phrase = who + (_estimate_phrase(row) if row["verdict"] in
                                 {"supported", "below_threshold", "contradicted"} else "")
                 by_verdict.setdefault(str(row["verdict"]), []).append(phrase)
@@ -133,9 +135,10 @@ def findings(claims: pd.DataFrame) -> Markdown:
                 continue
             sentence = "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
                                  for v, whos in by_verdict.items())
-            parts.append((f"{suffix}: " if suffix else "") + sentence)
+            parts.append((f"{markdown_text(suffix)}: " if suffix else "") + sentence)
         if parts:
-            lines.append(f"- **{claim_label(str(claim_id))}**: " + " — ".join(parts) + ".")
+            lines.append(f"- **{markdown_text(claim_label(str(claim_id)))}**: "
+                         + " — ".join(parts) + ".")
     lines.append("\nGroups withheld for privacy (too few clients, or needed to protect a smaller "
                  "group) are not described.")
     return Markdown("\n".join(lines))
@@ -163,10 +166,10 @@ def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
 
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    figcaption = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    figcaption = f"<figcaption>{html_text(caption, None)}</figcaption>" if caption else ""
     return HTML(
         f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" '
-        f'alt="{html.escape(alt)}">{figcaption}</figure>'
+        f'alt="{html_text(alt, None)}">{figcaption}</figure>'
     )
 
 
@@ -235,8 +238,10 @@ def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict,
         .groupby("claim_id", sort=False)["method"]
         .agg(lambda m: "; ".join(sorted(set(m))))
     )
-    model_lines = "\n".join(f"- {claim_label(c)}: {m}" for c, m in used.items())
-    settings = "\n".join(f"- `{k}` = `{v}`" for k, v in parameters.items())
+    model_lines = "\n".join(f"- {markdown_text(claim_label(c))}: {markdown_text(m, None)}"
+                            for c, m in used.items())
+    settings = "\n".join(f"- {markdown_code(k)} = {markdown_code(v)}"
+                         for k, v in parameters.items())
     return Markdown(f"""
 **Unit of analysis.** Clients, not sessions: repeated sessions of one client are not
 independent, so every model has a per-client random effect or cluster-robust standard errors.
@@ -301,9 +306,13 @@ def withheld_groups(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS)
     return plan_disclosure(session_counts(sessions), minimum=minimum).hidden_groups()
 
 
-def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> Markdown:
-    """Report heading with the period (in months) and its size (hidden when small)."""
-    return Markdown(f"# {title}\n\n{_size(sessions, minimum)}, {period(sessions)}.")
+def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> HTML:
+    """Report heading with the period (in months) and its size (hidden when small).
+
+    HTML, not Markdown: the title holds option and data text (a site name), shown escaped.
+    """
+    return HTML(f"<h1>{html_text(title, TITLE_LIMIT)}</h1>\n"
+                f"<p>{_size(sessions, minimum)}, {period(sessions)}.</p>")
 
 
 MEASURE_COLUMNS = [
@@ -367,7 +376,8 @@ def quality_summary(cleaning_report_path: str) -> Markdown:
     if not report:
         return Markdown("_No cleaning report was given: the input was an already clean table._")
     reasons = reason_counts(report)
-    top = ", ".join(f"{code.replace('_', ' ')} ({n:,})" for code, n in reasons.head(5).items())
+    top = ", ".join(f"{markdown_text(str(code).replace('_', ' '))} ({n:,})"
+                    for code, n in reasons.head(5).items())
     dropped = report.get("dropped_columns") or {}
     n_dropped = sum(len(v) for v in dropped.values()) if isinstance(dropped, dict) else len(dropped)
     return Markdown(
