@@ -80,7 +80,7 @@ def _number(text: object) -> float:
 def published_counts(folder: Path) -> pd.DataFrame:
     """Every client/session count the folder publishes: report, measure, group, values."""
     records = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("claims-*.json")):  # manifest.json holds no counts
         report = "pooled" if path.stem == "claims-all" else path.stem
         for row in json.loads(path.read_text(encoding="utf-8")):
             records.append({"report": report, "file": path.name,
@@ -144,7 +144,7 @@ def subtraction_leaks(counts: pd.DataFrame, minimum: int = MINIMUM) -> list[str]
 def small_counts_in_text(folder: Path) -> list[str]:
     """Counts of 1-10 clients, sessions or events written in words anywhere in the folder."""
     found = []
-    for path in [*folder.glob("*.html"), *folder.glob("*.json")]:
+    for path in [*folder.glob("*.html"), *folder.glob("claims-*.json")]:
         if path.suffix == ".html":
             parser = _Tables()
             parser.feed(path.read_text(encoding="utf-8"))

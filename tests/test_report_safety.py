@@ -49,7 +49,9 @@ SITES = [
     "<img src=x onerror=alert(1)><svg onload=alert(2)>[x](javascript:alert(3))",
     "\" onmouseover=\"alert(4)\" '</title><script>alert(5)</script><a href='javascript:x'>",
     "$\\frac{1}{0}$ **b** ![i](logs.csv) &lt;b&gt; &#x3C;script&#x3E; `c` <!-- x -->",
-    "\u202eevil\u202c \x07bel\x1b[31mred " + "L" * 300,
+    # (a site with control characters never reaches a page: cleaning quarantines its rows,
+    # tests/test_hostile_inputs.py; escaping of control characters is tested below)
+    "\u202eevil\u202c bel[31mred " + "L" * 300,
     "all",
 ]
 TITLE = "<script>alert('t')</script> [t](javascript:alert(1)) \" onmouseover=\"x\" $x^2$"

@@ -99,11 +99,15 @@ td, th {{ border-bottom: 1px solid #d0d7de; padding: 6px 8px; text-align: left; 
 </style></head><body>
 <h1>{html_text(title, TITLE_LIMIT)}</h1>
 <p>Reports generated {stamp} by mfr-analysis {html.escape(__version__)}. Open any report
-below; each works offline. Groups with too few clients have no report of their own.</p>
+below; each works offline. Groups or sites with too few clients have no report of their own,
+and are not named.</p>
 <table><thead><tr><th>Report</th><th>Headline (all clients of the slice)</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <p><small>Settings: {html_text(', '.join(f'{k}={v}' for k, v in settings.items()
                                           if k != 'mapping'), None)}</small></p>
+<p><small>To share: the pages and the <code>claims-*.json</code> files. The <code>data/</code>
+and <code>notebooks/</code> folders are the analyst's record of the run (row-level,
+pseudonymised data and the executed notebooks): keep them within the clinic.</small></p>
 </body></html>
 """
     problems = unsafe_markup(page)
