@@ -1,8 +1,12 @@
 """Run the report notebooks with papermill and export them to offline HTML, one per slice.
 
-``run_reports`` cleans the input once, then executes the data-quality notebook and one claims
-notebook per slice (all clients, then each audience group or site) in a process pool, writes
-each executed ``.ipynb`` beside its HTML (the record of the run) and an ``index.html``.
+``run_reports`` checks every option, cleans the input once, computes the claims of all
+clients and of every slice (audience group or site) and protects them across the whole
+folder (:mod:`mfr_analysis.report.disclosure`), then executes the data-quality notebook and
+one claims notebook per published slice in a process pool whose workers die with the run,
+exports each to inert offline HTML (escaped text, a Content-Security-Policy, no script, no
+traceback), writes each executed ``.ipynb`` beside its HTML (the record of the run) and an
+``index.html``, and publishes all of it as one output set (:func:`mfr_analysis.io.output_set`).
 """
 
 from __future__ import annotations
