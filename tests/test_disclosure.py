@@ -390,3 +390,33 @@ def test_before_after_draws_no_single_client() -> None:
     assert len([ax for ax in figure.axes if ax.get_title()]) == 2
     smaller = paired_before_after(sessions, "pain", 13)  # seniors (12) fall under 13
     assert [ax.get_title() for ax in smaller.axes if ax.get_title()] == ["Athletes"]
+
+
+def test_arm_sizes_and_responder_counts_are_planned_like_clients() -> None:
+    # athletes have 5 control clients: hidden, and the seniors' 25 with them (30 - 25 = 5);
+    # the rows keep their estimates; a hidden arm size also hides the responder counts
+    claims = pd.DataFrame({
+        "claim_id": ["pain"] * 3, "audience_group": [ALL, "athlete", "senior"],
+        "outcome": ["pain"] * 3, "estimate": [-1.0, -1.2, -0.8], "mcid": [2.0] * 3,
+        "n_clients": [100, 50, 50], "n_sessions": [400, 200, 200], "note": [""] * 3,
+        "design": ["controlled"] * 3, "verdict": ["below_threshold"] * 3,
+        "n_control_clients": [30, 5, 25],
+        "responders": [30, 20, 10], "responder_clients": [70, 45, 25],
+        "responder_share": [30 / 70, 20 / 45, 10 / 25],
+        "responders_control": [12, 2, 10], "responder_clients_control": [30, 5, 25],
+    })
+    sessions = _clients({"A": {"athlete": 50, "senior": 50}})
+    counts = pd.concat([session_counts(sessions), claim_counts(claims)], ignore_index=True)
+    protected = protect_claims(claims, plan_disclosure(counts, minimum=MINIMUM))
+    assert protected["verdict"].tolist() == ["below_threshold"] * 3
+    assert protected["estimate"].notna().all()
+    assert protected["n_control_clients"].tolist()[0] == 30
+    assert protected.loc[1:, "n_control_clients"].isna().all()
+    assert protected.loc[1:, ["responders", "responder_clients", "responder_share",
+                              "responders_control"]].isna().all().all()
+    # the pooled row: 30 of 70 MFR clients respond (both 11+), but 12 of 30 control clients
+    # leave 18 non-responders and 12 responders: shown; nothing small remains
+    assert protected.loc[0, "responders"] == 30 and protected.loc[0, "responders_control"] == 12
+    counts = pd.concat([session_counts(sessions), claim_counts(protected)], ignore_index=True)
+    shown = counts.loc[counts["clients"].between(1, MINIMUM - 1)]
+    assert shown.empty, shown

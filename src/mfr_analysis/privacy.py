@@ -33,7 +33,6 @@ drop points resting on fewer than ``minimum`` clients.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,18 +86,84 @@ def claim_measure(claim_id: str, outcome: str) -> str:
     return f"{claim_id}|{outcome}"
 
 
+#: Counts inside a claims row that a reader could also combine across rows: each is a measure
+#: of its own (``claim_id|outcome#part``), planned like the row's clients, and hidden alone
+#: (the row keeps its estimate). ``treated`` is the row's clients minus its control clients.
+PARTS: tuple[str, ...] = ("control", "treated", "responders", "nonresponders",
+                          "responders_control", "nonresponders_control")
+#: Columns a hidden part empties (arm sizes also give away the responder denominators).
+PART_COLUMNS: dict[str, tuple[str, ...]] = {
+    "control": ("n_control_clients",),
+    "treated": ("n_control_clients",),
+    "responders": ("responders", "responder_clients", "responder_share"),
+    "nonresponders": ("responders", "responder_clients", "responder_share"),
+    "responders_control": ("responders_control", "responder_clients_control"),
+    "nonresponders_control": ("responders_control", "responder_clients_control"),
+}
+_ARM_PARTS = ("control", "treated")
+
+
+def _number_column(claims: pd.DataFrame, column: str) -> pd.Series:
+    if column not in claims:
+        return pd.Series(np.nan, index=claims.index, dtype="float64")
+    return pd.to_numeric(claims[column], errors="coerce").astype("float64")
+
+
+def control_counts(claims: pd.DataFrame) -> pd.Series:
+    """Control-arm clients of each row: the column, else the count its note states."""
+    counts = _number_column(claims, "n_control_clients")
+    from_notes = claims["note"].fillna("").astype("str").map(control_clients)
+    return counts.fillna(pd.to_numeric(from_notes, errors="coerce").astype("float64"))
+
+
+def part_counts(claims: pd.DataFrame) -> pd.DataFrame:
+    """The clients of every part of every claims row (NaN where the row has no such part).
+
+    Responder counts come from their columns, else from the share of the row's MFR
+    clients (all clients of an uncontrolled row, clients minus control clients otherwise)."""
+    n_clients = _number_column(claims, "n_clients")
+    control = control_counts(claims)
+    design = (claims["design"].astype("str") if "design" in claims
+              else pd.Series("", index=claims.index))
+    treated = n_clients - control.fillna(0)
+    treated = treated.where((design == "controlled") | control.fillna(0).eq(0))
+    responders = _number_column(claims, "responders")
+    denominator = _number_column(claims, "responder_clients")
+    share = _number_column(claims, "responder_share")
+    mfr = treated.where(design == "controlled", n_clients)
+    denominator = denominator.fillna(mfr.where(share.notna()))
+    responders = responders.fillna((share * denominator).round())
+    responders_control = _number_column(claims, "responders_control")
+    denominator_control = _number_column(claims, "responder_clients_control")
+    return pd.DataFrame({
+        "control": control.where(design == "controlled"),
+        "treated": treated.where(design == "controlled"),
+        "responders": responders, "nonresponders": denominator - responders,
+        "responders_control": responders_control,
+        "nonresponders_control": denominator_control - responders_control,
+    }, index=claims.index)
+
+
 def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFrame:
-    """The ``n_clients`` and ``n_sessions`` of every claims row of one report, as cells."""
+    """The counts of every claims row of one report, as cells: ``n_clients`` and
+    ``n_sessions`` of the row, and the clients of each of its :data:`PARTS`."""
     clients = pd.to_numeric(claims["n_clients"], errors="coerce").fillna(0)
     sessions = pd.to_numeric(claims["n_sessions"], errors="coerce").fillna(0)
-    return pd.DataFrame({
-        "slice": slice_value,
-        "group": claims["audience_group"].astype("str").to_numpy(),
-        "measure": [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
-                                                        strict=True)],
-        "clients": clients.to_numpy(dtype=np.int64),
-        "sessions": sessions.to_numpy(dtype=np.int64),
-    })
+    measures = [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
+                                                     strict=True)]
+    groups = claims["audience_group"].astype("str").to_numpy()
+    frames = [pd.DataFrame({"slice": slice_value, "group": groups, "measure": measures,
+                            "clients": clients.to_numpy(dtype=np.int64),
+                            "sessions": sessions.to_numpy(dtype=np.int64)})]
+    parts = part_counts(claims)
+    for part in PARTS:
+        values = parts[part]
+        present = values.notna().to_numpy()
+        frames.append(pd.DataFrame({
+            "slice": slice_value, "group": groups[present],
+            "measure": [f"{m}#{part}" for m, keep in zip(measures, present, strict=True) if keep],
+            "clients": values[present].round().to_numpy(dtype=np.int64), "sessions": 0}))
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +263,11 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
             hidden.add(current)
             todo.extend(twins.get(current, ()))
             s, g, m = current
+            if m != CLIENTS and "#" not in m:  # a hidden claims row hides all its parts
+                todo.extend((s, g, f"{m}#{part}") for part in PARTS)
+            elif m.rsplit("#", 1)[-1] in _ARM_PARTS:  # arm sizes give away the denominators
+                base = m.rsplit("#", 1)[0]
+                todo.extend((s, g, f"{base}#{part}") for part in PARTS)
             if m == CLIENTS:  # the people are hidden: so is every claims row about them
                 todo.extend((s, g, other) for other in measures)
                 if g == ALL and s != POOLED:  # a hidden slice total: no report at all
@@ -259,57 +329,44 @@ def control_clients(note: str) -> int | None:
     return int(found["n"].replace(",", "")) if found else None
 
 
-def _protect_note(note: str, n_clients: float, design: str, minimum: int) -> str:
-    """A visible row's note without small counts; arm sizes only when both arms are large."""
-    control = control_clients(note)
-    if control is not None and math.isfinite(n_clients):
-        treated = int(n_clients) - control
-        if _small(control, minimum) or _small(treated, minimum):
-            note = _CONTROL_PHRASE.sub("(arm sizes withheld for privacy)", note)
-    return scrub_counts(note, minimum)
-
-
-def _responders_shown(share: float, n_clients: float, note: str, design: str,
-                      minimum: int) -> bool:
-    """A responder share is shown only when neither responders nor non-responders are few.
-
-    The share is over the MFR clients of the cell: all of them in an uncontrolled row, the
-    row's clients minus the control clients in a controlled one."""
-    if not (math.isfinite(share) and math.isfinite(n_clients)):
-        return True
-    treated = n_clients
-    if design == "controlled":
-        control = control_clients(note)
-        if control is None:
-            return False
-        treated = n_clients - control
-    responders = round(share * treated)
-    return not (_small(responders, minimum) or _small(treated - responders, minimum))
-
-
 def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
                    slice_value: str = POOLED) -> pd.DataFrame:
     """The claims table as a report may publish it: hidden rows keep only their labels.
 
     A hidden row gets verdict ``suppressed``, no number but its MCID, and a note saying why;
-    a shown row loses counts of 1..minimum-1 from its note and method, and a responder share
-    that would imply a few responders."""
+    a shown row loses the parts the plan hides (arm sizes, responder counts and shares, see
+    :data:`PARTS`) and every count of 1..minimum-1 from its note and method."""
     minimum = plan.minimum
-    hidden = np.array([plan.is_hidden(slice_value, str(g), claim_measure(c, o)) for c, g, o in
-                       zip(claims["claim_id"], claims["audience_group"], claims["outcome"],
-                           strict=True)], dtype=bool)
+    measures = [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
+                                                     strict=True)]
+    groups = claims["audience_group"].astype("str").tolist()
+    hidden = np.array([plan.is_hidden(slice_value, g, m) for g, m in zip(groups, measures,
+                                                                          strict=True)],
+                      dtype=bool)
     protected = claims.copy()
     numeric = [c for c in claims.select_dtypes("number").columns if c not in _NUMERIC_KEPT]
     for column in numeric:
         protected[column] = protected[column].astype("Float64").where(~hidden)
-    design = (claims["design"].astype("str") if "design" in claims
-              else pd.Series("", index=claims.index))
+    emptied: dict[str, np.ndarray] = {}
+    for part, columns in PART_COLUMNS.items():
+        gone = np.array([plan.is_hidden(slice_value, g, f"{m}#{part}")
+                         for g, m in zip(groups, measures, strict=True)], dtype=bool)
+        for column in columns:
+            emptied[column] = emptied.get(column, np.zeros(len(claims), bool)) | gone
+    for column, gone in emptied.items():
+        if column in protected:
+            protected[column] = protected[column].astype("Float64").where(~(gone | hidden))
+    if "responder_share" in protected:  # a share whose counts are unknown is not published
+        unknown = (_number_column(claims, "responder_share").notna()
+                   & part_counts(claims)["responders"].isna()).to_numpy()
+        protected["responder_share"] = protected["responder_share"].where(~unknown)
+    arms_hidden = emptied["n_control_clients"]
     notes = claims["note"].fillna("").astype("str")
-    n_clients = pd.to_numeric(claims["n_clients"], errors="coerce").astype("float64")
     protected["note"] = [
-        WITHHELD_NOTE.format(minimum=minimum) if hide else
-        _protect_note(note, n, d, minimum)
-        for hide, note, n, d in zip(hidden, notes, n_clients, design, strict=True)]
+        WITHHELD_NOTE.format(minimum=minimum) if hide else scrub_counts(
+            _CONTROL_PHRASE.sub("(arm sizes withheld for privacy)", note) if arms else note,
+            minimum)
+        for hide, arms, note in zip(hidden, arms_hidden, notes, strict=True)]
     if "method" in claims:
         protected["method"] = [
             "" if hide else scrub_counts(str(m), minimum)
@@ -317,12 +374,6 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
     if "design" in claims:
         protected["design"] = claims["design"].where(~hidden, "")
     protected["verdict"] = claims["verdict"].where(~hidden, SUPPRESSED)
-    if "responder_share" in claims:
-        keep = [hide or _responders_shown(s, n, note, d, minimum) for hide, s, n, note, d in zip(
-            hidden, claims["responder_share"].astype("float64"), n_clients, notes, design,
-            strict=True)]
-        protected["responder_share"] = protected["responder_share"].where(
-            np.asarray(keep, dtype=bool))
     return protected
 
 
