@@ -152,13 +152,21 @@ def _unique(pairs: list[tuple[Artist, str]]) -> tuple[list[Artist], list[str]]:
 
 # -------------------------------------------------------------------- forest plot ---
 
-def _row_label(row: pd.Series) -> str:
+def _small(count: object, minimum: int) -> bool:
+    """A count of 1..minimum-1 clients (none is not small)."""
+    return count is not None and pd.notna(count) and 0 < float(count) < minimum
+
+
+def _row_label(row: pd.Series, minimum: int) -> str:
+    """Group, client count and (when controlled) control-client count, as the protected
+    table holds them; a control count is printed only when neither arm is small."""
     label = group_label(str(row["audience_group"]))
     n = row.get("n_clients")
-    if n is None or pd.isna(n):
+    if n is None or pd.isna(n) or _small(n, minimum):
         return label
     control = row.get("n_control_clients")
-    if row.get("design") == "controlled" and control is not None and pd.notna(control):
+    if (row.get("design") == "controlled" and control is not None and pd.notna(control)
+            and not _small(control, minimum) and not _small(n - control, minimum)):
         return f"{label}\n{int(n):,} clients ({int(control):,} control)"
     return f"{label}\n{int(n):,} clients"
 
@@ -201,7 +209,8 @@ def _threshold_lines(ax: plt.Axes, panel: pd.DataFrame, positions: np.ndarray,
     return f"MCID ±{shown[0]} to ±{shown[-1]}{unit_words}, per group"
 
 
-def forest_plot(claims: pd.DataFrame, claim_id: str) -> Figure:
+def forest_plot(claims: pd.DataFrame, claim_id: str,
+                minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
     """Estimate and 95% CI per group for one claim, one panel per outcome (each its own unit).
 
     Each point's shape says its design (circle: vs control; triangle: before -> after, no
@@ -223,13 +232,13 @@ def forest_plot(claims: pd.DataFrame, claim_id: str) -> Figure:
     legend: list[tuple[Artist, str]] = []
     for ax, outcome in zip(axes[:, 0], outcomes, strict=False):
         panel = rows.loc[rows["outcome"] == outcome]
-        legend += _forest_panel(ax, panel, claim_id, str(outcome))
+        legend += _forest_panel(ax, panel, claim_id, str(outcome), minimum)
     _outside_legend(fig, *_unique(legend))
     return fig
 
 
-def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str,
-                  outcome: str) -> list[tuple[Artist, str]]:
+def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str, outcome: str,
+                  minimum: int) -> list[tuple[Artist, str]]:
     ratio = _is_ratio(panel, claim_id)
     positions = np.arange(len(panel), dtype=float)[::-1]
     legend: list[tuple[Artist, str]] = []
@@ -261,7 +270,7 @@ def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str,
                    zorder=4)
         legend.append((Line2D([], [], marker="D", color="#8250df", linestyle=""),
                        "published effect"))
-    ax.set_yticks(positions, [_row_label(row) for _, row in panel.iterrows()])
+    ax.set_yticks(positions, [_row_label(row, minimum) for _, row in panel.iterrows()])
     ax.set_ylim(positions.min() - 0.7, positions.max() + 0.7)
     if ratio:
         values = panel[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float)
@@ -435,25 +444,35 @@ def _outcome_words(claim_id: str, outcome: str) -> str:
     return claim_label(claim_id) + (f": {suffix}" if suffix else "")
 
 
-def _arm_share(row: pd.Series, arm: str) -> tuple[float, float, float]:
-    """(share, CI low, CI high) of one arm from the protected row's numbers, NaN if hidden."""
+WITHHELD = (-1.0, math.nan, math.nan)  # a bar left out for privacy
+
+
+def _arm_share(row: pd.Series, arm: str, minimum: int) -> tuple[float, float, float]:
+    """(share, CI low, CI high) of one arm from the protected row's numbers; NaN when the
+    table holds none, :data:`WITHHELD` when its responders or non-responders are 1 to
+    minimum-1 clients (a share of few clients would give their number away)."""
     suffix = "" if arm == "mfr" else "_control"
     responders = row.get(f"responders{suffix}", math.nan)
     clients = row.get(f"responder_clients{suffix}", math.nan)
     if pd.notna(responders) and pd.notna(clients) and clients > 0:
+        if _small(responders, minimum) or _small(clients - responders, minimum):
+            return WITHHELD
         return (float(responders) / float(clients), *wilson_interval(responders, clients))
     if arm == "mfr" and pd.notna(row.get("responder_share", math.nan)):
         return float(row["responder_share"]), math.nan, math.nan
     return math.nan, math.nan, math.nan
 
 
-def responder_bars(responders: pd.DataFrame) -> Figure:
+def responder_bars(responders: pd.DataFrame,
+                   minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
     """Share of clients whose own average change reaches the MCID: one panel per outcome
     (each ROM measure and both lasting-relief rows apart), a row per audience group with the
     MFR and control bars side by side, the percentage printed on each bar and Wilson 95%
     intervals.
 
-    Only numbers the protected claims table holds are drawn (a hidden count draws no bar).
+    Only numbers the protected claims table holds are drawn (a hidden count draws no bar),
+    and no bar whose responders or non-responders number 1 to ``minimum``-1 (it says
+    'withheld' instead).
     """
     frame = responders.assign(_words=[_outcome_words(str(c), str(o)) for c, o in zip(
         responders["claim_id"], responders["outcome"], strict=True)])
@@ -461,7 +480,7 @@ def responder_bars(responders: pd.DataFrame) -> Figure:
     for words, rows in frame.groupby("_words", sort=False):
         bars = {}
         for _, row in rows.iterrows():
-            arms = {arm: _arm_share(row, arm) for arm in ("mfr", "control")}
+            arms = {arm: _arm_share(row, arm, minimum) for arm in ("mfr", "control")}
             arms = {arm: v for arm, v in arms.items() if math.isfinite(v[0])}
             if arms:
                 bars[str(row["audience_group"])] = arms
@@ -490,7 +509,7 @@ def responder_bars(responders: pd.DataFrame) -> Figure:
         axes = subfig.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios},
                                squeeze=False)[:, 0]
         for ax, i in zip(axes, part, strict=False):
-            legend += _responder_panel(ax, *panels[i])
+            legend += _responder_panel(ax, *panels[i], minimum)
         for ax in axes[len(part):]:
             ax.set_visible(False)
         axes[len(part) - 1].set_xlabel("clients whose own average change reaches the MCID",
@@ -521,7 +540,7 @@ def _balanced(heights: list[float], columns: int) -> list[list[int]]:
 
 def _responder_panel(ax: plt.Axes, words: str,
                      bars: dict[str, dict[str, tuple[float, float, float]]],
-                     ) -> list[tuple[Artist, str]]:
+                     minimum: int = MIN_REPORTED_CLIENTS) -> list[tuple[Artist, str]]:
     legend: list[tuple[Artist, str]] = []
     width = 0.38
     positions = np.arange(len(bars), dtype=float)[::-1]
@@ -533,16 +552,23 @@ def _responder_panel(ax: plt.Axes, words: str,
                 continue
             share, low, high = arms[arm]
             style = _style("arm", arm, "mfr")
+            if share < 0:
+                ax.text(0.01, y + offset, f"{style['label']}: withheld (fewer than {minimum} "
+                        "responders or non-responders)", va="center", ha="left",
+                        fontsize="xx-small", color=QUIET)
+                continue
             handle = ax.barh(y + offset, share, height=width * 0.92, color=style["colour"],
                              hatch=style["hatch"] or None, edgecolor="white", linewidth=0.5)
             legend.append((handle, style["label"]))
             if math.isfinite(low):
-                errors = ax.errorbar(share, y + offset, xerr=[[share - low], [high - share]],
-                                     color=INK, capsize=2.5, linewidth=1)
+                spread = [[max(share - low, 0.0)], [max(high - share, 0.0)]]
+                errors = ax.errorbar(share, y + offset, xerr=spread, color=INK, capsize=2.5,
+                                     linewidth=1)
                 legend.append((errors, "95% interval (Wilson)"))
             end = high if math.isfinite(high) else share
             inside = end > 0.86
-            ax.text(share - 0.012 if inside else end + 0.015, y + offset, f"{share:.0%}",
+            text = f"{share:.0%}" if share > 0 else f"0% of {style['label']}"
+            ax.text(share - 0.012 if inside else end + 0.015, y + offset, text,
                     va="center", ha="right" if inside else "left", fontsize="x-small",
                     color="white" if inside else INK, fontweight="bold")
     ax.set_yticks(positions, [group_label(g) for g in bars], fontsize="small")
