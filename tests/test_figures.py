@@ -371,6 +371,24 @@ def test_figures_are_drawn_for_print_and_high_density_screens() -> None:
     assert all(fig.get_dpi() >= 150 for fig in made)
 
 
+def test_embedded_figures_are_sharp_small_and_laid_out_at_their_size() -> None:
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from mfr_analysis.report.views import show_figure
+
+    html = show_figure(figures.forest_plot(forest_claims(), "pain"), alt="pain").data
+    width = int(re.search(r'width="(\d+)"', html).group(1))
+    png = base64.b64decode(re.search(r"base64,([^\"]+)", html).group(1))
+    image = Image.open(io.BytesIO(png))
+    assert image.width / width == pytest.approx(figures.FIGURE_DPI / 96, rel=0.01)
+    assert image.mode == "P"  # a 256-colour palette: small enough to embed
+    assert len(png) < 120_000
+
+
 def test_group_colours_stay_apart_under_colour_vision_deficiency() -> None:
     """Group colours carry a marker too; still, no two may look alike (Okabe-Ito)."""
     palette = load_table("palette").query("kind == 'group'")

@@ -123,6 +123,29 @@ def _unit(rows: pd.DataFrame) -> str:
     return ""
 
 
+CSS_PIXELS_PER_INCH = 96
+
+
+def png_bytes(fig: Figure) -> tuple[bytes, int]:
+    """The figure as a PNG at its dpi (cropped to what it draws), reduced to a 256-colour
+    palette (about 4x smaller, no visible change for flat-colour charts), and the width in
+    CSS pixels to lay it out at; the figure is closed."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
+    dpi = fig.get_dpi()
+    plt.close(fig)
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                             dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True, dpi=(dpi, dpi))
+    return out.getvalue(), round(image.width * CSS_PIXELS_PER_INCH / dpi)
+
+
 def _new(width: float, height: float) -> tuple[Figure, plt.Axes]:
     fig, ax = plt.subplots(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
     return fig, ax

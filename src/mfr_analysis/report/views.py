@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import io
 import platform
 from collections.abc import Iterable
 
@@ -159,16 +158,17 @@ def design_caveat(sessions: pd.DataFrame, minimum_control_clients: int = 10) -> 
 
 
 def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
-    """Embed a figure as an inline PNG with alt text (offline, accessible) and close it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    """Embed a figure as an inline PNG with alt text (offline, accessible) and close it.
 
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    The PNG holds FIGURE_DPI pixels per inch but is laid out at the figure's size in CSS
+    pixels (96 per inch): sharp on high-density screens and in print, text at its size."""
+    from mfr_analysis.report.figures import png_bytes
+
+    png, width = png_bytes(fig)
+    data = base64.b64encode(png).decode("ascii")
     figcaption = f"<figcaption>{html_text(caption, None)}</figcaption>" if caption else ""
     return HTML(
-        f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" '
+        f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" width="{width}" '
         f'alt="{html_text(alt, None)}">{figcaption}</figure>'
     )
 
