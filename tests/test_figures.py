@@ -272,16 +272,25 @@ def test_responder_intervals_are_wilson_intervals_of_the_tables_counts() -> None
 def test_responder_bars_draw_nothing_that_would_give_away_a_few_clients() -> None:
     from mfr_analysis.report.views import responder_table
 
-    fig = figures.responder_bars(responder_table(responder_claims()), MINIMUM)
+    claims = responder_claims()
+    claims.loc[0, "responders_control"] = 5  # all clients' pain: 5 control responders
+    claims.loc[2, ["responders_control", "responder_clients_control"]] = np.nan  # hidden
+    fig = figures.responder_bars(responder_table(claims), MINIMUM)
     panels = bars_by_panel(fig)
-    tightness = next(bars for title, bars in panels.items() if title.startswith("Less tight"))
-    assert tightness == []  # 3 MFR responders and 2 control responders: both withheld
-    shown = " ".join(texts(fig))
-    assert "withheld" in shown
-    assert f"{3 / 238:.0%}" not in [t for t in texts(fig)]
+    # tightness: 3 MFR responders, 2 control responders: nothing to draw, outcome left out
+    assert not any(title.startswith("Less tight") for title in panels)
+    assert "1 group row(s) with no bar to show are left out" in legend_texts(fig)
+    control = to_hex(figures.arm_colour("control"))
+    pain = next(bars for title, bars in panels.items() if title.startswith("Pain relief"))
+    hip = next(bars for title, bars in panels.items() if "hip flexion" in title)
+    assert not any(to_hex(b.get_facecolor()) == control for b in pain + hip)
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert notes.count("control: withheld") == 2  # small (pain) and hidden (hip flexion)
+    assert "no control arm" in notes  # athletes' pain: an uncontrolled comparison
+    assert f"{5 / 57:.0%}" not in notes and f"{3 / 238:.0%}" not in notes
+    assert any(text.startswith("withheld: fewer than 11") for text in legend_texts(fig))
     # a row the protection suppressed draws nothing at all
-    suppressed = responder_claims().assign(verdict="suppressed")
-    assert responder_table(suppressed).empty
+    assert responder_table(claims.assign(verdict="suppressed")).empty
 
 
 # -------------------------------------------------------------- before and after ---

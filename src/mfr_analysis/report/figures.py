@@ -139,7 +139,9 @@ def png_bytes(fig: Figure) -> tuple[bytes, int]:
     dpi = fig.get_dpi()
     plt.close(fig)
     image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+    # maximum coverage keeps white white and every colour within a few levels (fast
+    # octree shifted white to 254 and lines by up to 40 levels)
+    palette = image.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE,
                              dither=Image.Dither.NONE)
     out = io.BytesIO()
     palette.save(out, format="PNG", optimize=True, dpi=(dpi, dpi))
@@ -467,13 +469,18 @@ def _outcome_words(claim_id: str, outcome: str) -> str:
     return claim_label(claim_id) + (f": {suffix}" if suffix else "")
 
 
-WITHHELD = (-1.0, math.nan, math.nan)  # a bar left out for privacy
+WITHHELD = (-1.0, math.nan, math.nan)  # an arm whose share the report may not show
+NO_ARM = (-2.0, math.nan, math.nan)  # a comparison without a control arm
+WITHHELD_WORDS = "withheld"
+NO_ARM_WORDS = "no control arm"
 
 
 def _arm_share(row: pd.Series, arm: str, minimum: int) -> tuple[float, float, float]:
-    """(share, CI low, CI high) of one arm from the protected row's numbers; NaN when the
-    table holds none, :data:`WITHHELD` when its responders or non-responders are 1 to
-    minimum-1 clients (a share of few clients would give their number away)."""
+    """(share, CI low, CI high) of one arm from the protected row's numbers.
+
+    :data:`WITHHELD` when the table hides the arm's counts, or when its responders or
+    non-responders are 1 to minimum-1 clients (their share would give the number away);
+    :data:`NO_ARM` for the control arm of a comparison that has none."""
     suffix = "" if arm == "mfr" else "_control"
     responders = row.get(f"responders{suffix}", math.nan)
     clients = row.get(f"responder_clients{suffix}", math.nan)
@@ -483,7 +490,9 @@ def _arm_share(row: pd.Series, arm: str, minimum: int) -> tuple[float, float, fl
         return (float(responders) / float(clients), *wilson_interval(responders, clients))
     if arm == "mfr" and pd.notna(row.get("responder_share", math.nan)):
         return float(row["responder_share"]), math.nan, math.nan
-    return math.nan, math.nan, math.nan
+    if arm == "control" and row.get("design") != "controlled":
+        return NO_ARM
+    return WITHHELD
 
 
 def responder_bars(responders: pd.DataFrame,
@@ -493,20 +502,22 @@ def responder_bars(responders: pd.DataFrame,
     MFR and control bars side by side, the percentage printed on each bar and Wilson 95%
     intervals.
 
-    Only numbers the protected claims table holds are drawn (a hidden count draws no bar),
-    and no bar whose responders or non-responders number 1 to ``minimum``-1 (it says
-    'withheld' instead).
+    Only numbers the protected claims table holds are drawn, and no bar whose responders or
+    non-responders number 1 to ``minimum``-1: such an arm reads 'withheld'; a group (or an
+    outcome) with no bar at all is left out and counted in a note under the legend.
     """
     frame = responders.assign(_words=[_outcome_words(str(c), str(o)) for c, o in zip(
         responders["claim_id"], responders["outcome"], strict=True)])
     panels = []
+    left_out = 0
     for words, rows in frame.groupby("_words", sort=False):
         bars = {}
         for _, row in rows.iterrows():
             arms = {arm: _arm_share(row, arm, minimum) for arm in ("mfr", "control")}
-            arms = {arm: v for arm, v in arms.items() if math.isfinite(v[0])}
-            if arms:
+            if any(share >= 0 for share, _, _ in arms.values()):
                 bars[str(row["audience_group"])] = arms
+            else:
+                left_out += 1
         if bars:
             title = str(words)
             if "mcid" in rows and rows["mcid"].notna().any():
@@ -519,7 +530,7 @@ def responder_bars(responders: pd.DataFrame,
     heights = [0.5 * len(bars) + 0.9 for _, bars in panels]
     split = _balanced(heights, columns)
     total = max((sum(heights[i] for i in part) for part in split), default=1.0)
-    fig = plt.figure(figsize=(7.5 if columns == 1 else 10.0, total + 0.9), dpi=FIGURE_DPI,
+    fig = plt.figure(figsize=(7.5 if columns == 1 else 10.0, total + 1.1), dpi=FIGURE_DPI,
                      layout="constrained")
     subfigs = fig.subfigures(1, columns, squeeze=False)[0]
     legend: list[tuple[Artist, str]] = []
@@ -540,7 +551,13 @@ def responder_bars(responders: pd.DataFrame,
     handles, labels = _unique(legend)
     order = [labels.index(x) for x in ("MFR clients", "control clients", "95% interval (Wilson)")
              if x in labels]
-    _outside_legend(fig, [handles[i] for i in order], [labels[i] for i in order], ncols=3)
+    notes = [f"{WITHHELD_WORDS}: fewer than {minimum} responders or non-responders, or hidden "
+             "to protect a smaller count (privacy)"]
+    if left_out:
+        notes.append(f"{left_out} group row(s) with no bar to show are left out")
+    blank = Line2D([], [], linestyle="", marker="")
+    _outside_legend(fig, [handles[i] for i in order] + [blank] * len(notes),
+                    [labels[i] for i in order] + notes, ncols=3)
     return fig
 
 
@@ -569,16 +586,13 @@ def _responder_panel(ax: plt.Axes, words: str,
     positions = np.arange(len(bars), dtype=float)[::-1]
     for y, arms in zip(positions, bars.values(), strict=True):
         for offset, arm in ((width / 2, "mfr"), (-width / 2, "control")):
-            if arm not in arms:
-                ax.text(0.01, y + offset, f"no {_style('arm', arm, 'mfr')['label']} shown",
-                        va="center", ha="left", fontsize="xx-small", color=QUIET)
-                continue
             share, low, high = arms[arm]
             style = _style("arm", arm, "mfr")
             if share < 0:
-                ax.text(0.01, y + offset, f"{style['label']}: withheld (fewer than {minimum} "
-                        "responders or non-responders)", va="center", ha="left",
-                        fontsize="xx-small", color=QUIET)
+                note = NO_ARM_WORDS if share == NO_ARM[0] else (
+                    f"{style['label'].split()[0]}: {WITHHELD_WORDS}")
+                ax.text(0.01, y + offset, note, va="center", ha="left", fontsize="x-small",
+                        color=QUIET, style="italic")
                 continue
             handle = ax.barh(y + offset, share, height=width * 0.92, color=style["colour"],
                              hatch=style["hatch"] or None, edgecolor="white", linewidth=0.5)
@@ -647,7 +661,7 @@ def missingness_heatmap(sessions: pd.DataFrame, columns: list[str],
     share.columns = [(names or {}).get(c, c) for c in share.columns]
     fig, ax = _new(max(0.55 * len(columns) + 2.5, 6), 0.45 * len(share) + 2.6)
     sns.heatmap(share, vmin=0, vmax=1, cmap="Greys", annot=True, fmt=".0%",
-                annot_kws={"fontsize": "x-small"}, linewidths=0.5, linecolor="white",
+                annot_kws={"fontsize": "small"}, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "share missing", "format": PercentFormatter(1.0, 0)}, ax=ax)
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
     ax.set_ylabel("")
