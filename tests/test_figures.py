@@ -311,9 +311,18 @@ def arm_sessions(controls: dict[str, int]) -> pd.DataFrame:
                         arm=frame["arm"].astype("category"))
 
 
+def pain_rows(**columns: list) -> pd.DataFrame:
+    """Protected rows of the pain claim for athletes and seniors."""
+    base = {"claim_id": ["pain", "pain"], "outcome": ["pain", "pain"],
+            "audience_group": ["athlete", "senior"], "verdict": ["below_threshold"] * 2,
+            "design": ["controlled", "uncontrolled"], "n_clients": [50, 30],
+            "n_control_clients": [20, 0]}
+    return claims_frame(**{**base, **columns})
+
+
 def test_before_after_is_split_by_arm_and_says_how_many_clients_each_mean_rests_on() -> None:
     sessions = arm_sessions({"athlete": 20, "senior": 5})
-    fig = figures.paired_before_after(sessions, "pain", MINIMUM)
+    fig = figures.paired_before_after(sessions, "pain", MINIMUM, claims=pain_rows())
     axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.get_title()}
     assert list(axes) == ["Athletes", "Seniors"]
     colours = {name: {to_hex(line.get_color()) for line in ax.lines if len(line.get_xdata())}
@@ -323,7 +332,7 @@ def test_before_after_is_split_by_arm_and_says_how_many_clients_each_mean_rests_
     assert control not in colours["Seniors"]  # 5 control clients: not drawn
     assert axes["Athletes"].get_xlabel() == "means of 30 MFR\nand 20 control clients"
     seniors = axes["Seniors"].get_xlabel()
-    assert "under 11" in seniors and "30" not in seniors and "5" not in seniors
+    assert seniors == "means of 30 MFR\nclients\n(control arm under 11 clients: not drawn)"
     # the drawn means are the means of the arm's client means
     per_client = sessions.groupby(["audience_group", "arm", "client_id"], observed=True)[
         ["pain_pre", "pain_post"]].mean()
@@ -334,9 +343,30 @@ def test_before_after_is_split_by_arm_and_says_how_many_clients_each_mean_rests_
     assert_legends_clear_of_data(fig)
 
 
+def test_before_after_prints_only_counts_the_protected_table_shows() -> None:
+    sessions = arm_sessions({"athlete": 20, "senior": 12})
+    hidden = pain_rows(verdict=["suppressed", "below_threshold"], n_clients=[np.nan, 42],
+                       design=["controlled", "controlled"], n_control_clients=[np.nan, np.nan])
+    fig = figures.paired_before_after(sessions, "pain", MINIMUM, claims=hidden)
+    labels = {ax.get_title(): ax.get_xlabel() for ax in fig.axes if ax.get_title()}
+    # athletes: the row is suppressed (complementary); seniors: the control count is hidden
+    assert labels == {"Athletes": "means of MFR and control\nclients",
+                      "Seniors": "means of MFR and control\nclients"}
+    unmatched = pain_rows(design=["controlled", "controlled"], n_clients=[51, 42],
+                          n_control_clients=[20, 12])  # athletes: 31 MFR in the table
+    fig = figures.paired_before_after(sessions, "pain", MINIMUM, claims=unmatched)
+    labels = {ax.get_title(): ax.get_xlabel() for ax in fig.axes if ax.get_title()}
+    assert labels["Athletes"] == "means of MFR and control\nclients"
+    assert labels["Seniors"] == "means of 30 MFR\nand 12 control clients"
+    alone = figures.paired_before_after(sessions, "pain", MINIMUM)  # no table: no numbers
+    assert not any(ch.isdigit() for ax in alone.axes for ch in ax.get_xlabel())
+
+
 def test_before_after_without_an_arm_column_is_all_mfr() -> None:
     sessions = arm_sessions({"athlete": 0}).drop(columns="arm")
-    fig = figures.paired_before_after(sessions, "pain", MINIMUM)
+    fig = figures.paired_before_after(sessions, "pain", MINIMUM,
+                                      claims=pain_rows(design=["uncontrolled"] * 2,
+                                                       n_clients=[30, 30]))
     ax = next(ax for ax in fig.axes if ax.get_title() == "Athletes")
     assert ax.get_xlabel() == "means of 30 MFR\nclients (no control clients)"
 
@@ -375,7 +405,8 @@ def test_figures_are_drawn_for_print_and_high_density_screens() -> None:
     assert figures.FIGURE_DPI >= 150
     made = [figures.forest_plot(forest_claims(), "pain"),
             figures.pain_trajectories(weekly_sessions(), MINIMUM),
-            figures.paired_before_after(arm_sessions({"athlete": 20}), "pain", MINIMUM),
+            figures.paired_before_after(arm_sessions({"athlete": 20}), "pain", MINIMUM,
+                                        claims=pain_rows()),
             figures.responder_bars(responder_claims())]
     assert all(fig.get_dpi() >= 150 for fig in made)
 

@@ -60,7 +60,10 @@ def test_reasons_are_worded_with_the_field_they_concern(cleaned) -> None:
     assert lines.sum() == sum(cleaned.report["reasons_by_field"].values())
     assert not any("_" in words for words in lines.index)  # no code left unworded
     table = quality.reason_table(cleaned.report)
-    assert table.index.name == "field: what was wrong" and list(table.columns) == ["rows"]
+    assert table.index.name == "field: what was wrong"
+    assert table.loc["pain before: outside 0-10", "quarantined"] == (
+        f"{lines['pain before: outside 0-10']} row" + (
+            "s" if lines["pain before: outside 0-10"] != 1 else ""))
 
 
 def test_every_reason_code_and_report_field_has_words() -> None:

@@ -338,30 +338,58 @@ def _arm_of(sessions: pd.DataFrame) -> pd.Series:
         lambda a: a == "control", "mfr")
 
 
-def _counts_words(sizes: dict[str, int], drawn: list[str], minimum: int) -> str:
+def _table_counts(claims: pd.DataFrame | None, outcome: str,
+                  group: str) -> dict[str, int] | None:
+    """Client counts per arm of the outcome's change claim for one group, as the protected
+    claims table shows them; None when the table withholds any of them."""
+    if claims is None or "n_clients" not in claims:
+        return None
+    rows = claims.loc[(claims["claim_id"] == outcome) & (claims["outcome"] == outcome)
+                      & (claims["audience_group"].astype(str) == group)]
+    if len(rows) != 1:
+        return None
+    row = rows.iloc[0]
+    if row.get("verdict") == "suppressed" or pd.isna(row["n_clients"]):
+        return None
+    if row.get("design") == "controlled":
+        control = row.get("n_control_clients")
+        if control is None or pd.isna(control):
+            return None
+        return {"mfr": int(row["n_clients"]) - int(control), "control": int(control)}
+    return {"mfr": int(row["n_clients"])}  # an uncontrolled row counts MFR clients only
+
+
+def _counts_words(sizes: dict[str, int], drawn: list[str], minimum: int,
+                  shown: dict[str, int] | None) -> str:
     """How many clients each drawn mean rests on, e.g. 'means of 120 MFR and 40 control
-    clients'. No count is printed when an arm of 1..minimum-1 clients is left out (the
-    other arm's count and a published total would give it away)."""
+    clients'. The numbers are those the protected claims table shows (``shown``), printed
+    only when they are the drawn clients; otherwise the arms are named without numbers (a
+    count the table withholds, e.g. by complementary suppression, is never printed)."""
     names = {"mfr": "MFR", "control": "control"}
     small = [arm for arm in ("mfr", "control") if 0 < sizes.get(arm, 0) < minimum]
+    known = shown is not None and all(shown.get(arm) == sizes[arm] for arm in drawn)
+    if known:
+        numbers = " and ".join(f"{sizes[arm]:,} {names[arm]}" for arm in drawn)
+        text = f"means of {numbers}\nclients" if len(drawn) == 1 else (
+            f"means of {sizes['mfr']:,} MFR\nand {sizes['control']:,} control clients")
+    else:
+        text = f"means of {' and '.join(names[arm] for arm in drawn)}\nclients"
     if small:
-        kept = " and ".join(names[a] for a in drawn)
-        return (f"means of {kept} clients\n({names[small[0]]} arm under {minimum}\n"
-                "clients: not drawn)")
-    if len(drawn) == 2:
-        return f"means of {sizes['mfr']:,} MFR\nand {sizes['control']:,} control clients"
-    arm = drawn[0]
-    other = "control" if arm == "mfr" else "MFR"
-    return f"means of {sizes[arm]:,} {names[arm]}\nclients (no {other} clients)"
+        return text + f"\n({names[small[0]]} arm under {minimum} clients: not drawn)"
+    missing = [names[arm] for arm in ("mfr", "control") if sizes.get(arm, 0) == 0]
+    return text + (f" (no {missing[0]} clients)" if missing else "")
 
 
 def paired_before_after(sessions: pd.DataFrame, outcome: str,
-                        minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+                        minimum: int = MIN_REPORTED_CLIENTS,
+                        claims: pd.DataFrame | None = None) -> Figure:
     """Mean of the client means before and after a session with its 95% CI and the middle
     half of clients, MFR and control apart, one panel per audience group.
 
     No single client is drawn; an arm (or a group) of fewer than ``minimum`` clients is left
-    out. Each panel says how many clients each mean rests on.
+    out. Each panel says how many clients each mean rests on, with the numbers of the
+    protected claims table (``claims``, the outcome's change claim) when it shows them and
+    they are the drawn clients; without ``claims`` no number is printed.
     """
     pre, post = f"{outcome}_pre", f"{outcome}_post"
     paired = sessions.dropna(subset=[pre, post])
@@ -404,7 +432,8 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str,
         ax.set_xticks([0, 1], ["before", "after"])
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(group_label(group), fontsize="medium")
-        ax.set_xlabel(_counts_words(counts, drawn, minimum), fontsize="small")
+        ax.set_xlabel(_counts_words(counts, drawn, minimum,
+                                    _table_counts(claims, outcome, group)), fontsize="small")
     words = {"pain": "pain", "tightness": "tightness", "stress": "stress"}.get(outcome, outcome)
     for row in axes:
         row[0].set_ylabel(f"{words} (0-10)" if outcome in words else outcome)

@@ -110,8 +110,12 @@ def reason_lines(report: dict) -> pd.Series:
 
 
 def reason_table(report: dict) -> pd.DataFrame:
-    """Rows per quarantine reason in words ('pain before: outside 0-10'), largest first."""
-    table = reason_lines(report).rename("rows").to_frame()
+    """Rows per quarantine reason in words ('pain before: outside 0-10' | '12 rows'), largest
+    first. Counts say 'rows' (quarantined rows, not clients), so no count reads as a number
+    of clients, sessions or events."""
+    lines = reason_lines(report)
+    table = pd.DataFrame({"quarantined": [f"{n:,} row{'s' if n != 1 else ''}"
+                                          for n in lines.to_numpy()]}, index=lines.index)
     table.index.name = "field: what was wrong"
     return table
 
