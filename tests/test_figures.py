@@ -29,6 +29,15 @@ from mfr_analysis.report import figures  # noqa: E402
 from mfr_analysis.tables import load_table  # noqa: E402
 
 MINIMUM = 11
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures made by a test are closed after it."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 GROUPS = ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 
 

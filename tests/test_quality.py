@@ -24,6 +24,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 MINIMUM = 11
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures made by a test are closed after it."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def cleaned():
     from mfr_analysis.clean import clean_sessions
