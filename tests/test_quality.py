@@ -168,4 +168,5 @@ def test_missing_values_are_printed_in_every_cell() -> None:
     annotations = [t.get_text() for t in ax.texts]
     assert len(annotations) == 2 * len(present)  # every cell, even with many columns
     assert annotations.count("100%") == 4 and "0%" in annotations
-    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["pain before", "pain after"]
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["pain before", "pain after"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Athletes", "Seniors"]

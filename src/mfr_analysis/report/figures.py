@@ -683,18 +683,23 @@ def reason_bars(reasons: pd.Series) -> Figure:
 
 def missingness_heatmap(sessions: pd.DataFrame, columns: list[str],
                         names: dict[str, str] | None = None) -> Figure:
-    """Percent of missing values per measure and audience group, printed in every cell."""
+    """Percent of missing values per measure (rows) and audience group (columns), printed in
+    every cell; tall rather than wide, so it stays readable on a phone."""
     share = sessions[columns].isna().groupby(sessions["audience_group"], observed=True).mean()
     share = share.loc[[g for g in _ordered(share.index.astype(str)) if g in share.index]]
     share.index = [group_label(g) for g in share.index]
     share.columns = [(names or {}).get(c, c) for c in share.columns]
-    fig, ax = _new(max(0.55 * len(columns) + 2.5, 6), 0.45 * len(share) + 2.6)
+    share = share.T
+    fig, ax = _new(max(1.2 * share.shape[1] + 3.2, 5.5), 0.34 * len(share) + 1.6)
     sns.heatmap(share, vmin=0, vmax=1, cmap="Greys", annot=True, fmt=".0%",
                 annot_kws={"fontsize": "small"}, linewidths=0.5, linecolor="white",
-                cbar_kws={"label": "share missing", "format": PercentFormatter(1.0, 0)}, ax=ax)
-    ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
+                cbar_kws={"label": "share missing", "format": PercentFormatter(1.0, 0),
+                          "shrink": 0.6}, ax=ax)
+    ax.xaxis.tick_top()
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=0, fontsize="small")
+    ax.tick_params(axis="both", length=0)
     ax.set_ylabel("")
-    ax.set_title("Missing values by audience group (percent of sessions)")
+    ax.set_title("Missing values by audience group (percent of sessions)", pad=24)
     return fig
 
 
