@@ -284,7 +284,8 @@ def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str, outcome: str
     null = 1.0 if ratio else 0.0
     ax.axvline(null, color=INK, linewidth=1)
     legend.append((Line2D([], [], color=INK, linewidth=1),
-                   "no difference (×1)" if ratio else "no change (0)"))
+                   "no difference (×1)" if ratio else "no change (0)" if set(designs) <= {
+                       "uncontrolled"} else "no difference (0)"))
     unit = _unit(panel)
     threshold = "" if ratio else _threshold_lines(ax, panel, positions, unit)
     if threshold:
