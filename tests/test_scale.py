@@ -18,7 +18,7 @@ from mfr_analysis.schema import CleanSessions  # noqa: E402
 from tests.conftest import TEST_KEY  # noqa: E402
 
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
-          "per_source", "session_ids", "columns_absent", "dropped_columns",
+          "reasons_by_field", "per_source", "session_ids", "columns_absent", "dropped_columns",
           "identifier_columns_dropped", "rows_per_source_read")
 
 

@@ -9,8 +9,9 @@ numpy operations on those codes.
 A row that breaks any rule goes to the quarantine with its raw values (client id replaced by
 its pseudonym, session id by the derived one), its source file and line, and every reason
 code that applies (``reasons``, codes from ``data/reason_codes.csv``), plus ``reason_detail``
-naming the field of each reason. Blank optional values are NA; an unreadable non-blank value
-is a reason, never a silent NA.
+naming the field of each reason; the cleaning report counts rows per reason and field too
+(``reasons_by_field``: ``{"out_of_range:pain_pre": 12, ...}``). Blank optional values are
+NA; an unreadable non-blank value is a reason, never a silent NA.
 
 The raw text a quarantine shows is made safe to hand over (:mod:`mfr_analysis.redact`):
 
@@ -474,6 +475,21 @@ class _Reasons:
         details = np.array([";".join(f"{codes[c - 1]}:{fields[j]}" for j, c in enumerate(row) if c)
                             for row in combos], dtype=object)
         return reasons, details[inverse.reshape(-1)]
+
+    def by_field_counts(self) -> dict[str, int]:
+        """Rows per ``reason:field`` (each row once per pair), in reason-code order.
+
+        ``field`` is the column the reason came from, without the reader's note in brackets
+        ("row (truncated line)" -> "row", "pain_pre (NUL or control character)" -> "pain_pre").
+        """
+        rows: dict[tuple[int, str], list[np.ndarray]] = {}
+        for field, hit, hit_codes in self.by_field:
+            name = field.split(" (", 1)[0]
+            for code in np.unique(hit_codes):
+                rows.setdefault((int(code), name), []).append(hit[hit_codes == code])
+        codes = reason_codes()
+        return {f"{codes[code - 1]}:{name}": int(np.unique(np.concatenate(parts)).size)
+                for (code, name), parts in sorted(rows.items())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1001,6 +1017,7 @@ def _report(n: int, keep: np.ndarray, valid: np.ndarray, duplicate: np.ndarray,
         "rows_quarantined": int((~valid).sum()),
         "rows_duplicate": int(duplicate.sum()),
         "reasons": {c: k for c, k in counts.items() if k},
+        "reasons_by_field": reasons.by_field_counts(),
         "per_source": per_source,
         "date_order": date_order,
         "session_ids": {"from_source": int(has_source_id[keep].sum()),

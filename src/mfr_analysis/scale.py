@@ -638,6 +638,7 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for count in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
         merged[count] = sum(r[count] for r in reports)
     reasons: dict[str, int] = {}
+    by_field: dict[str, int] = {}
     per_source: dict[str, dict[str, int]] = {}
     ids: dict[str, int] = {}
     dropped: dict[str, list[str]] = {}
@@ -646,6 +647,7 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     inputs: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in reports:
         _add(reasons, r["reasons"])
+        _add(by_field, r.get("reasons_by_field", {}))
         for name, counts in r["per_source"].items():
             _add(per_source.setdefault(name, {}), counts)
         _add(ids, r["session_ids"])
@@ -663,6 +665,9 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     if count in info:
                         inputs[slot][count] = inputs[slot].get(count, 0) + info[count]
     merged["reasons"] = {c: reasons[c] for c in reason_codes() if reasons.get(c)}
+    order = {c: i for i, c in enumerate(reason_codes())}  # the order one engine writes
+    merged["reasons_by_field"] = {k: by_field[k] for k in sorted(
+        by_field, key=lambda k: (order[k.split(":", 1)[0]], k.split(":", 1)[1]))}
     merged["per_source"] = per_source
     merged["date_order"] = first["date_order"]
     merged["session_ids"] = {k: ids.get(k, 0) for k in first["session_ids"]}

@@ -24,6 +24,8 @@ CONTENT_SECURITY_POLICY = (
 )
 CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
 
+# Files of the report folder a page may link to (relative, fixed names, never data text).
+FOLDER_FILE_LINKS = frozenset({"data/quarantine.csv"})
 DISPLAY_LIMIT = 200  # characters of one data string shown on a page (the rest becomes "…")
 
 # Bidi embedding, override and isolate controls: they reorder the text around them on screen.
@@ -105,12 +107,14 @@ class _MarkupAudit(HTMLParser):
 
 
 def _inert_url(tag: str, name: str, url: str) -> bool:
-    """Images may be embedded PNG/JPEG data; links may point within the page or to a sibling
-    report page of the same folder; nothing else."""
+    """Images may be embedded PNG/JPEG data; links may point within the page, to a sibling
+    report page of the same folder, or to the folder's quarantine file (the data-quality
+    page's link for the analyst); nothing else."""
     if tag == "img" and name == "src":
         return url.startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
     if tag == "a" and name == "href":
-        return url.startswith("#") or re.fullmatch(r"[a-z0-9_.-]+\.html(#[\w-]*)?", url) is not None
+        return (url.startswith("#") or url in FOLDER_FILE_LINKS
+                or re.fullmatch(r"[a-z0-9_.-]+\.html(#[\w-]*)?", url) is not None)
     return False
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import io
 import platform
 from collections.abc import Iterable
 
@@ -159,16 +158,17 @@ def design_caveat(sessions: pd.DataFrame, minimum_control_clients: int = 10) -> 
 
 
 def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
-    """Embed a figure as an inline PNG with alt text (offline, accessible) and close it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    """Embed a figure as an inline PNG with alt text (offline, accessible) and close it.
 
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    The PNG holds FIGURE_DPI pixels per inch but is laid out at the figure's size in CSS
+    pixels (96 per inch): sharp on high-density screens and in print, text at its size."""
+    from mfr_analysis.report.figures import png_bytes
+
+    png, width = png_bytes(fig)
+    data = base64.b64encode(png).decode("ascii")
     figcaption = f"<figcaption>{html_text(caption, None)}</figcaption>" if caption else ""
     return HTML(
-        f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" '
+        f'<figure class="mfr-figure"><img src="data:image/png;base64,{data}" width="{width}" '
         f'alt="{html_text(alt, None)}">{figcaption}</figure>'
     )
 
@@ -346,44 +346,27 @@ def paired_outcomes(sessions: pd.DataFrame) -> list[str]:
             if sessions[[f"{o}_pre", f"{o}_post"]].notna().all(axis=1).any()]
 
 
+RESPONDER_COLUMNS = ("claim_id", "outcome", "audience_group", "design", "mcid", "unit",
+                     "responder_share", "responders", "responder_clients", "responders_control",
+                     "responder_clients_control")
+
+
 def responder_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """Responder shares per claim and group, for the responder figure."""
-    columns = ["claim_id", "outcome", "audience_group", "responder_share"]
-    if "responder_share" not in claims:
-        return pd.DataFrame(columns=columns)
-    rows = claims.loc[claims["responder_share"].notna() & ~claims["outcome"].str.contains(":")]
+    """Responder numbers per claim, outcome (each ROM measure and lasting-relief row apart)
+    and group, as the protected claims table holds them, for the responder figure."""
+    columns = [c for c in RESPONDER_COLUMNS if c in claims]
+    numbers = [c for c in ("responder_share", "responders", "responders_control") if c in claims]
+    if not numbers:
+        return pd.DataFrame(columns=list(RESPONDER_COLUMNS))
+    shown = claims["verdict"] != "suppressed" if "verdict" in claims else True
+    rows = claims.loc[claims[numbers].notna().any(axis=1) & shown]
     return rows[columns].reset_index(drop=True)
 
 
-def load_cleaning_report(path: str) -> dict:
-    """The cleaning report as a dict, or an empty dict when none is given."""
-    import json
-    from pathlib import Path
-
-    if not path or not Path(path).is_file():
-        return {}
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def reason_counts(report: dict) -> pd.Series:
-    """Rows per quarantine reason, largest first."""
-    return pd.Series(report.get("reasons", {}), dtype="int64").sort_values(ascending=False)
-
-
-def quality_summary(cleaning_report_path: str) -> Markdown:
-    """One paragraph on where the input rows went."""
-    report = load_cleaning_report(cleaning_report_path)
-    if not report:
-        return Markdown("_No cleaning report was given: the input was an already clean table._")
-    reasons = reason_counts(report)
-    top = ", ".join(f"{markdown_text(str(code).replace('_', ' '))} ({n:,})"
-                    for code, n in reasons.head(5).items())
-    dropped = report.get("dropped_columns") or {}
-    n_dropped = sum(len(v) for v in dropped.values()) if isinstance(dropped, dict) else len(dropped)
-    return Markdown(
-        f"{report['rows_in']:,} rows read: **{report['rows_clean']:,} clean**, "
-        f"{report['rows_quarantined']:,} quarantined, {report['rows_duplicate']:,} exact "
-        f"duplicates. Most common reasons: {top or 'none'}. {n_dropped} unknown column(s) and "
-        "every identifier column (names, e-mails, phones, birth dates, notes) were dropped "
-        "before analysis; client ids are keyed pseudonyms."
-    )
+# The data-quality views moved to mfr_analysis.report.quality; kept here for the claims
+# notebook and the report runner, which read them from views.
+from mfr_analysis.report.quality import (  # noqa: E402, F401
+    load_cleaning_report,
+    quality_summary,
+    reason_counts,
+)
