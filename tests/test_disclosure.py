@@ -77,17 +77,37 @@ def _number(text: object) -> float:
         return np.nan
 
 
+def _parts(row: dict) -> dict[str, float]:
+    """Client counts a reader can read or derive inside one claims row."""
+    value = {k: _number(row.get(k)) for k in (
+        "n_clients", "n_control_clients", "responders", "responder_clients",
+        "responders_control", "responder_clients_control")}
+    return {"control": value["n_control_clients"],
+            "treated": value["n_clients"] - value["n_control_clients"],
+            "responders": value["responders"],
+            "nonresponders": value["responder_clients"] - value["responders"],
+            "responder_clients": value["responder_clients"],
+            "responders_control": value["responders_control"],
+            "nonresponders_control": value["responder_clients_control"]
+            - value["responders_control"],
+            "responder_clients_control": value["responder_clients_control"]}
+
+
 def published_counts(folder: Path) -> pd.DataFrame:
     """Every client/session count the folder publishes: report, measure, group, values."""
     records = []
     for path in sorted(folder.glob("claims-*.json")):  # manifest.json holds no counts
         report = "pooled" if path.stem == "claims-all" else path.stem
         for row in json.loads(path.read_text(encoding="utf-8")):
-            records.append({"report": report, "file": path.name,
-                            "measure": f"{row['claim_id']}|{row['outcome']}",
+            measure = f"{row['claim_id']}|{row['outcome']}"
+            records.append({"report": report, "file": path.name, "measure": measure,
                             "group": row["audience_group"],
                             "clients": _number(row.get("n_clients")),
                             "sessions": _number(row.get("n_sessions"))})
+            for part, clients in _parts(row).items():  # counts inside the row
+                records.append({"report": report, "file": path.name,
+                                "measure": f"{measure}#{part}", "group": row["audience_group"],
+                                "clients": clients, "sessions": np.nan})
     for path in sorted(folder.glob("*.html")):
         if path.name == "index.html":
             continue

@@ -125,8 +125,9 @@ def part_counts(claims: pd.DataFrame) -> pd.DataFrame:
     control = control_counts(claims)
     design = (claims["design"].astype("str") if "design" in claims
               else pd.Series("", index=claims.index))
-    treated = n_clients - control.fillna(0)
-    treated = treated.where((design == "controlled") | control.fillna(0).eq(0))
+    # the MFR clients: all clients of an uncontrolled row, the rest of a controlled one
+    treated = (n_clients - control.fillna(0)).where(design == "controlled",
+                                                    n_clients.where(design == "uncontrolled"))
     responders = _number_column(claims, "responders")
     denominator = _number_column(claims, "responder_clients")
     share = _number_column(claims, "responder_share")
@@ -137,7 +138,7 @@ def part_counts(claims: pd.DataFrame) -> pd.DataFrame:
     denominator_control = _number_column(claims, "responder_clients_control")
     return pd.DataFrame({
         "control": control.where(design == "controlled"),
-        "treated": treated.where(design == "controlled"),
+        "treated": treated,
         "responders": responders, "nonresponders": denominator - responders,
         "responders_control": responders_control,
         "nonresponders_control": denominator_control - responders_control,
@@ -156,13 +157,19 @@ def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFram
                             "clients": clients.to_numpy(dtype=np.int64),
                             "sessions": sessions.to_numpy(dtype=np.int64)})]
     parts = part_counts(claims)
+    uncontrolled = (claims["design"].astype("str") == "uncontrolled").to_numpy() if (
+        "design" in claims) else np.zeros(len(claims), dtype=bool)
     for part in PARTS:
         values = parts[part]
         present = values.notna().to_numpy()
+        kept = [m for m, keep in zip(measures, present, strict=True) if keep]
         frames.append(pd.DataFrame({
             "slice": slice_value, "group": groups[present],
-            "measure": [f"{m}#{part}" for m, keep in zip(measures, present, strict=True) if keep],
-            "clients": values[present].round().to_numpy(dtype=np.int64), "sessions": 0}))
+            "measure": [f"{m}#{part}" for m in kept],
+            "clients": values[present].round().to_numpy(dtype=np.int64), "sessions": 0,
+            # an uncontrolled row's MFR clients are its clients: hidden together
+            "twin": [m if part == "treated" and u else "" for m, u in zip(
+                kept, uncontrolled[present], strict=True)]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -249,6 +256,13 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
     cells = set(values)
     measures = sorted({m for _, _, m in cells})
     twins = _twins(cells, by)
+    if "twin" in counts:  # cells that count the same people as another measure's cell
+        for s, g, m, twin in counts[["slice", "group", "measure", "twin"]].itertuples(
+                index=False):
+            if isinstance(twin, str) and twin:
+                one, other = (str(s), str(g), str(m)), (str(s), str(g), twin)
+                twins.setdefault(one, set()).add(other)
+                twins.setdefault(other, set()).add(one)
     lines = _lines(cells, by)
     slices = {s for s, _, _ in cells}
     hidden: set[Cell] = set()
