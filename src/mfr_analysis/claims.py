@@ -88,7 +88,9 @@ from mfr_analysis.tables import categories, load_table
 
 __all__ = [
     "CLAIMS_COLUMNS",
+    "DESIGNS",
     "EXTRA_COLUMNS",
+    "THRESHOLD_KINDS",
     "VERDICTS",
     "AnalysisError",
     "claim_inputs",
@@ -101,15 +103,21 @@ __all__ = [
 
 VERDICTS: tuple[str, ...] = (
     "supported", "below_threshold", "no_meaningful_effect", "contradicted",
+    "association_shown", "no_association_shown",
     "inconclusive", "not_measured", "insufficient_data",
 )
+DESIGNS: tuple[str, ...] = ("controlled", "uncontrolled", "observational")
+THRESHOLD_KINDS: tuple[str, ...] = ("within_person", "between_condition", "none")
+ROM_THRESHOLDS = "rom_bounds"  # threshold_key of the per-measure ROM thresholds
 CLAIMS_COLUMNS: tuple[str, ...] = (
     "claim_id", "audience_group", "outcome", "estimate", "ci_low", "ci_high", "p_value",
     "p_adjusted", "mcid", "n_clients", "n_sessions", "method", "verdict", "note",
 )
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "unit", "design", "se", "tost_p", "responder_share", "mde", "clients_needed",
-    "heterogeneity_p", "literature_effect", "literature_smd", "literature_reference",
+    "unit", "design", "n_control_clients", "threshold_source", "se", "tost_p",
+    "responder_share", "responders", "responder_clients", "responders_control",
+    "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
+    "literature_effect", "literature_smd", "literature_reference",
 )
 ALL = "all"
 MIXED_MAX_SESSIONS = 5_000
@@ -119,15 +127,48 @@ CLUSTER_OLS_MAX_SESSIONS = 20_000
 MIN_ICC = 0.01
 MIN_SLOPE_SHARE = 0.05
 POWER = 0.80
-UNCONTROLLED_NOTE = ("uncontrolled before/after design: the change includes placebo, "
+UNCONTROLLED_NOTE = ("uncontrolled: {span}, no control group: the change includes placebo, "
                      "expectation and regression to the mean")
+SESSION_SPAN = "from before to after a session"
+FOLLOWUP_SPAN = "from before a session to its follow-up"
 
 
 # ---------------------------------------------------------------------------- registry ---
 
 def claim_registry() -> pd.DataFrame:
-    """The claims registry (``data/claims.csv``): one row per claim id, in report order."""
-    return load_table("claims")
+    """The claims registry (``data/claims.csv``): one row per claim id, in report order.
+
+    Each claim states the threshold its verdict uses (``threshold_key`` into
+    ``thresholds.csv``, or ``rom_bounds`` for the per-measure ROM thresholds), its
+    ``threshold_kind`` (one of :data:`THRESHOLD_KINDS`) and why (``threshold_rationale``);
+    a claim of kind ``none`` states none and reaches association verdicts only.
+    """
+    registry = load_table("claims")
+    problems = [p for _, claim in registry.iterrows() for p in _threshold_problems(claim)]
+    if problems:
+        raise AnalysisError("claims.csv: " + "; ".join(problems))
+    return registry
+
+
+def _threshold_problems(claim: pd.Series) -> list[str]:
+    """What is wrong with the threshold a registry row states (nothing: an empty list)."""
+    name, kind, key = claim["claim_id"], claim["threshold_kind"], claim["threshold_key"]
+    rationale = claim["threshold_rationale"]
+    if kind not in THRESHOLD_KINDS:
+        return [f"{name}: threshold_kind {kind!r} is not one of {', '.join(THRESHOLD_KINDS)}"]
+    if not (isinstance(rationale, str) and rationale.strip()):
+        return [f"{name}: threshold_rationale is empty"]
+    if kind == "none":
+        return [] if pd.isna(key) else [f"{name}: threshold_kind none with a threshold_key"]
+    if key == ROM_THRESHOLDS:
+        table, value, source = _rom_table(), "mcid", "mcid_reference"
+    elif isinstance(key, str) and key in _thresholds().index:
+        table, value, source = _thresholds().loc[[key]], "mcid", "reference"
+    else:
+        return [f"{name}: threshold_key {key!r} is not in thresholds.csv"]
+    if not (table[value].gt(0).all() and table[source].fillna("").str.strip().ne("").all()):
+        return [f"{name}: every threshold needs a positive value and a source"]
+    return []
 
 
 def literature() -> pd.DataFrame:
@@ -138,6 +179,11 @@ def literature() -> pd.DataFrame:
 @cache
 def _thresholds() -> pd.DataFrame:
     return load_table("thresholds").set_index("outcome")
+
+
+@cache
+def _associations() -> pd.DataFrame:
+    return load_table("associations").set_index("claim_id")
 
 
 @cache
@@ -171,30 +217,43 @@ def _validate_options(alpha: float, correction: str, min_clients: int,
     if unknown:
         raise AnalysisError(f"unknown MCID override key(s) {', '.join(unknown)}; "
                             f"use a claim id, a rom measure or an outcome such as 'rom:<measure>'")
+    registry = claim_registry().set_index("claim_id")
+    without = sorted(k for k in overrides if k in registry.index
+                     and registry.loc[k, "threshold_kind"] == "none")
+    if without:
+        raise AnalysisError(f"claim(s) {', '.join(without)} state no threshold (an association "
+                            "or a change of unknown unit, see claims.csv): an MCID override "
+                            "does not apply")
     for key, value in overrides.items():
         if not (isinstance(value, float | int) and math.isfinite(value) and value > 0):
             raise AnalysisError(f"MCID override {key!r} must be a positive number, got {value!r}")
     return {k: float(v) for k, v in overrides.items()}
 
 
-def _mcid(claim: pd.Series, outcome: str, settings: Settings) -> float:
-    """MCID of one outcome: override (outcome, measure, claim) else the shipped tables."""
+def _threshold(claim: pd.Series, outcome: str, settings: Settings) -> tuple[float, str]:
+    """(MCID, its source) of one outcome: a user override (outcome, measure, claim), else
+    the registry's table; (NaN, "") when the claim states no threshold."""
+    if claim["threshold_kind"] == "none":
+        return math.nan, ""
     overrides = settings.mcid_overrides
     measure = outcome.split(":", 1)[1] if outcome.startswith("rom:") else None
     for key in (outcome, measure, claim["claim_id"]):
         if key is not None and key in overrides:
-            return overrides[key]
+            return overrides[key], f"set by the user for this run (MCID override {key})"
     if measure is not None:
-        return float(_rom_table().loc[measure, "mcid"]) if measure in _rom_table().index \
-            else math.nan
-    key = claim["mcid_key"]
+        if measure not in _rom_table().index:
+            return math.nan, ""
+        found = _rom_table().loc[measure]
+        return float(found["mcid"]), str(found["mcid_reference"])
+    key = claim["threshold_key"]
     if isinstance(key, str) and key in _thresholds().index:
-        return float(_thresholds().loc[key, "mcid"])
-    return math.nan
+        found = _thresholds().loc[key]
+        return float(found["mcid"]), str(found["reference"])
+    return math.nan, ""
 
 
 def _mcid_relative(claim: pd.Series) -> float:
-    key = claim["mcid_key"]
+    key = claim["threshold_key"]
     if isinstance(key, str) and key in _thresholds().index:
         value = _thresholds().loc[key, "mcid_relative"]
         return float(value) if pd.notna(value) else math.nan
@@ -289,7 +348,11 @@ class CellFit:
     design: str = ""
     notes: tuple[str, ...] = ()
     mcid: float = math.nan
-    responder_share: float = math.nan
+    n_control_clients: int = 0
+    responders: float = math.nan
+    responder_clients: float = math.nan
+    responders_control: float = math.nan
+    responder_clients_control: float = math.nan
     mde: float = math.nan
     clients_needed: float = math.nan
     sd_baseline: float = math.nan
@@ -380,21 +443,40 @@ def _sd(values: np.ndarray) -> float:
 
 
 def _responders(values: np.ndarray, mcid: float, direction: int,
-                baseline: np.ndarray | None = None, relative: float = math.nan) -> float:
-    """Share of clients whose client-level value passes the MCID in the claimed direction."""
-    if values.size == 0 or not math.isfinite(mcid):
-        return math.nan
+                baseline: np.ndarray | None = None,
+                relative: float = math.nan) -> tuple[float, float]:
+    """(responders, clients): clients whose client-level value passes the MCID (or the
+    relative MCID of their baseline) in the claimed direction, out of those with a value.
+
+    Both are NaN when there is no threshold to pass."""
+    if not math.isfinite(mcid):
+        return math.nan, math.nan
+    finite = np.isfinite(values)
+    values = values[finite]
     passed = direction * values >= mcid
     if baseline is not None and math.isfinite(relative):
+        base = baseline[finite]
         with np.errstate(invalid="ignore"):
-            passed |= (direction * values >= relative * np.abs(baseline)) & (baseline > 0)
-    return float(passed.mean())
+            passed |= (direction * values >= relative * np.abs(base)) & (base > 0)
+    return float(passed.sum()), float(values.size)
 
 
+def _responder_fields(values: np.ndarray, control: np.ndarray | None, mcid: float,
+                      direction: int, baseline: np.ndarray | None = None,
+                      relative: float = math.nan) -> dict[str, float]:
+    """Responder counts of the MFR clients and, when the model used one, the control arm.
 
+    ``control`` flags the control-arm entries of ``values`` (None: no control arm used)."""
+    ctrl = np.zeros(values.size, dtype=bool) if control is None else control
 
+    def arm(mask: np.ndarray) -> tuple[float, float]:
+        return _responders(values[mask], mcid, direction,
+                           None if baseline is None else baseline[mask], relative)
 
-
+    mfr = arm(~ctrl)
+    ctl = (math.nan, math.nan) if control is None else arm(ctrl)
+    return {"responders": mfr[0], "responder_clients": mfr[1],
+            "responders_control": ctl[0], "responder_clients_control": ctl[1]}
 
 
 def _power_fields(values_mfr: np.ndarray, values_ctrl: np.ndarray | None, mcid: float,
@@ -427,7 +509,8 @@ def _change_columns(with_pre: bool) -> tuple[str, str, str, str]:
 
 
 def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid: float,
-                     direction: int, relative: float, settings: Settings) -> CellFit:
+                     direction: int, relative: float, settings: Settings,
+                     span: str = SESSION_SPAN) -> CellFit:
     """Within-session change in one cell: MixedLM on the sessions of a small cell, OLS on
     client means otherwise; ANCOVA against a control arm when there is one."""
     control = units["control"].to_numpy(dtype=bool)
@@ -450,7 +533,7 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
         units = units.loc[~units["control"].to_numpy(dtype=bool)]
         if sessions is not None:
             sessions = sessions.loc[~sessions["control"].to_numpy(dtype=bool)]
-        notes.append(UNCONTROLLED_NOTE)
+        notes.append(UNCONTROLLED_NOTE.format(span=span))
     n_col, sum_col, min_col, max_col = _change_columns(with_pre)
     counts = _col(units, n_col)
     n_sessions = int(counts.sum())
@@ -467,13 +550,13 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
                                 _col(units, "spre") / np.maximum(with_pre_counts, 1), np.nan)
     unit_ctrl = units["control"].to_numpy(dtype=bool)
     baseline_sd = _sd(unit_pre[np.isfinite(unit_pre)]) if unit_pre is not None else math.nan
-    responders = _responders(unit_y[~unit_ctrl], mcid, direction,
-                             unit_pre[~unit_ctrl] if unit_pre is not None else None, relative)
+    responders = _responder_fields(unit_y, unit_ctrl if controlled else None, mcid, direction,
+                                   unit_pre, relative)
     power = _power_fields(unit_y[~unit_ctrl], unit_y[unit_ctrl] if controlled else None,
                           mcid, settings)
     design = "controlled" if controlled else "uncontrolled"
     if controlled:
-        notes.insert(0, f"controlled: compared with the control arm ({n_ctrl} control "
+        notes.insert(0, f"controlled: compared with control clients ({n_ctrl} control "
                         "clients); estimate = MFR minus control" + (
                             ", adjusted for the pre-session value (ANCOVA)" if has_pre else ""))
     elif unit_pre is not None and math.isfinite(relative):
@@ -483,7 +566,7 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
             notes.append(f"mean change is {share:+.0%} of the mean pre-session value "
                          f"(relative MCID {relative:.0%})")
     extra = {"n_clients": n_clients, "design": design, "sd_baseline": baseline_sd,
-             "responder_share": responders, **power}
+             "n_control_clients": n_ctrl if controlled else 0, **responders, **power}
     het_cov = _centre(unit_pre) if (controlled and has_pre) else None
     het = HetData(unit_y, (~unit_ctrl).astype(float) if controlled else None, het_cov,
                   _codes(units["client_id"]), "hc1", design)
@@ -557,8 +640,8 @@ def fit_trend_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
         units = units.loc[~control]
         if sessions is not None:
             sessions = sessions.loc[~sessions["control"].to_numpy(dtype=bool)]
-        notes.append("uncontrolled: the trend includes natural recovery and regression "
-                     "to the mean")
+        notes.append("uncontrolled: pre-session pain over the weeks, no control group: the "
+                     "trend includes natural recovery and regression to the mean")
     n_clients = int(units["client_id"].nunique())
     n_sessions = int(_col(units, "n").sum())
     ok, slopes = slopes_from_sums(*(_col(units, c) for c in ("n", "sw", "sy", "sww", "swy")))
@@ -572,14 +655,17 @@ def fit_trend_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
         return _insufficient(n_clients, n_sessions, settings.min_clients, why)
     horizon = float(np.median(_col(with_slope, "wmax")))
     mcid = mcid_points / horizon if horizon > 0 else math.nan
-    notes.insert(0, f"estimate in points per week; MCID {mcid_points:g} points over the "
-                    f"median span of {horizon:.1f} weeks = {mcid:.3g} points/week")
+    if math.isfinite(mcid):
+        notes.insert(0, f"estimate in points per week; MCID {mcid_points:g} points over the "
+                        f"median span of {horizon:.1f} weeks, about {mcid:.2g} points per week")
     if controlled:
-        notes.insert(0, f"arm x weeks interaction against the control arm ({n_ctrl} control "
-                        "clients): estimate = MFR slope minus control slope")
+        notes.insert(0, f"controlled: compared with control clients ({n_ctrl} control "
+                        "clients), the arm x weeks interaction: estimate = MFR slope minus "
+                        "control slope")
     design = "controlled" if controlled else "uncontrolled"
     extra = {"n_clients": n_clients, "design": design, "mcid": mcid,
-             "responder_share": _responders(slopes[~unit_ctrl], mcid, direction),
+             "n_control_clients": n_ctrl if controlled else 0,
+             **_responder_fields(slopes, unit_ctrl if controlled else None, mcid, direction),
              **_power_fields(slopes[~unit_ctrl], slopes[unit_ctrl] if controlled else None,
                              mcid, settings)}
     het = HetData(slopes, (~unit_ctrl).astype(float) if controlled else None, None,
@@ -822,14 +908,27 @@ def _fits(job: Job, key: str, fit_cell: Callable[..., CellFit],
     fits = []
     for cell in job.cells:
         units, sessions = _cell_data(series, cell, limit)
-        fits.append((cell, _guarded(fit_cell, units, sessions, settings=job.settings,
-                                    **kwargs)))
+        fit = _guarded(fit_cell, units, sessions, settings=job.settings, **kwargs)
+        if fit.status == "degenerate" and not fit.design:  # the model failed
+            fit = replace(fit, design=_intended_design(series.kind, units,
+                                                       job.settings.min_clients))
+        fits.append((cell, fit))
     return fits
+
+
+def _intended_design(kind: str, units: pd.DataFrame, min_clients: int) -> str:
+    """The design a cell's model has (for a failed fit, the one it was meant to have)."""
+    if kind not in ("change", "trend"):
+        return "observational"
+    control = units["control"].to_numpy(dtype=bool)
+    arms = min(int(control.sum()), int((~control).sum()))
+    return "controlled" if arms >= min_clients else "uncontrolled"
 
 
 
 def _rows_for(claim: pd.Series, outcome: str, fits: Sequence[tuple[Cell, CellFit]],
-              *, unit: str, mcid: float, direction: int, alpha: float) -> list[dict]:
+              *, unit: str, mcid: float, source: str, direction: int,
+              alpha: float) -> list[dict]:
     """Rows of one claim outcome over all cells, with heterogeneity attached."""
     fitted = [(c, f) for c, f in fits if c.name != ALL and f.status == "fit" and f.het]
     pooled = next((f for c, f in fits if c.name == ALL), None)
@@ -859,13 +958,13 @@ def _rows_for(claim: pd.Series, outcome: str, fits: Sequence[tuple[Cell, CellFit
                 notes.append(f"groups differ (heterogeneity p = {het_p:.2g})")
         row_mcid = fit.mcid if math.isfinite(fit.mcid) else mcid
         rows.append(_row(claim, cell.name, outcome, fit, notes=notes, unit=unit,
-                         mcid=row_mcid, direction=direction,
+                         mcid=row_mcid, source=source, direction=direction,
                          het_p=het_p if cell.name == ALL else math.nan))
     return rows
 
 
 def _row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Sequence[str],
-         unit: str, mcid: float, direction: int, het_p: float) -> dict:
+         unit: str, mcid: float, source: str, direction: int, het_p: float) -> dict:
     """One claims-table row (with the internal fields needed for the verdict)."""
     estimate, low, high = fit.estimate, fit.ci_low, fit.ci_high
     if fit.log_scale:
@@ -873,14 +972,20 @@ def _row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Seq
         estimate, low, high = (math.exp(v) if math.isfinite(v) and abs(v) < 700 else math.nan
                                for v in (estimate, low, high))
     tost = tost_p(fit.estimate, fit.se, mcid, fit.df) if fit.status == "fit" else math.nan
+    share = (fit.responders / fit.responder_clients if fit.responder_clients > 0
+             else math.nan)
     return {
         "claim_id": claim["claim_id"], "audience_group": group, "outcome": outcome,
         "estimate": estimate, "ci_low": low, "ci_high": high, "p_value": fit.p_value,
         "p_adjusted": math.nan, "mcid": mcid, "n_clients": fit.n_clients,
         "n_sessions": fit.n_sessions, "method": fit.method, "verdict": "",
         "note": "; ".join(dict.fromkeys(n for n in notes if n)),
-        "unit": unit, "design": fit.design, "se": fit.se, "tost_p": tost,
-        "responder_share": fit.responder_share, "mde": fit.mde,
+        "unit": unit, "design": fit.design, "n_control_clients": fit.n_control_clients,
+        "threshold_source": source if math.isfinite(mcid) else "", "se": fit.se,
+        "tost_p": tost, "responder_share": share, "responders": fit.responders,
+        "responder_clients": fit.responder_clients,
+        "responders_control": fit.responders_control,
+        "responder_clients_control": fit.responder_clients_control, "mde": fit.mde,
         "clients_needed": fit.clients_needed, "heterogeneity_p": het_p,
         "_status": "fit" if fit.status == "fit" else (
             fit.status if fit.status in ("insufficient_data", "not_measured")
@@ -892,18 +997,19 @@ def _row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Seq
 def _not_measured(job: Job, claim: pd.Series, outcome: str, why: str) -> list[dict]:
     fit = CellFit("not_measured", notes=(why,))
     return [_row(claim, cell.name, outcome, fit, notes=fit.notes, unit=str(claim["unit"]),
-                 mcid=math.nan, direction=int(claim["direction"]), het_p=math.nan)
+                 mcid=math.nan, source="", direction=int(claim["direction"]), het_p=math.nan)
             for cell in job.cells]
 
 
-def _change_claim(job: Job, claim: pd.Series, outcome: str, *, unit: str) -> list[dict]:
+def _change_claim(job: Job, claim: pd.Series, outcome: str, *, unit: str,
+                  span: str = SESSION_SPAN) -> list[dict]:
     direction, settings = int(claim["direction"]), job.settings
-    mcid = _mcid(claim, outcome, settings)
+    mcid, source = _threshold(claim, outcome, settings)
     relative = _mcid_relative(claim) if outcome == claim["outcome"] else math.nan
     fits = _fits(job, f"change:{outcome}", fit_change_units, mcid=mcid, direction=direction,
-                 relative=relative)
-    return _rows_for(claim, outcome, fits, unit=unit, mcid=mcid, direction=direction,
-                     alpha=settings.alpha)
+                 relative=relative, span=span)
+    return _rows_for(claim, outcome, fits, unit=unit, mcid=mcid, source=source,
+                     direction=direction, alpha=settings.alpha)
 
 
 def _claim_change(job: Job, claim: pd.Series) -> list[dict]:
@@ -953,17 +1059,20 @@ def _claim_trajectory(job: Job, claim: pd.Series) -> list[dict]:
     inputs, settings = job.inputs, job.settings
     direction = int(claim["direction"])
     rows: list[dict] = []
-    mcid_points = _mcid(claim, str(claim["claim_id"]), settings)
+    mcid_points, source = _threshold(claim, str(claim["claim_id"]), settings)
     if "trend" in inputs.series:
         fits = _fits(job, "trend", fit_trend_units, mcid_points=mcid_points,
                      direction=direction)
+        per_week = f"{source}; {mcid_points:g} points spread over the median span of weeks"
         rows += _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
-                          mcid=math.nan, direction=direction, alpha=settings.alpha)
+                          mcid=math.nan, source=per_week if source else "",
+                          direction=direction, alpha=settings.alpha)
     else:
         rows += _not_measured(job, claim, "pain_pre",
                               "needs pain_pre and weeks_since_start")
     if "change:pain_followup" in inputs.series:
-        followup_rows = _change_claim(job, claim, "pain_followup", unit="points")
+        followup_rows = _change_claim(job, claim, "pain_followup", unit="points",
+                                      span=FOLLOWUP_SPAN)
         median = median_of_counts(inputs.followup_hours)
         if math.isfinite(median):
             for row in followup_rows:
@@ -985,8 +1094,8 @@ def _claim_contrast(job: Job, claim: pd.Series) -> list[dict]:
     adjust = bool(inputs.series[key].units["nb"].sum() > 0)
     names = (str(claim["level"]), str(claim["reference_level"]))
     fits = _fits(job, key, fit_contrast_units, adjust=adjust, names=names, factor=factor)
-    return _rows_for(claim, outcome, fits, unit=str(claim["unit"]),
-                     mcid=_mcid(claim, str(claim["claim_id"]), settings),
+    mcid, source = _threshold(claim, str(claim["claim_id"]), settings)
+    return _rows_for(claim, outcome, fits, unit=str(claim["unit"]), mcid=mcid, source=source,
                      direction=int(claim["direction"]), alpha=settings.alpha)
 
 
@@ -995,17 +1104,20 @@ def _claim_dose(job: Job, claim: pd.Series) -> list[dict]:
         return _not_measured(job, claim, "pain_pre",
                              "needs pain_pre, weeks_since_start and sessions_per_week")
     fits = _fits(job, "dose", fit_dose_units)
-    return _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]),
-                     mcid=_mcid(claim, str(claim["claim_id"]), job.settings),
-                     direction=int(claim["direction"]), alpha=job.settings.alpha)
+    mcid, source = _threshold(claim, str(claim["claim_id"]), job.settings)
+    return _rows_for(claim, "pain_pre", fits, unit=str(claim["unit"]), mcid=mcid,
+                     source=source, direction=int(claim["direction"]),
+                     alpha=job.settings.alpha)
 
 
 def _claim_adverse(job: Job, claim: pd.Series) -> list[dict]:
     if "adverse" not in job.inputs.series:
         return _not_measured(job, claim, "adverse_event", "needs adverse_event and pressure")
     fits = _fits(job, "adverse", fit_adverse_units)
-    return _rows_for(claim, "adverse_event", fits, unit=str(claim["unit"]), mcid=math.nan,
-                     direction=int(claim["direction"]), alpha=job.settings.alpha)
+    mcid, source = _threshold(claim, str(claim["claim_id"]), job.settings)
+    return _rows_for(claim, "adverse_event", fits, unit=str(claim["unit"]), mcid=mcid,
+                     source=source, direction=int(claim["direction"]),
+                     alpha=job.settings.alpha)
 
 
 ANALYSES = {
@@ -1022,23 +1134,77 @@ ANALYSES = {
 # ---------------------------------------------------------------------------- verdicts ---
 
 def decide_verdict(status: str, p_adjusted: float, effect: float, direction: int,
-                   mcid: float, tost: float, alpha: float = 0.05) -> str:
-    """The verdict of one row from its adjusted p, signed effect, MCID and TOST p-value."""
+                   mcid: float, tost: float, *, design: str, alpha: float = 0.05) -> str:
+    """The verdict of one row (see the module docstring, "Verdicts").
+
+    ``status`` is ``fit`` for a model that ran (anything else that is not ``not_measured``
+    or ``insufficient_data`` could not be interpreted), ``effect`` the signed estimate on
+    the model's scale (log odds for odds ratios), ``direction`` the claimed sign, ``mcid``
+    the threshold the registry states (NaN: none) and ``tost`` the equivalence p-value.
+
+    >>> decide_verdict("fit", 0.001, -3.0, -1, 2.0, 0.9, design="uncontrolled")
+    'supported'
+    >>> decide_verdict("fit", 0.001, -0.8, -1, math.nan, math.nan, design="observational")
+    'association_shown'
+    >>> decide_verdict("fit", 0.4, -0.1, -1, math.nan, math.nan, design="observational")
+    'no_association_shown'
+    """
     if status in ("not_measured", "insufficient_data"):
         return status
-    if status != "fit" or not math.isfinite(p_adjusted) or not math.isfinite(effect):
+    if status != "fit" or not (math.isfinite(p_adjusted) and math.isfinite(effect)):
         return "inconclusive"
+    # a size is judged only against a stated threshold, and never for an association
+    judged = math.isfinite(mcid) and mcid > 0 and design in ("controlled", "uncontrolled")
     if p_adjusted < alpha:
         if effect == 0:
             return "inconclusive"
-        if np.sign(effect) == direction:
-            if math.isfinite(mcid) and abs(effect) < mcid:
-                return "below_threshold"
-            return "supported"
-        return "contradicted"
-    if math.isfinite(mcid) and math.isfinite(tost) and tost < alpha:
+        if np.sign(effect) != direction:
+            return "contradicted"
+        if not judged:
+            return "association_shown"
+        return "below_threshold" if abs(effect) < mcid else "supported"
+    if not judged:
+        return "no_association_shown"
+    if math.isfinite(tost) and tost < alpha:
         return "no_meaningful_effect"
     return "inconclusive"
+
+
+_NOUN = {"uncontrolled": "a change", "controlled": "a difference from control clients"}
+
+
+def _verdict_notes(table: pd.DataFrame) -> list[str]:
+    """Notes led by what the verdict means where it is an association or goes the other way.
+
+    Observational rows say what went with what and that this does not show a cause (words
+    from ``data/associations.csv``); a claim without a threshold that goes the other way
+    says so."""
+    words = _associations()
+    notes = []
+    for claim_id, verdict, design, effect, mcid, note in zip(
+            table["claim_id"], table["verdict"], table["design"], table["_effect"],
+            table["mcid"], table["note"], strict=True):
+        lead = ""
+        if design == "observational" and claim_id in words.index:
+            said = words.loc[claim_id]
+            side = said["lower"] if effect < 0 else said["higher"]
+            if verdict == "association_shown":
+                lead = f"association: {side}; {said['caveat']}"
+            elif verdict == "contradicted":
+                lead = f"an association the other way from the claim: {side}; {said['caveat']}"
+            elif verdict == "no_association_shown":
+                lead = (f"no association shown: {said['none']} (this does not show that there "
+                        "is none)")
+        elif verdict == "contradicted" and not math.isfinite(mcid):
+            lead = f"{_NOUN.get(design, 'a difference')} the other way from the claim"
+        elif verdict == "association_shown":
+            lead = (f"{_NOUN.get(design, 'a difference')} in the claimed direction; the claim "
+                    "states no threshold, so its size is not judged")
+        elif verdict == "no_association_shown":
+            lead = (f"no {_NOUN.get(design, 'a difference')[2:]} shown; this does not show "
+                    "that there is none")
+        notes.append("; ".join(filter(None, [lead, note])))
+    return notes
 
 
 def _literature_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -1073,19 +1239,22 @@ def _finish(rows: list[dict], settings: Settings, correction: str) -> pd.DataFra
     table = pd.DataFrame(rows)
     table["p_adjusted"] = adjust_pvalues(table["p_value"], correction, settings.alpha)
     table["verdict"] = [
-        decide_verdict(s, p, e, d, m, t, settings.alpha)
-        for s, p, e, d, m, t in zip(table["_status"], table["p_adjusted"], table["_effect"],
-                                    table["_direction"], table["mcid"], table["tost_p"],
-                                    strict=True)]
+        decide_verdict(s, p, e, d, m, t, design=g, alpha=settings.alpha)
+        for s, p, e, d, m, t, g in zip(table["_status"], table["p_adjusted"],
+                                       table["_effect"], table["_direction"], table["mcid"],
+                                       table["tost_p"], table["design"], strict=True)]
+    table["note"] = _verdict_notes(table)
     table = _literature_columns(table)
     table = table.drop(columns=[c for c in table.columns if c.startswith("_")])
     floats = ["estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mcid", "se", "tost_p",
-              "responder_share", "mde", "clients_needed", "heterogeneity_p",
+              "responder_share", "responders", "responder_clients", "responders_control",
+              "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
               "literature_effect", "literature_smd"]
     texts = ["claim_id", "audience_group", "outcome", "method", "verdict", "note", "unit",
-             "design", "literature_reference"]
+             "design", "threshold_source", "literature_reference"]
     table = table.astype({**dict.fromkeys(floats, "float64"), **dict.fromkeys(texts, "str"),
-                          "n_clients": "int64", "n_sessions": "int64"})
+                          "n_clients": "int64", "n_sessions": "int64",
+                          "n_control_clients": "int64"})
     return table[list(CLAIMS_COLUMNS + EXTRA_COLUMNS)].reset_index(drop=True)
 
 
