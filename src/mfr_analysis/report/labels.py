@@ -136,9 +136,22 @@ def comparison_words(claim_id: str) -> str:
     return _get("comparison", claim_id, "plain")
 
 
+@cache
+def _associations() -> dict[str, dict[str, str]]:
+    table = load_table("associations").fillna("")
+    return {row["claim_id"]: row for row in table.to_dict("records")}
+
+
+def association_words(claim_id: str, side: str) -> str:
+    """What went with what for an observational claim: side 'lower', 'higher' (the estimate
+    below or above no difference), 'none' (no association shown) or 'caveat' (why it does
+    not show cause); '' for a claim without such words (``data/associations.csv``)."""
+    return _associations().get(claim_id, {}).get(side, "")
+
+
 def cause_caveat(claim_id: str) -> str:
     """Why an association of this claim does not show cause, in one sentence."""
-    return _get("cause", claim_id, "plain") if ("cause", claim_id) in _labels() else ""
+    return association_words(claim_id, "caveat")
 
 
 def reading_cue(claim_id: str, outcome: str) -> str:

@@ -30,6 +30,7 @@ from mfr_analysis.report.labels import (
     group_label,
     group_plain,
     legend_verdicts,
+    measure_label,
     outcome_suffix,
     reading_cue,
     report_text,
@@ -102,7 +103,7 @@ def verdict_swatch(verdict: str) -> str:
             f'white-space:nowrap">{html_text(verdict_label(verdict))}</span>')
 
 
-def _cell(row: pd.Series) -> str:
+def _cell(row: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> str:
     """One scorecard cell: verdict, design, estimate, clients; machine-readable attributes."""
     verdict = str(row["verdict"])
     suppressed = verdict == "suppressed"
@@ -113,7 +114,7 @@ def _cell(row: pd.Series) -> str:
         parts.append(design_marker(design))
     if estimate:
         parts.append(f'<span class="mfr-estimate">{html_text(estimate, None)}</span>')
-    clients = "" if suppressed else w.clients_text(row)
+    clients = "" if suppressed else w.clients_text(row, minimum)
     if clients:
         parts.append(f'<span class="mfr-clients">{html_text(clients, None)}</span>')
     if verdict == "inconclusive":
@@ -146,13 +147,13 @@ def mixed_designs(rows: pd.DataFrame) -> bool:
     return {"controlled", "uncontrolled"} <= designs
 
 
-def _row_threshold(rows: pd.DataFrame) -> str:
-    """The threshold of a claim row in words, with its source, or that it has none."""
+def _row_threshold(rows: pd.DataFrame, with_source: bool = False) -> str:
+    """The threshold of a claim row in words (with its source), or that it has none."""
     with_mcid = rows.loc[pd.to_numeric(rows["mcid"], errors="coerce").notna()]
     if with_mcid.empty:
         return report_text("no_threshold")
     row = with_mcid.iloc[0]
-    source = w.threshold_source(row)
+    source = w.threshold_source(row) if with_source else ""
     return f"threshold {w.threshold_text(row)}" + (f" ({source})" if source else "")
 
 
@@ -191,7 +192,8 @@ def legend() -> str:
     return (
         '<div class="mfr-legend"><p><b>How to read a cell.</b> The verdict, the design of the '
         "comparison, the estimate with its 95 % confidence interval (the line under each "
-        "claim gives the unit and which sign is better) and the clients analysed (control "
+        "claim gives the unit and which sign is better; intervals are not corrected for "
+        "multiple testing, verdicts are) and the clients analysed (control "
         "clients in brackets). Inconclusive cells add the smallest effect these clients could "
         "detect (≥, in the row's unit), and the clients a study would need.</p>"
         f'<p><b>Verdicts</b></p><ul class="mfr-legend-verdicts">{verdicts}</ul>'
@@ -199,15 +201,16 @@ def legend() -> str:
     )
 
 
-def scorecard(claims: pd.DataFrame, alpha: float = 0.05) -> HTML:
+def scorecard(claims: pd.DataFrame, alpha: float = 0.05,
+              minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
     """One-screen table of verdicts per claim (rows) and audience group (columns)."""
     groups = ordered_groups(claims["audience_group"].astype(str))
     header = "".join(f'<th scope="col">{html_text(group_label(g))}</th>' for g in groups)
     body = []
     for (claim_id, outcome), rows in claims.groupby(["claim_id", "outcome"], sort=False):
         by_group = {str(r["audience_group"]): r for _, r in rows.iterrows()}
-        cells = [_cell(by_group[g]) if g in by_group else f"<td>{SCORECARD_NO_ESTIMATE}</td>"
-                 for g in groups]
+        cells = [_cell(by_group[g], minimum) if g in by_group
+                 else f"<td>{SCORECARD_NO_ESTIMATE}</td>" for g in groups]
         body.append(f"<tr>{_row_header(str(claim_id), str(outcome), rows, alpha)}"
                     f"{''.join(cells)}</tr>")
     return HTML(
@@ -233,14 +236,32 @@ def _finding_phrase(row: pd.Series) -> str:
     return _who(row) + (f" ({extra})" if extra else "")
 
 
+def _association_sentence(rows: pd.DataFrame) -> str:
+    """Observational rows of one claim row: for whom (by how much) what went with what."""
+    said: dict[tuple[str, str], list[str]] = {}
+    for _, row in rows.iterrows():
+        verdict = str(row["verdict"])
+        sentence = w.association_sentence(row)
+        if not sentence:
+            said.setdefault((verdict_plain(verdict), ""), []).append(_finding_phrase(row))
+            continue
+        sized = verdict in {"association_shown", "contradicted"}
+        who = f"{_who(row)} ({w.size_text(row)})" if sized else _who(row)
+        said.setdefault((verdict_label(verdict), sentence), []).append(who)
+    return "; ".join(f"{verdict} for {', '.join(whos)}" + (f": {sentence}" if sentence else "")
+                     for (verdict, sentence), whos in said.items())
+
+
 def _design_sentence(design: str, rows: pd.DataFrame) -> str:
+    prefix = design_plain(design)
+    prefix = f"{prefix[:1].upper()}{prefix[1:]}: " if prefix else ""
+    if design == "observational":
+        return prefix + _association_sentence(rows)
     by_verdict: dict[str, list[str]] = {}
     for _, row in rows.iterrows():
         by_verdict.setdefault(str(row["verdict"]), []).append(_finding_phrase(row))
-    sentence = "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
-                         for v, whos in by_verdict.items())
-    prefix = design_plain(design)
-    return f"{prefix[:1].upper()}{prefix[1:]}: {sentence}" if prefix else sentence
+    return prefix + "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
+                              for v, whos in by_verdict.items())
 
 
 def _outcome_findings(claim_id: str, outcome: str, rows: pd.DataFrame, alpha: float) -> str:
@@ -274,7 +295,7 @@ def findings(claims: pd.DataFrame, alpha: float = 0.05) -> Markdown:
         observational = "design" in rows and (rows["design"] == "observational").any()
         caveat = cause_caveat(claim_id) if observational else ""
         if caveat:
-            parts[-1] += f" {caveat[:1].upper()}{caveat[1:]}"
+            parts[-1] += f" {caveat[:1].upper()}{caveat[1:].rstrip('.')}."
         name = f"- **{markdown_text(claim_label(claim_id))}**"
         if len(parts) == 1:
             lines.append(f"{name}: {markdown_text(parts[0], None)}")
@@ -370,12 +391,23 @@ def key_fingerprint(sessions_path: str) -> str:
 
 
 def threshold_lines(claims: pd.DataFrame) -> list[str]:
-    """One line per claim row: the threshold its verdicts used, with its source, or none."""
+    """Markdown list: per claim why it has the threshold it has (the registry's rationale),
+    then each row's threshold with its source."""
+    from mfr_analysis.claims import claim_registry
+
+    registry = claim_registry().set_index("claim_id")
     lines = []
-    for (claim_id, outcome), rows in claims.groupby(["claim_id", "outcome"], sort=False):
-        suffix = outcome_suffix(str(outcome), str(claim_id))
-        name = claim_label(str(claim_id)) + (f" ({suffix})" if suffix else "")
-        lines.append(f"{name}: {_row_threshold(rows)}")
+    for claim_id, claim_rows in claims.groupby("claim_id", sort=False):
+        claim_id = str(claim_id)
+        why = (str(registry.loc[claim_id, "threshold_rationale"])
+               if "threshold_rationale" in registry and claim_id in registry.index else "")
+        lines.append(f"- *{markdown_text(claim_label(claim_id))}*"
+                     + (f": {markdown_text(why, None)}" if why and why != "nan" else ""))
+        for outcome, rows in claim_rows.groupby("outcome", sort=False):
+            if pd.to_numeric(rows["mcid"], errors="coerce").notna().any():
+                suffix = outcome_suffix(str(outcome), claim_id) or measure_label(str(outcome))
+                lines.append(f"    - {markdown_text(suffix)}: "
+                             f"{markdown_text(_row_threshold(rows, with_source=True), None)}")
     return lines
 
 
@@ -395,7 +427,7 @@ def verdict_methods(claims: pd.DataFrame, parameters: dict) -> str:
                          f"{markdown_text(verdict_rule(v), None)}" for v in legend_verdicts())
     design_lines = "\n".join(f"- *{markdown_text(design_label(d))}*: "
                              f"{markdown_text(design_rule(d), None)}" for d in designs())
-    thresholds = "\n".join(f"- {markdown_text(line, None)}" for line in threshold_lines(claims))
+    thresholds = "\n".join(threshold_lines(claims))
     return f"""**Verdicts.** P-values are adjusted across the whole claims table
 ({markdown_text(correction_label(correction))}); statistically clear means an adjusted p-value
 below {alpha:g}.

@@ -12,7 +12,9 @@ from functools import cache
 
 import pandas as pd
 
+from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.report.labels import (
+    association_words,
     comparison_words,
     effect_template,
     measure_label,
@@ -167,17 +169,43 @@ def threshold_source(row: pd.Series) -> str:
     return text(row, "threshold_source")
 
 
-def clients_text(row: pd.Series) -> str:
-    """'299 clients (66 control)'; '(arm sizes withheld)' when the privacy rule hid them."""
+def clients_text(row: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> str:
+    """'299 clients (66 control)'; '(arm sizes withheld)' when the privacy rule hid them.
+
+    The protected table already holds no small count; an arm of 1..minimum-1 clients (or a
+    treated arm that small, by subtraction) is still never printed, whatever the table says."""
     n = value(row, "n_clients")
     if text(row, "verdict") in NO_COUNT_VERDICTS | {"not_measured"} or not math.isfinite(n):
         return ""
     words = f"{count(n)} client{'s' if round(n) != 1 else ''}"
     if text(row, "design") == "controlled":
         control = value(row, "n_control_clients")
-        words += f" ({count(control)} control)" if math.isfinite(control) else \
+        small = [x for x in (control, n - control) if math.isfinite(x) and 0 < x < minimum]
+        words += f" ({count(control)} control)" if math.isfinite(control) and not small else \
             " (arm sizes withheld)"
     return words
+
+
+def association_sentence(row: pd.Series) -> str:
+    """For an observational row: what went with what, from ``data/associations.csv``
+    ('' without an estimate)."""
+    estimate = value(row, "estimate")
+    if not math.isfinite(estimate):
+        return ""
+    if text(row, "verdict") == "no_association_shown":
+        return association_words(text(row, "claim_id"), "none")
+    null = 1.0 if is_ratio(row) else 0.0
+    return association_words(text(row, "claim_id"), "lower" if estimate < null else "higher")
+
+
+def size_text(row: pd.Series) -> str:
+    """The estimate's size without its interval: 'by 0.84 points', 'odds ratio ×1.34'."""
+    estimate = value(row, "estimate")
+    if not math.isfinite(estimate):
+        return ""
+    if is_ratio(row):
+        return f"odds ratio {ratio(estimate)} {unit(row)}".strip()
+    return f"by {unsigned(estimate)} {unit(row)}".strip()
 
 
 def clients_attribute(row: pd.Series) -> str:
