@@ -37,6 +37,40 @@ partitioned dataset larger than memory is reduced to (:mod:`mfr_analysis.scale`)
 * heterogeneity (``heterogeneity_p`` on the pooled row): Wald test of group x effect in a
   client-level OLS with HC1 errors (change, trend, consistency), or a Wald (Cochran's Q)
   test that the independent group estimates are equal (session-level contrasts, adverse).
+
+Designs (``design``, set on every row with a model, empty only for ``not_measured`` and
+``insufficient_data``): ``controlled`` (MFR compared with control clients: ANCOVA, or the
+arm x weeks interaction; ``n_control_clients`` of them), ``uncontrolled`` (from before to
+after a session, no control group: includes placebo and regression to the mean) and
+``observational`` (sessions or clients that differ in a factor they chose: an association).
+
+Thresholds. Every claim of ``data/claims.csv`` states the threshold its verdict uses
+(``threshold_key``, ``threshold_kind`` and ``threshold_rationale``), or that it has none;
+``mcid`` holds the value a row's verdict used and ``threshold_source`` its reference (NaN and
+"" without one). Within-person MCIDs (pain, tightness, stress, ROM per measure, lasting
+relief) judge the before/after change and the MFR-minus-control difference. The session
+contrasts (slow_pace, breathing, delivery), the dose slope (consistency) and the adverse
+odds ratio (pressure_safety) state none: a within-person MCID is not a difference between
+two kinds of session, none is published for them, and they are observational; circulation
+has no standard measure. Responders (``responders`` of ``responder_clients``, and the same
+for the control arm of a controlled row) are clients whose client-level value passes the
+threshold (for pain also 30 % of their baseline) in the claimed direction.
+
+Verdicts (:func:`decide_verdict`, after the multiplicity correction; "significant" means an
+adjusted p below ``alpha``). With a stated threshold and a controlled or uncontrolled design:
+significant in the claimed direction is ``supported`` when the estimate reaches the
+threshold and ``below_threshold`` when it does not; significant the other way is
+``contradicted``; otherwise ``no_meaningful_effect`` when the equivalence test (TOST, the
+threshold as margin) shows the effect lies within the threshold, else ``inconclusive``.
+Without a threshold, or for an observational design (an association never shows that an
+effect is large enough to matter, nor what caused it): significant in the claimed direction
+is ``association_shown``, the other way ``contradicted`` (its note says it is an association
+the other way); a test that ran and was not significant is ``no_association_shown`` (not
+evidence of absence: without a margin no test can show an effect too small to matter, which
+is why a claim with a threshold reaches ``inconclusive`` here unless equivalence is shown).
+``inconclusive`` is otherwise kept for fits that cannot be read: a model that could not be
+fitted, no variation to test, a non-finite estimate or p-value, or a significant estimate of
+exactly zero. ``not_measured`` and ``insufficient_data`` come from the data before any fit.
 """
 
 from __future__ import annotations
