@@ -4,6 +4,7 @@ scorecard prints on page 1 and stays readable on a phone."""
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import shutil
@@ -211,27 +212,62 @@ def test_legend_and_methods_use_the_same_words(browser: object, report_dir: Path
         assert rule in methods, rule
 
 
-def first_page_text(pdf: Path) -> str:
-    return subprocess.run([PDFTOTEXT, "-f", "1", "-l", "1", str(pdf), "-"], check=True,
-                          capture_output=True, text=True).stdout
+def pdf_lines(pdf: Path) -> list[list[tuple[str, float]]]:
+    """Per printed page: each text line with its top as a share of the page height."""
+    layout = subprocess.run([PDFTOTEXT, "-bbox-layout", str(pdf), "-"], check=True,
+                            capture_output=True, text=True).stdout
+    pages = []
+    for page in re.finditer(r'<page width="[\d.]+" height="([\d.]+)">(.*?)</page>', layout,
+                            re.S):
+        height = float(page[1])
+        lines = []
+        for line in re.finditer(r'<line xMin="[\d.]+" yMin="([\d.]+)".*?</line>', page[2], re.S):
+            words = re.findall(r"<word [^>]*>([^<]*)</word>", line[0])
+            lines.append((html.unescape(" ".join(words)), float(line[1]) / height))
+        pages.append(lines)
+    return pages
 
 
 @pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed "
                                              "(.ci/run installs it with apt-get)")
 @pytest.mark.parametrize("paper", ["A4", "Letter"])
-def test_printed_report_has_the_scorecard_on_page_one(browser: object, report_dir: Path,
-                                                      tmp_path: Path, paper: str) -> None:
-    from mfr_analysis.report.labels import claim_label
+def test_printed_report_starts_with_the_scorecard(browser: object, report_dir: Path,
+                                                  tmp_path: Path, paper: str) -> None:
+    from mfr_analysis.report.labels import (
+        claim_label,
+        design_rule,
+        designs,
+        legend_verdicts,
+        verdict_rule,
+    )
 
     page = open_page(browser, report_dir / "claims-all.html")
+    headings = page.eval_on_selector_all("h1, h2, h3", "hs => hs.map(h => h.innerText.trim())")
     pdf = tmp_path / "claims-all.pdf"
     page.pdf(path=str(pdf), format=paper, print_background=True)
+    page.emulate_media(media="print")
+    figures = page.eval_on_selector_all("figure.mfr-figure", """fs => fs.map(f =>
+        getComputedStyle(f).breakInside)""")
     page.close()
-    text = " ".join(first_page_text(pdf).split())
-    assert "Scorecard" in text
-    assert "All clients" in text and "Claim" in text
-    assert claim_label("tightness") in text and claim_label("pain") in text
-    assert "vs control" in text
+    pages = pdf_lines(pdf)
+    first = " ".join(text for text, _top in pages[0])
+    # page 1: the scorecard itself, not only its heading
+    assert "Scorecard" in first and "All clients" in first and "Claim" in first
+    assert claim_label("tightness") in first and claim_label("pain") in first
+    assert "vs control" in first
+    # no heading is the last thing at the foot of a page
+    for number, lines in enumerate(pages, start=1):
+        for text, top in lines:
+            if text in headings:
+                assert top < 0.8, (paper, number, text, top)
+    # the legend is on one page
+    texts = [" ".join(" ".join(text for text, _top in lines).split()) for lines in pages]
+    legend_parts = ["How to read a cell", verdict_rule(legend_verdicts()[-1])[:40],
+                    design_rule(designs()[-1])[:40]]
+    on = [[i for i, text in enumerate(texts) if part in text] for part in legend_parts]
+    assert all(on) and len({found[0] for found in on}) == 1, on  # the methods repeat them
+    # figures are never cut across pages
+    assert figures and set(figures) == {"avoid"}
 
 
 def test_phone_scorecard_scrolls_with_the_claim_column_kept(browser: object,
