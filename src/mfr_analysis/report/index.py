@@ -93,9 +93,8 @@ def index_legend() -> str:
                        for v in legend_verdicts())
     tags = "".join(f"<li>{_design_tag(d).strip()} {html_text(design_rule(d), None)}</li>"
                    for d in designs())
-    return (f'<details class="legend" open><summary>What the verdicts and designs mean'
-            f'</summary><ul style="list-style:none;padding-left:0">{verdicts}{tags}</ul>'
-            "</details>")
+    return ('<div class="legend"><p><b>What the verdicts and designs mean</b></p>'
+            f'<ul style="list-style:none;padding-left:0">{verdicts}{tags}</ul></div>')
 
 
 def settings_sentence(settings: dict) -> str:
@@ -105,7 +104,8 @@ def settings_sentence(settings: dict) -> str:
     words = settings_words(float(settings.get("alpha", 0.05)),
                            str(settings.get("correction", "holm")),
                            int(settings.get("min_reported_clients", 11)))
-    extra = [f"models fitted only with at least {settings['min_clients']} clients"
+    # worded so that no count of clients is read into it ("at least 10 clients")
+    extra = [f"fewest clients for a model: {settings['min_clients']}"
              if "min_clients" in settings else ""]
     overrides = settings.get("mcid_overrides") or {}
     if overrides:

@@ -149,6 +149,8 @@ def mixed_designs(rows: pd.DataFrame) -> bool:
 
 def _row_threshold(rows: pd.DataFrame, with_source: bool = False) -> str:
     """The threshold of a claim row in words (with its source), or that it has none."""
+    if "mcid" not in rows:
+        return report_text("no_threshold")
     with_mcid = rows.loc[pd.to_numeric(rows["mcid"], errors="coerce").notna()]
     if with_mcid.empty:
         return report_text("no_threshold")
@@ -404,7 +406,7 @@ def threshold_lines(claims: pd.DataFrame) -> list[str]:
         lines.append(f"- *{markdown_text(claim_label(claim_id))}*"
                      + (f": {markdown_text(why, None)}" if why and why != "nan" else ""))
         for outcome, rows in claim_rows.groupby("outcome", sort=False):
-            if pd.to_numeric(rows["mcid"], errors="coerce").notna().any():
+            if "mcid" in rows and pd.to_numeric(rows["mcid"], errors="coerce").notna().any():
                 suffix = outcome_suffix(str(outcome), claim_id) or measure_label(str(outcome))
                 lines.append(f"    - {markdown_text(suffix)}: "
                              f"{markdown_text(_row_threshold(rows, with_source=True), None)}")
