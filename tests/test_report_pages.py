@@ -353,3 +353,12 @@ def test_a_report_notebook_passes_the_scorecard_its_settings() -> None:
     code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
     assert "v.scorecard(shown, alpha, min_reported_clients)" in code
     assert "v.findings(shown, alpha)" in code
+
+
+def test_no_association_cells_say_what_was_detectable_and_no_small_study_size() -> None:
+    row = claim_row("slow_pace", outcome="pain", verdict="no_association_shown",
+                    design="observational", mcid=math.nan, mde=0.28, clients_needed=math.nan)
+    cell = cells_of(v.scorecard(pd.DataFrame([row])).data)[0]
+    assert "detectable: ≥ 0.28" in cell["text"]
+    small = claim_row(verdict="inconclusive", n_clients=math.nan, clients_needed=9.0)
+    assert "clients" not in w.power_text(pd.Series(small))

@@ -82,6 +82,7 @@ def single_group_view(claims: pd.DataFrame) -> pd.DataFrame:
 
 SCORECARD_NO_ESTIMATE = "—"
 DESIGN_BORDER = {"controlled": "solid", "uncontrolled": "dashed", "observational": "dotted"}
+POWER_VERDICTS = frozenset({"inconclusive", "no_association_shown"})  # say what was detectable
 EFFECT_VERDICTS = frozenset({"supported", "below_threshold", "contradicted",
                              "association_shown", "no_association_shown"})
 
@@ -117,7 +118,7 @@ def _cell(row: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> str:
     clients = "" if suppressed else w.clients_text(row, minimum)
     if clients:
         parts.append(f'<span class="mfr-clients">{html_text(clients, None)}</span>')
-    if verdict == "inconclusive":
+    if verdict in POWER_VERDICTS:
         power = w.power_text(row, short=True)
         if power:
             parts.append(f'<span class="mfr-power">{html_text(power, None)}</span>')
@@ -196,8 +197,9 @@ def legend() -> str:
         "comparison, the estimate with its 95 % confidence interval (the line under each "
         "claim gives the unit and which sign is better; intervals are not corrected for "
         "multiple testing, verdicts are) and the clients analysed (control "
-        "clients in brackets). Inconclusive cells add the smallest effect these clients could "
-        "detect (≥, in the row's unit), and the clients a study would need.</p>"
+        "clients in brackets). Inconclusive and no-association cells add the smallest effect "
+        "these clients could detect (≥, in the row's unit), and the clients a study would "
+        "need.</p>"
         f'<p><b>Verdicts</b></p><ul class="mfr-legend-verdicts">{verdicts}</ul>'
         f'<p><b>Designs</b></p><ul class="mfr-legend-designs">{design_items}</ul></div>'
     )

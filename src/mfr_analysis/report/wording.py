@@ -217,8 +217,9 @@ def clients_attribute(row: pd.Series) -> str:
 
 
 def power_text(row: pd.Series, short: bool = False) -> str:
-    """For an inconclusive row: the smallest effect its clients could detect and the clients a
-    study would need to detect the threshold, in plain words ('' when not computed)."""
+    """For an inconclusive (or no-association) row: the smallest effect its clients could
+    detect and the clients a study would need to detect the threshold, in plain words ('' when
+    not computed)."""
     mde, needed = value(row, "mde"), value(row, "clients_needed")
     n = value(row, "n_clients")
     parts = []
@@ -227,7 +228,9 @@ def power_text(row: pd.Series, short: bool = False) -> str:
         parts.append(f"detectable: ≥ {rounded(mde)}" if short else
                      f"with these clients only an effect of {size} or more could reliably be "
                      f"detected ({POWER_PERCENT} % power)")
-    if math.isfinite(needed) and (not math.isfinite(n) or needed > n):
+    # a study size, not a count of clients seen; still never one a reader could take for a
+    # small cell (it is only given above the clients this cell already has)
+    if math.isfinite(needed) and math.isfinite(n) and needed > max(n, MIN_REPORTED_CLIENTS - 1):
         threshold = threshold_text(row)
         parts.append(f"about {count(needed)} clients needed" if short else
                      f"about {count(needed)} clients would be needed to detect the threshold of "
