@@ -604,8 +604,9 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
             error = f"{type(failure).__name__}: {_first_line(failure)}"
             break
     if executed.is_file():
-        problems = export_html(executed, html, title=str(job.parameters.get("title", "")),
-                               slug=job.slug)
+        title = str(job.parameters.get("title", ""))  # the page <title> names report and slice
+        title = title if title.endswith(job.label) else f"{title}: {job.label}"
+        problems = export_html(executed, html, title=title, slug=job.slug)
         if problems and not error:
             error = f"page withheld: {problems[0]}"
     claims = str(job.parameters.get("claims_path", ""))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import platform
 from collections.abc import Iterable
 
@@ -18,14 +17,26 @@ from matplotlib.figure import Figure
 
 from mfr_analysis import __version__
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.report import wording as w
 from mfr_analysis.report.labels import (
+    cause_caveat,
     claim_label,
+    correction_label,
+    design_label,
+    design_plain,
+    design_rule,
+    designs,
     group_label,
     group_plain,
+    legend_verdicts,
+    measure_label,
     outcome_suffix,
+    reading_cue,
+    report_text,
     verdict_colour,
     verdict_label,
     verdict_plain,
+    verdict_rule,
     verdict_text_colour,
 )
 from mfr_analysis.report.safe_text import html_text, markdown_code, markdown_text
@@ -68,76 +79,232 @@ def single_group_view(claims: pd.DataFrame) -> pd.DataFrame:
     return claims.loc[claims["audience_group"] != "all"].reset_index(drop=True)
 
 
-def _cell(row: pd.Series) -> str:
-    verdict = str(row["verdict"])
-    text = f"<b>{html.escape(verdict_label(verdict))}</b>"
-    if pd.notna(row.get("estimate")) and verdict != "suppressed":
-        text += (f"<br><small>{row['estimate']:+.2f} "
-                 f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]</small>")
-    style = f"background:{verdict_colour(verdict)};color:{verdict_text_colour(verdict)};"
-    return f'<td style="{style}" title="{html.escape(verdict_plain(verdict))}">{text}</td>'
+SCORECARD_NO_ESTIMATE = "—"
+DESIGN_BORDER = {"controlled": "solid", "uncontrolled": "dashed", "observational": "dotted"}
+POWER_VERDICTS = frozenset({"inconclusive", "no_association_shown"})  # say what was detectable
+EFFECT_VERDICTS = frozenset({"supported", "below_threshold", "contradicted",
+                             "association_shown", "no_association_shown"})
 
 
-def scorecard(claims: pd.DataFrame) -> HTML:
-    """One-screen table of verdicts per claim (rows) and audience group (columns)."""
-    groups = [g for g in GROUP_ORDER if g in set(claims["audience_group"])]
-    groups += sorted(set(claims["audience_group"]) - set(groups))
-    keys = claims[["claim_id", "outcome"]].drop_duplicates()
-    header = "".join(f"<th>{html_text(group_label(g))}</th>" for g in groups)
-    body = []
-    by_key = claims.set_index(["claim_id", "outcome", "audience_group"])
-    for claim_id, outcome in keys.itertuples(index=False):
-        name = claim_label(claim_id)
-        suffix = outcome_suffix(outcome, claim_id)
-        cells = []
-        for group in groups:
-            key = (claim_id, outcome, group)
-            cells.append(_cell(by_key.loc[key]) if key in by_key.index else "<td>—</td>")
-        label = html_text(name) + (f" <small>({html_text(suffix)})</small>" if suffix else "")
-        body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
-    legend = " ".join(
-        f'<span style="background:{verdict_colour(v)};padding:1px 6px;border:1px solid #d0d7de">'
-        f"{html.escape(verdict_label(v))}</span> {html.escape(verdict_plain(v))}.<br>"
-        for v in ("supported", "below_threshold", "no_meaningful_effect", "contradicted",
-                  "inconclusive", "insufficient_data", "not_measured", "suppressed")
-    )
-    return HTML(
-        '<table class="mfr-scorecard"><thead><tr><th>Claim</th>'
-        f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        "<p><small>Each cell: verdict, then the estimated change with its 95% confidence "
-        f"interval in the outcome's unit.</small></p><p><small>{legend}</small></p>"
-    )
-
-
-def _estimate_phrase(row: pd.Series) -> str:
-    if pd.isna(row.get("estimate")):
+def design_marker(design: str) -> str:
+    """The design of an estimate as a bordered tag in words: it does not rely on colour."""
+    if not design:
         return ""
-    unit = str(row["unit"]) if "unit" in row and pd.notna(row["unit"]) else ""
-    return f" (about {row['estimate']:+.1f}{(' ' + markdown_text(unit)) if unit else ''})"
+    border = DESIGN_BORDER.get(design, "solid")
+    return (f'<span class="mfr-design mfr-design-{html_text(design)}" '
+            f'style="border:1px {border} currentColor;border-radius:3px;padding:0 3px;'
+            f'white-space:nowrap;font-size:0.85em">{html_text(design_label(design))}</span>')
 
 
-def findings(claims: pd.DataFrame) -> Markdown:
-    """Plain-language findings: one line per claim, groups gathered by verdict."""
+def verdict_swatch(verdict: str) -> str:
+    """A verdict's label on its colour, as the scorecard shows it."""
+    return (f'<span class="mfr-swatch" style="background:{verdict_colour(verdict)};'
+            f"color:{verdict_text_colour(verdict)};padding:1px 6px;border:1px solid #8c959f;"
+            f'white-space:nowrap">{html_text(verdict_label(verdict))}</span>')
+
+
+def _cell(row: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> str:
+    """One scorecard cell: verdict, design, estimate, clients; machine-readable attributes."""
+    verdict = str(row["verdict"])
+    suppressed = verdict == "suppressed"
+    design = "" if suppressed else w.text(row, "design")
+    parts = [f"<b>{html_text(verdict_label(verdict))}</b>"]
+    estimate = "" if suppressed else w.estimate_text(row, with_unit=False)
+    if design:
+        parts.append(design_marker(design))
+    if estimate:
+        parts.append(f'<span class="mfr-estimate">{html_text(estimate, None)}</span>')
+    clients = "" if suppressed else w.clients_text(row, minimum)
+    if clients:
+        parts.append(f'<span class="mfr-clients">{html_text(clients, None)}</span>')
+    if verdict in POWER_VERDICTS:
+        power = w.power_text(row, short=True)
+        if power:
+            parts.append(f'<span class="mfr-power">{html_text(power, None)}</span>')
+    words = "" if suppressed else w.effect_words(row)
+    tooltip = f"{verdict_plain(verdict)}" + (f": {words}" if words else "")
+    attributes = {
+        "data-claim": row["claim_id"], "data-group": row["audience_group"],
+        "data-outcome": row["outcome"], "data-design": design, "data-verdict": verdict,
+        "data-n-clients": "" if suppressed else w.clients_attribute(row),
+    }
+    attrs = " ".join(f'{name}="{html_text(value, None)}"' for name, value in attributes.items())
+    style = f"background:{verdict_colour(verdict)};color:{verdict_text_colour(verdict)};"
+    return (f'<td class="mfr-cell" {attrs} style="{style}" title="{html_text(tooltip, None)}">'
+            + "<br>".join(f"<small>{part}</small>" if i else part
+                          for i, part in enumerate(parts)) + "</td>")
+
+
+def _pooled(rows: pd.DataFrame) -> pd.Series | None:
+    pooled = rows.loc[rows["audience_group"] == "all"]
+    return pooled.iloc[0] if len(pooled) else None
+
+
+def mixed_designs(rows: pd.DataFrame) -> bool:
+    """Whether the shown cells of one claim row mix controlled and before/after estimates."""
+    shown = rows.loc[rows["verdict"] != "suppressed"]
+    designs = {str(d) for d in shown.get("design", pd.Series(dtype="str")).dropna()}
+    return {"controlled", "uncontrolled"} <= designs
+
+
+def _row_threshold(rows: pd.DataFrame, with_source: bool = False) -> str:
+    """The threshold of a claim row in words (with its source), or that it has none."""
+    if "mcid" not in rows:
+        return report_text("no_threshold")
+    with_mcid = rows.loc[pd.to_numeric(rows["mcid"], errors="coerce").notna()]
+    if with_mcid.empty:
+        return report_text("no_threshold")
+    row = with_mcid.iloc[0]
+    source = w.threshold_source(row) if with_source else ""
+    return f"threshold {w.threshold_text(row)}" + (f" ({source})" if source else "")
+
+
+def heterogeneity_note(rows: pd.DataFrame, alpha: float = 0.05, short: bool = False) -> str:
+    """'Do groups differ? …' for a claim row shown for several groups, else ''."""
+    pooled = _pooled(rows)
+    if pooled is None or rows["audience_group"].nunique() < 3:  # pooled + at least two groups
+        return ""
+    answer = w.heterogeneity_text(w.value(pooled, "heterogeneity_p"), alpha, short)
+    return f"{report_text('groups_question')} {answer}" if answer else ""
+
+
+def _row_header(claim_id: str, outcome: str, rows: pd.DataFrame, alpha: float) -> str:
+    name = claim_label(claim_id)
+    suffix = outcome_suffix(outcome, claim_id)
+    first = rows.iloc[0]
+    cue = "; ".join(p for p in (w.unit_phrase(first), reading_cue(claim_id, outcome)) if p)
+    notes = [cue, _row_threshold(rows), heterogeneity_note(rows, alpha, short=True)]
+    if mixed_designs(rows):
+        notes.append("⚠ " + report_text("mixed_design"))
+    label = f'<span class="mfr-claim-name">{html_text(name)}</span>'
+    if suffix:
+        label += f' <span class="mfr-claim-outcome">({html_text(suffix)})</span>'
+    details = "".join(f'<br><small class="mfr-row-note">{html_text(n, None)}</small>'
+                      for n in notes if n)
+    return (f'<th scope="row" class="mfr-claim" data-claim="{html_text(claim_id)}">'
+            f"{label}{details}</th>")
+
+
+def legend() -> str:
+    """What the verdicts, colours and design tags mean: the same words as the methods."""
+    verdicts = "".join(f"<li>{verdict_swatch(v)} {html_text(verdict_rule(v), None)}</li>"
+                       for v in legend_verdicts())
+    design_items = "".join(f"<li>{design_marker(d)} {html_text(design_rule(d), None)}</li>"
+                           for d in designs())
+    return (
+        '<div class="mfr-legend"><p><b>How to read a cell.</b> The verdict, the design of the '
+        "comparison, the estimate with its 95 % confidence interval (the line under each "
+        "claim gives the unit and which sign is better; intervals are not corrected for "
+        "multiple testing, verdicts are) and the clients analysed (control "
+        "clients in brackets). Inconclusive and no-association cells add the smallest effect "
+        "these clients could detect (≥, in the row's unit), and the clients a study would "
+        "need.</p>"
+        f'<p><b>Verdicts</b></p><ul class="mfr-legend-verdicts">{verdicts}</ul>'
+        f'<p><b>Designs</b></p><ul class="mfr-legend-designs">{design_items}</ul></div>'
+    )
+
+
+def scorecard(claims: pd.DataFrame, alpha: float = 0.05,
+              minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
+    """One-screen table of verdicts per claim (rows) and audience group (columns)."""
+    groups = ordered_groups(claims["audience_group"].astype(str))
+    header = "".join(f'<th scope="col">{html_text(group_label(g))}</th>' for g in groups)
+    body = []
+    for (claim_id, outcome), rows in claims.groupby(["claim_id", "outcome"], sort=False):
+        by_group = {str(r["audience_group"]): r for _, r in rows.iterrows()}
+        cells = [_cell(by_group[g], minimum) if g in by_group
+                 else f"<td>{SCORECARD_NO_ESTIMATE}</td>" for g in groups]
+        body.append(f"<tr>{_row_header(str(claim_id), str(outcome), rows, alpha)}"
+                    f"{''.join(cells)}</tr>")
+    return HTML(
+        '<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-scorecard">'
+        f'<thead><tr><th scope="col" class="mfr-claim">Claim</th>{header}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>{legend()}"
+    )
+
+
+def _who(row: pd.Series) -> str:
+    return ("all clients" if row["audience_group"] == "all"
+            else group_plain(str(row["audience_group"])))
+
+
+def _finding_phrase(row: pd.Series) -> str:
+    """'seniors (pain fell 0.84 points more than in control clients)' for one row."""
+    verdict = str(row["verdict"])
+    extra = ""
+    if verdict in EFFECT_VERDICTS:
+        extra = w.effect_words(row)
+    elif verdict == "inconclusive":
+        extra = w.power_text(row)
+    return _who(row) + (f" ({extra})" if extra else "")
+
+
+def _association_sentence(rows: pd.DataFrame) -> str:
+    """Observational rows of one claim row: for whom (by how much) what went with what."""
+    said: dict[tuple[str, str], list[str]] = {}
+    for _, row in rows.iterrows():
+        verdict = str(row["verdict"])
+        sentence = w.association_sentence(row)
+        if not sentence:
+            said.setdefault((verdict_plain(verdict), ""), []).append(_finding_phrase(row))
+            continue
+        sized = verdict in {"association_shown", "contradicted"}
+        who = f"{_who(row)} ({w.size_text(row)})" if sized else _who(row)
+        said.setdefault((verdict_label(verdict), sentence), []).append(who)
+    return "; ".join(f"{verdict} for {', '.join(whos)}" + (f": {sentence}" if sentence else "")
+                     for (verdict, sentence), whos in said.items())
+
+
+def _design_sentence(design: str, rows: pd.DataFrame) -> str:
+    prefix = design_plain(design)
+    prefix = f"{prefix[:1].upper()}{prefix[1:]}: " if prefix else ""
+    if design == "observational":
+        return prefix + _association_sentence(rows)
+    by_verdict: dict[str, list[str]] = {}
+    for _, row in rows.iterrows():
+        by_verdict.setdefault(str(row["verdict"]), []).append(_finding_phrase(row))
+    return prefix + "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
+                              for v, whos in by_verdict.items())
+
+
+def _outcome_findings(claim_id: str, outcome: str, rows: pd.DataFrame, alpha: float) -> str:
+    """The findings of one claim row, one sentence per design, '' when all are withheld."""
+    shown = rows.loc[rows["verdict"] != "suppressed"]
+    if shown.empty:
+        return ""
+    design = shown["design"].fillna("").astype(str) if "design" in shown else \
+        pd.Series("", index=shown.index)
+    sentences = [_design_sentence(str(d), part) for d, part in shown.groupby(design, sort=False)]
+    if mixed_designs(rows):
+        sentences.append(report_text("mixed_design").rstrip("."))
+    differ = heterogeneity_note(rows, alpha)
+    if differ:
+        sentences.append(differ)
+    suffix = outcome_suffix(outcome, claim_id)
+    return (f"{suffix[:1].upper()}{suffix[1:]}: " if suffix else "") + ". ".join(sentences) + "."
+
+
+def findings(claims: pd.DataFrame, alpha: float = 0.05) -> Markdown:
+    """Plain-language findings: per claim and design, groups gathered by verdict, each
+    estimate in words ('compared with control clients', 'from before to after a session',
+    associations said not to show cause)."""
     lines = []
     for claim_id, rows in claims.groupby("claim_id", sort=False):
-        parts = []
-        for outcome, outcome_rows in rows.groupby("outcome", sort=False):
-            suffix = outcome_suffix(str(outcome), str(claim_id))
-            by_verdict: dict[str, list[str]] = {}
-            for _, row in outcome_rows.loc[outcome_rows["verdict"] != "suppressed"].iterrows():
-                who = ("all clients" if row["audience_group"] == "all"
-                       else markdown_text(group_plain(row["audience_group"])))
-                phrase = who + (_estimate_phrase(row) if row["verdict"] in
-                                {"supported", "below_threshold", "contradicted"} else "")
-                by_verdict.setdefault(str(row["verdict"]), []).append(phrase)
-            if not by_verdict:
-                continue
-            sentence = "; ".join(f"{verdict_plain(v)} for {', '.join(whos)}"
-                                 for v, whos in by_verdict.items())
-            parts.append((f"{markdown_text(suffix)}: " if suffix else "") + sentence)
-        if parts:
-            lines.append(f"- **{markdown_text(claim_label(str(claim_id)))}**: "
-                         + " — ".join(parts) + ".")
+        claim_id = str(claim_id)
+        parts = [part for outcome, outcome_rows in rows.groupby("outcome", sort=False)
+                 if (part := _outcome_findings(claim_id, str(outcome), outcome_rows, alpha))]
+        if not parts:
+            continue
+        observational = "design" in rows and (rows["design"] == "observational").any()
+        caveat = cause_caveat(claim_id) if observational else ""
+        if caveat:
+            parts[-1] += f" {caveat[:1].upper()}{caveat[1:].rstrip('.')}."
+        name = f"- **{markdown_text(claim_label(claim_id))}**"
+        if len(parts) == 1:
+            lines.append(f"{name}: {markdown_text(parts[0], None)}")
+        else:
+            lines.append(name)
+            lines += [f"    - {markdown_text(part, None)}" for part in parts]
     lines.append("\nGroups withheld for privacy (too few clients, or needed to protect a smaller "
                  "group) are not described.")
     return Markdown("\n".join(lines))
@@ -227,6 +394,67 @@ def key_fingerprint(sessions_path: str) -> str:
         return ""
 
 
+def threshold_lines(claims: pd.DataFrame) -> list[str]:
+    """Markdown list: per claim why it has the threshold it has (the registry's rationale),
+    then each row's threshold with its source."""
+    from mfr_analysis.claims import claim_registry
+
+    registry = claim_registry().set_index("claim_id")
+    lines = []
+    for claim_id, claim_rows in claims.groupby("claim_id", sort=False):
+        claim_id = str(claim_id)
+        why = (str(registry.loc[claim_id, "threshold_rationale"])
+               if "threshold_rationale" in registry and claim_id in registry.index else "")
+        lines.append(f"- *{markdown_text(claim_label(claim_id))}*"
+                     + (f": {markdown_text(why, None)}" if why and why != "nan" else ""))
+        for outcome, rows in claim_rows.groupby("outcome", sort=False):
+            if "mcid" in rows and pd.to_numeric(rows["mcid"], errors="coerce").notna().any():
+                suffix = outcome_suffix(str(outcome), claim_id) or measure_label(str(outcome))
+                lines.append(f"    - {markdown_text(suffix)}: "
+                             f"{markdown_text(_row_threshold(rows, with_source=True), None)}")
+    return lines
+
+
+def settings_words(alpha: float, correction: str, minimum: int) -> str:
+    """The analysis settings in words, e.g. '5 % significance, Holm correction across all
+    claims, groups under 11 clients hidden'."""
+    return (f"{alpha * 100:g} % significance, {correction_label(correction)} across all "
+            f"claims, groups under {minimum} clients hidden")
+
+
+def verdict_methods(claims: pd.DataFrame, parameters: dict) -> str:
+    """The verdict rules, designs, thresholds, power and heterogeneity, as Markdown: the
+    same words as the scorecard legend (``data/report_labels.csv``)."""
+    alpha = float(parameters.get("alpha", 0.05))
+    correction = str(parameters.get("correction", "holm"))
+    verdicts = "\n".join(f"- *{markdown_text(verdict_label(v))}*: "
+                         f"{markdown_text(verdict_rule(v), None)}" for v in legend_verdicts())
+    design_lines = "\n".join(f"- *{markdown_text(design_label(d))}*: "
+                             f"{markdown_text(design_rule(d), None)}" for d in designs())
+    thresholds = "\n".join(threshold_lines(claims))
+    return f"""**Verdicts.** P-values are adjusted across the whole claims table
+({markdown_text(correction_label(correction))}); statistically clear means an adjusted p-value
+below {alpha:g}.
+
+{verdicts}
+
+**Designs.**
+
+{design_lines}
+
+**Thresholds.** A claim is *supported* only against a threshold it states, with its source;
+claims without one can show an association at most.
+
+{thresholds}
+
+**Power.** For inconclusive cells the report gives the smallest effect the cell's clients
+would detect {w.POWER_PERCENT} % of the time at the {alpha:g} level (before the multiplicity
+correction), and the clients a study would need to detect the threshold.
+
+**Do groups differ?** A Wald test that the audience groups' estimates are equal (on the
+all-clients row); below {alpha:g} the groups differ more than chance would explain."""
+
+
 def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict,
             minimum: int = MIN_REPORTED_CLIENTS, fingerprint: str = "") -> Markdown:
     """Methods appendix: models used per claim, sample sizes, versions, data fingerprint."""
@@ -249,10 +477,7 @@ independent, so every model has a per-client random effect or cluster-robust sta
 **Models used.**
 {model_lines}
 
-**Multiplicity.** P-values are adjusted across the whole claims table; a claim is
-*supported* only when the adjusted p-value is below alpha and the estimate passes the
-minimal clinically important difference (MCID). *No meaningful effect* means equivalence
-within ±MCID was shown (two one-sided tests, 90% CI inside the margin).
+{verdict_methods(claims, parameters)}
 
 **Data.** {_size(sessions, minimum)}, {period(sessions)}; fingerprint
 `{data_fingerprint(sessions)}`. Client ids are keyed pseudonyms; pseudonym key fingerprint
