@@ -434,7 +434,8 @@ def verdict_methods(claims: pd.DataFrame, parameters: dict) -> str:
     thresholds = "\n".join(threshold_lines(claims))
     return f"""**Verdicts.** P-values are adjusted across the whole claims table
 ({markdown_text(correction_label(correction))}); statistically clear means an adjusted p-value
-below {alpha:g}.
+below {alpha:g}. The 95 % confidence intervals shown are not adjusted: an interval that
+excludes 0 can still belong to a cell that is not statistically clear after the correction.
 
 {verdicts}
 
