@@ -94,8 +94,10 @@ def design_marker(design: str) -> str:
 
 
 def design_words(design: str) -> str:
-    """The design in a few words for a legend, e.g. 'vs control'."""
-    return _style("design", design, "")["label"]
+    """The design in a few words for a legend, e.g. 'vs control' (the pages' words)."""
+    from mfr_analysis.report.labels import design_label
+
+    return design_label(design)
 
 
 def format_threshold(value: float) -> str:
