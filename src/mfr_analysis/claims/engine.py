@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mfr_analysis import config
-from mfr_analysis.claims.base import ALL, Cell, Extraction, Job
+from mfr_analysis.claims.base import ALL, Cell, Extraction, Job, series_key
 from mfr_analysis.claims.inputs import ClaimInputs, Prepared, prepare
 from mfr_analysis.claims.kinds import KINDS, Registry, kind_of, mcid_key_problem, resolve
 from mfr_analysis.claims.registry import literature
@@ -253,15 +253,23 @@ def refit(sessions: pd.DataFrame, claim_id: str, audience_group: str = ALL,
 
     Examples
     --------
-    >>> from mfr_analysis import simulate
     >>> from mfr_analysis.claims import refit
-    >>> from mfr_analysis.derive import derive
-    >>> sessions = derive(simulate.clean_world(60, seed=3))
+    >>> from mfr_analysis.simulate import simulate_sessions
+    >>> sessions, _ = simulate_sessions(80, seed=3)  # 80 clients, a fifth of them controls
     >>> results = refit(sessions, "pain")
     >>> type(results).__name__
     'MixedLMResultsWrapper'
-    >>> print(results.summary().tables[0].iloc[0, 0])  # doctest: +SKIP
-    Model:
+    >>> results.model.exog_names
+    ['intercept', 'mfr_vs_control', 'pre']
+    >>> round(float(results.fe_params["mfr_vs_control"]), 2)
+    -1.17
+    >>> summary = results.summary()  # print(summary) shows the whole model
+    >>> summary.tables[1].loc["mfr_vs_control", ["Coef.", "Std.Err.", "[0.025", "0.975]"]]
+    Coef.       -1.173
+    Std.Err.     0.233
+    [0.025      -1.629
+    0.975]      -0.718
+    Name: mfr_vs_control, dtype: str
     """
     chosen = analysis_settings(settings)
     table = _checked(chosen, registry)
@@ -291,7 +299,22 @@ def refit(sessions: pd.DataFrame, claim_id: str, audience_group: str = ALL,
         why = str(found["note"]).split("; ")[0]
         raise AnalysisError(f"{claim_id} / {group} / {found['outcome']}: no model was fitted "
                             f"({found['_status']}: {why})")
-    return found["_model"].statsmodels_results()
+    results = found["_model"].statsmodels_results()
+    series = inputs.series.get(series_key(claim_rows.iloc[0], str(found["outcome"])))
+    if series is not None and hasattr(getattr(results, "model", None), "data"):
+        results.model.data.ynames = _dependent(series.shape, str(found["outcome"]),
+                                               str(found["method"]))
+    return results
+
+
+def _dependent(shape: str, outcome: str, method: str) -> str:
+    """The dependent variable of a row's model in words, for its summary."""
+    per_client = method.startswith(("client-level", "two-stage"))
+    if shape in ("change", "contrast"):
+        return f"{outcome} change" + (", client mean" if per_client else "")
+    if shape in ("trend", "dose"):
+        return f"{outcome} slope per client" if per_client else outcome
+    return f"{outcome} (any)"
 
 
 # ------------------------------------------------------------------------------ finish ---
