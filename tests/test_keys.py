@@ -153,7 +153,7 @@ def test_the_key_fingerprint_is_recorded_in_the_report_and_the_parquet(tmp_path:
 
 def test_the_dask_engine_records_the_fingerprint_in_every_part(tmp_path: Path,
                                                                cluster: str) -> None:
-    from mfr_analysis.scale import run_clean_dask
+    from mfr_analysis.dask_clean import run_clean_dask
 
     second = tmp_path / "second.csv"
     shutil.copy(MESSY, second)

@@ -444,14 +444,14 @@ def test_a_killed_dask_clean_leaves_the_old_set_and_its_staging_is_removed(
     shutil.copytree(old, out)
     script = textwrap.dedent("""
         import os, signal, sys
-        from mfr_analysis import scale
+        from mfr_analysis import dask_clean
         def die(*_args, **_kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
-        scale._across_partitions = die
-        real_cluster = scale.local_cluster
-        scale.local_cluster = lambda n=None, **_: real_cluster(n, processes=False)
-        scale.run_clean_dask([sys.argv[1], sys.argv[2]], sys.argv[3], n_workers=1,
-                             progress=False, blocksize=100)
+        dask_clean._across_partitions = die
+        real_cluster = dask_clean.local_cluster
+        dask_clean.local_cluster = lambda n=None, **_: real_cluster(n, processes=False)
+        dask_clean.run_clean_dask([sys.argv[1], sys.argv[2]], sys.argv[3], n_workers=1,
+                                  progress=False, blocksize=100)
     """)
     killed = subprocess.run([sys.executable, "-c", script, str(MESSY), str(second_log),
                              str(out)], capture_output=True, text=True, timeout=120,

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("distributed")
 
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
+from mfr_analysis.dask_clean import run_clean_dask  # noqa: E402
 from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
-from mfr_analysis.scale import run_clean_dask  # noqa: E402
 from mfr_analysis.schema import CleanSessions  # noqa: E402
 from tests.conftest import TEST_KEY  # noqa: E402
 
@@ -186,11 +186,11 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
                                                     limit: int | None) -> None:
     """Shuffled by client into several partitions, derived and reduced to per-client sums on
     the cluster: the claims table equals the in-memory one, whichever route each cell takes."""
-    from mfr_analysis import claims, scale
+    from mfr_analysis import claims, dask_claims
     from mfr_analysis.claims import evaluate_claims
-    from mfr_analysis.scale import evaluate_claims_at_scale
+    from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
-    monkeypatch.setattr(scale, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
+    monkeypatch.setattr(dask_claims, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
     if limit is not None:  # the pooled cells go the client-sum routes, groups stay small
         for name in ("MIXED_MAX_SESSIONS", "MIXED_SLOPES_MAX_SESSIONS", "GEE_MAX_SESSIONS",
                      "CLUSTER_OLS_MAX_SESSIONS"):
@@ -216,7 +216,7 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
 
 def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: str,
                                                           tmp_path: Path) -> None:
-    from mfr_analysis.scale import claim_inputs_at_scale
+    from mfr_analysis.dask_claims import claim_inputs_at_scale
 
     run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
     n = len(load_sessions([tmp_path]))
@@ -228,8 +228,8 @@ def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: st
 
 def test_report_slices_run_as_tasks_on_a_dask_cluster(logs: Path, cluster: str,
                                                       tmp_path: Path) -> None:
+    from mfr_analysis.dask_clean import local_cluster
     from mfr_analysis.report.run import run_reports
-    from mfr_analysis.scale import local_cluster
 
     run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
     # worker processes: each notebook's kernel client lives and dies in a worker

@@ -16,9 +16,9 @@ pytest.importorskip("distributed")
 
 from mfr_analysis import io  # noqa: E402
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
+from mfr_analysis.dask_clean import run_clean_dask  # noqa: E402
 from mfr_analysis.errors import InputError  # noqa: E402
 from mfr_analysis.pipeline import run_clean  # noqa: E402
-from mfr_analysis.scale import run_clean_dask  # noqa: E402
 from tests.conftest import TEST_KEY  # noqa: E402
 
 OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, io.MANIFEST_FILE}
@@ -145,17 +145,17 @@ def test_cli_small_blocksize_and_workers(logs: Path, fresh_pandas: Path, tmp_pat
     in-process here, to stay fast); the clean table is the pandas engine's."""
     from typer.testing import CliRunner
 
-    from mfr_analysis import scale
+    from mfr_analysis import dask_clean
     from mfr_analysis.cli import app
 
     sizes: list[int | None] = []
-    real_local_cluster = scale.local_cluster
+    real_local_cluster = dask_clean.local_cluster
 
     def in_process(n_workers: int | None = None, **_: Any) -> Any:
         sizes.append(n_workers)
         return real_local_cluster(n_workers, processes=False)
 
-    monkeypatch.setattr(scale, "local_cluster", in_process)
+    monkeypatch.setattr(dask_clean, "local_cluster", in_process)
     result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
                                       "--engine", "dask", "--blocksize", "16KB", "--workers",
                                       "2", "--no-progress"])
@@ -273,7 +273,7 @@ def test_cli_workers_above_the_machine_is_one_line_before_any_work(
 
 def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from mfr_analysis import config, scale
+    from mfr_analysis import config, dask_clean
 
     monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
     too_many = config.max_workers() + 1
@@ -281,7 +281,7 @@ def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
                                    n_workers=too_many),
                  lambda: run_clean_dask([logs], tmp_path / "b", progress=False,
                                         n_workers=too_many),
-                 lambda: scale.local_cluster(too_many)):
+                 lambda: dask_clean.local_cluster(too_many)):
         with pytest.raises(InputError, match=rf"n_workers {too_many}: expected 1 to "):
             call()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

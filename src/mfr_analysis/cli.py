@@ -288,7 +288,7 @@ def claims(
                    "mcid_overrides": _mcid_overrides(mcid), "progress": _show_progress(progress)}
         tables = clean_parquets(input_path)  # each folder checked against its manifest
         if tables is not None and len(tables) == 1:  # a clean dataset, maybe beyond memory
-            from mfr_analysis.scale import evaluate_claims_at_scale
+            from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
             table = evaluate_claims_at_scale(
                 tables[0], scheduler=scheduler,

@@ -223,7 +223,7 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     if n_workers is not None and scheduler is not None:
         raise ValueError("n_workers sizes a local cluster: not with a scheduler")
     if engine == "dask":  # checks the output folder itself, before any work
-        from mfr_analysis.scale import run_clean_dask
+        from mfr_analysis.dask_clean import run_clean_dask
 
         return run_clean_dask(inputs, out_dir, mapping=mapping, date_order=date_order,
                               progress=progress, scheduler=scheduler, blocksize=blocksize,
@@ -480,7 +480,7 @@ def combine_clean_tables(tables: Sequence[Path], out_dir: str | Path) -> Path:
     """Write several clean tables (one key, see :func:`clean_parquets`) as one output set in
     ``out_dir``: ``sessions.parquet`` and, when every table has its cleaning report, their
     merged ``cleaning_report.json``; return the sessions path."""
-    from mfr_analysis.scale import merge_reports
+    from mfr_analysis.dask_clean import merge_reports
 
     fingerprint = check_same_key(tables)
     frames = [_read_table(t) for t in tables]

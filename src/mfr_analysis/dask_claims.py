@@ -1,0 +1,108 @@
+"""Claims on a clean dataset larger than memory, reduced on a Dask cluster (was the second
+half of ``scale.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from mfr_analysis.config import SESSIONS_FILE
+from mfr_analysis.dask_clean import dask_client
+
+# ---------------------------------------------------------------------------------------------
+# claims on a dataset larger than memory
+
+IN_MEMORY_SESSIONS = 2_000_000  # up to this many sessions, claims read the table whole
+SESSIONS_PER_SHUFFLE_PARTITION = 1_000_000
+_ORDER = "_mfr_row_order"
+
+
+def _dataset_files(dataset: str | Path) -> list[Path]:
+    path = Path(dataset)
+    if path.is_dir() and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix == ".parquet"
+                      and not p.name.startswith("."))
+    return [path]
+
+
+def _numbered(path: str, index: int) -> pd.DataFrame:
+    """One part of the clean table with its rows' position in the whole table."""
+    table = pd.read_parquet(path)
+    return table.assign(**{_ORDER: np.arange(len(table), dtype=np.int64) + (index << 40)})
+
+
+def _partition_inputs(part: pd.DataFrame) -> Any:
+    """Claims inputs of one partition of whole clients, rows back in table order."""
+    from mfr_analysis.claims import claim_inputs
+    from mfr_analysis.derive import derive
+
+    if part.empty:
+        return None
+    part = part.sort_values(_ORDER, kind="stable").drop(columns=_ORDER)
+    return claim_inputs(derive(part.reset_index(drop=True)))
+
+
+def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
+                          n_workers: int | None = None, progress: bool = False,
+                          in_memory_max: int = IN_MEMORY_SESSIONS) -> tuple[Any, str]:
+    """What the claims models need from a clean dataset of any size, and how it was made.
+
+    Up to ``in_memory_max`` sessions the table is read whole. A larger one is shuffled by
+    client on a Dask cluster (``dask.dataframe``), so that each partition holds whole
+    clients; each partition is derived (weeks since the client's first session, sessions
+    per week...) and reduced to per-client sums plus the sessions of small cells
+    (:mod:`mfr_analysis.claim_inputs`), and the reductions are combined. The result equals
+    the in-memory one; its size grows with clients, not sessions.
+    """
+    from mfr_analysis.claim_inputs import combine_inputs
+    from mfr_analysis.claims import claim_inputs
+    from mfr_analysis.pipeline import load_sessions
+
+    files = _dataset_files(dataset)
+    n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if n_sessions <= in_memory_max:
+        return claim_inputs(load_sessions(dataset)), ""
+    import dask
+    import dask.dataframe as dd
+    from distributed import as_completed
+
+    n_parts = max(1, -(-n_sessions // SESSIONS_PER_SHUFFLE_PARTITION))
+    with dask_client(scheduler, n_workers) as client:
+        frame = dd.from_map(_numbered, [str(f) for f in files], list(range(len(files))))
+        shuffled = frame.shuffle("client_id", npartitions=n_parts)
+        tasks = [dask.delayed(_partition_inputs)(p) for p in shuffled.to_delayed()]
+        futures = client.compute(tasks)
+        pieces = []
+        for future in tqdm(as_completed(futures), total=len(futures), unit="part",
+                           desc="claims inputs (dask)", disable=not progress):
+            pieces.append(future.result())
+    inputs = combine_inputs([p for p in pieces if p is not None])
+    note = (f"reduced on a Dask cluster to per-client sums ({n_sessions:,} sessions in "
+            f"{n_parts} partition{'s' if n_parts > 1 else ''} of whole clients); same numbers "
+            "as in memory")
+    return inputs, note
+
+
+def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = None,
+                             n_workers: int | None = None,
+                             in_memory_max: int = IN_MEMORY_SESSIONS,
+                             **options: Any) -> pd.DataFrame:
+    """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size, reduced
+    first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``."""
+    from mfr_analysis.claims import evaluate_inputs
+
+    inputs, note = claim_inputs_at_scale(dataset, scheduler=scheduler, n_workers=n_workers,
+                                         progress=bool(options.get("progress")),
+                                         in_memory_max=in_memory_max)
+    table = evaluate_inputs(inputs, **options)
+    if note:
+        table["note"] = [f"{n}; {note}" if isinstance(n, str) and n else note
+                         for n in table["note"]]
+    return table
