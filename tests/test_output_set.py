@@ -213,7 +213,7 @@ _KILLER = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGKILL)
 
     if stage == "writing":  # while the set is being written into its staging folder
-        pipeline._write_csv = die
+        pipeline.write_csv = die
     elif stage == "cleanup":  # published, its staging folder not yet removed
         real_rmtree = io.shutil.rmtree
         def rmtree(path, *args, **kwargs):
@@ -285,7 +285,7 @@ def test_a_full_disk_leaves_the_old_set(where: str, old_and_new: tuple[Path, Pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if where == "staging":
-        monkeypatch.setattr(pipeline_module, "_write_csv", full)
+        monkeypatch.setattr(pipeline_module, "write_csv", full)
     else:
         monkeypatch.setattr(io, "_write_ready", full)
     with pytest.raises(OSError, match="No space left"):

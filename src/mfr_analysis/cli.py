@@ -50,6 +50,10 @@ class Engine(StrEnum):
     dask = "dask"
 
 
+CLEAN_OPTION_NAMES = {"engine": "--engine", "dask": "--engine dask", "scheduler": "--scheduler",
+                      "blocksize": "--blocksize", "n_workers": "--workers"}
+
+
 class SliceBy(StrEnum):
     audience_group = "audience_group"
     site = "site"
@@ -209,15 +213,10 @@ def clean(
     def step() -> None:
         from mfr_analysis.config import check_workers
         from mfr_analysis.errors import InputError
-        from mfr_analysis.pipeline import run_clean
+        from mfr_analysis.pipeline import check_clean_options, run_clean
 
-        for name, value in (("--scheduler", scheduler), ("--blocksize", blocksize),
-                            ("--workers", workers)):
-            if value is not None and engine is not Engine.dask:
-                raise InputError(f"{name} needs --engine dask")
-        if workers is not None and scheduler is not None:
-            raise InputError("--workers starts a local cluster: not with --scheduler (the "
-                             "cluster there already has its workers)")
+        check_clean_options(engine.value, scheduler=scheduler, blocksize=blocksize,
+                            n_workers=workers, names=CLEAN_OPTION_NAMES)
         n_workers = None
         if workers is not None:
             try:

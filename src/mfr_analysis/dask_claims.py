@@ -1,5 +1,18 @@
-"""Claims on a clean dataset larger than memory, reduced on a Dask cluster (was the second
-half of ``scale.py``)."""
+"""Claims on a clean dataset of any size: reduced by client on a Dask cluster when it is large.
+
+:func:`claim_inputs_at_scale` reads a clean table of up to ``in_memory_max`` sessions whole
+(:func:`mfr_analysis.pipeline.load_sessions`). A larger one is shuffled by client on a Dask
+cluster (``dask.dataframe``), so that each partition holds whole clients; each partition is
+derived (:func:`mfr_analysis.derive.derive`: weeks since the client's first session, sessions
+per week...) and reduced to per-client sums plus the sessions of small cells
+(:func:`mfr_analysis.claims.claim_inputs`), and the reductions are combined
+(:func:`mfr_analysis.claims.combine_inputs`). The result equals the in-memory one; its size
+grows with clients, not sessions. :func:`evaluate_claims_at_scale` fits the claims from it and
+says in each row's ``note`` when the reduction ran on the cluster.
+
+The cluster is the one of :func:`mfr_analysis.dask_clean.dask_client`: a local one, or the one
+at ``scheduler``.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +24,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mfr_analysis.config import SESSIONS_FILE
+from mfr_analysis.claims import claim_inputs, combine_inputs, evaluate_inputs
 from mfr_analysis.dask_clean import dask_client
-
-# ---------------------------------------------------------------------------------------------
-# claims on a dataset larger than memory
+from mfr_analysis.derive import derive
+from mfr_analysis.pipeline import clean_table_files, load_sessions
 
 IN_MEMORY_SESSIONS = 2_000_000  # up to this many sessions, claims read the table whole
 SESSIONS_PER_SHUFFLE_PARTITION = 1_000_000
 _ORDER = "_mfr_row_order"
-
-
-def _dataset_files(dataset: str | Path) -> list[Path]:
-    path = Path(dataset)
-    if path.is_dir() and (path / SESSIONS_FILE).exists():
-        path = path / SESSIONS_FILE
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix == ".parquet"
-                      and not p.name.startswith("."))
-    return [path]
 
 
 def _numbered(path: str, index: int) -> pd.DataFrame:
@@ -40,9 +42,6 @@ def _numbered(path: str, index: int) -> pd.DataFrame:
 
 def _partition_inputs(part: pd.DataFrame) -> Any:
     """Claims inputs of one partition of whole clients, rows back in table order."""
-    from mfr_analysis.claims import claim_inputs
-    from mfr_analysis.derive import derive
-
     if part.empty:
         return None
     part = part.sort_values(_ORDER, kind="stable").drop(columns=_ORDER)
@@ -54,18 +53,9 @@ def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
                           in_memory_max: int = IN_MEMORY_SESSIONS) -> tuple[Any, str]:
     """What the claims models need from a clean dataset of any size, and how it was made.
 
-    Up to ``in_memory_max`` sessions the table is read whole. A larger one is shuffled by
-    client on a Dask cluster (``dask.dataframe``), so that each partition holds whole
-    clients; each partition is derived (weeks since the client's first session, sessions
-    per week...) and reduced to per-client sums plus the sessions of small cells
-    (:mod:`mfr_analysis.claim_inputs`), and the reductions are combined. The result equals
-    the in-memory one; its size grows with clients, not sessions.
-    """
-    from mfr_analysis.claim_inputs import combine_inputs
-    from mfr_analysis.claims import claim_inputs
-    from mfr_analysis.pipeline import load_sessions
-
-    files = _dataset_files(dataset)
+    Returns the claims inputs and a note: empty when the table was read whole, else how it
+    was reduced on the cluster (see the module's docstring)."""
+    files = clean_table_files(dataset)
     n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     if n_sessions <= in_memory_max:
         return claim_inputs(load_sessions(dataset)), ""
@@ -96,8 +86,6 @@ def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = Non
                              **options: Any) -> pd.DataFrame:
     """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size, reduced
     first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``."""
-    from mfr_analysis.claims import evaluate_inputs
-
     inputs, note = claim_inputs_at_scale(dataset, scheduler=scheduler, n_workers=n_workers,
                                          progress=bool(options.get("progress")),
                                          in_memory_max=in_memory_max)
@@ -106,3 +94,7 @@ def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = Non
         table["note"] = [f"{n}; {note}" if isinstance(n, str) and n else note
                          for n in table["note"]]
     return table
+
+
+__all__ = ["IN_MEMORY_SESSIONS", "SESSIONS_PER_SHUFFLE_PARTITION", "claim_inputs_at_scale",
+           "evaluate_claims_at_scale"]

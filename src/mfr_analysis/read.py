@@ -60,8 +60,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from mfr_analysis import errors
+from mfr_analysis.config import SESSIONS_FILE
+from mfr_analysis.io import CLEAN_OUTPUT_FILES
 from mfr_analysis.redact import (
     excerpt,
     excerpt_list,
@@ -1214,6 +1217,38 @@ def expand_inputs(paths: Sequence[str | Path] | str | Path) -> list[Path]:
     return unique
 
 
+def clean_table_path(item: str | Path) -> Path | None:
+    """The clean ``sessions.parquet`` named by one input (the file, a Dask engine's folder of
+    parts, or a folder holding either), else None; nothing is verified here."""
+    path = Path(item)
+    if path.is_dir() and path.name != SESSIONS_FILE and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    if path.suffix.lower() in (".parquet", ".pq") and (path.is_file() or path.is_dir()):
+        try:
+            names = set(pq.read_schema(path).names if path.is_file()
+                        else pq.ParquetDataset(path).schema.names)
+        except Exception:  # noqa: BLE001 - not a parquet file: let the reader explain
+            return None
+        if set(CLEAN_COLUMNS) <= names:
+            return path
+    return None
+
+
+def raw_input_files(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
+    """The raw log files named by ``inputs``: folders expanded, the outputs of an earlier
+    clean left out; InputError (one line) for a clean table or when nothing raw is left."""
+    given = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    for item in given:
+        if clean_table_path(item) is not None:
+            raise InputError(f"{Path(item).name}: already a clean sessions table; pass it to "
+                             "claims or report instead of cleaning it again")
+    files = [f for f in expand_inputs(given) if f.name not in CLEAN_OUTPUT_FILES]
+    if not files:
+        raise InputError(f"{', '.join(Path(g).name for g in given)}: no raw log files found "
+                         "(only outputs of an earlier clean)")
+    return files
+
+
 def display_names(paths: Sequence[Path]) -> list[str]:
     """Short, unique names for source_file: the file name, with parent folders if needed."""
     names = [p.name for p in paths]
@@ -1349,5 +1384,6 @@ def read_logs(paths: Sequence[str | Path] | str | Path, mapping: str | Path | No
 
 
 __all__ = ["INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs", "Source", "TextLayout",
-           "combine_sources", "display_names", "expand_inputs", "load_mapping", "plan_headers",
-           "read_logs", "read_source", "read_text_range", "text_layout"]
+           "clean_table_path", "combine_sources", "display_names", "expand_inputs",
+           "load_mapping", "plan_headers", "raw_input_files", "read_logs", "read_source",
+           "read_text_range", "text_layout"]
