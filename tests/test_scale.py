@@ -9,13 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
-from mfr_analysis.dask_clean import run_clean_dask  # noqa: E402
-from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
-from mfr_analysis.schema import CleanSessions  # noqa: E402
-from tests.conftest import TEST_KEY  # noqa: E402
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.dask_clean import run_clean_dask
+from mfr_analysis.pipeline import load_sessions, run_clean
+from mfr_analysis.schema import CleanSessions
+from tests.conftest import TEST_KEY
 
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
           "reasons_by_field", "per_source", "session_ids", "columns_absent", "dropped_columns",

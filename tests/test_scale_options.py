@@ -12,14 +12,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
-from mfr_analysis import io  # noqa: E402
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
-from mfr_analysis.dask_clean import run_clean_dask  # noqa: E402
-from mfr_analysis.errors import InputError  # noqa: E402
-from mfr_analysis.pipeline import run_clean  # noqa: E402
-from tests.conftest import TEST_KEY  # noqa: E402
+from mfr_analysis import io
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.dask_clean import run_clean_dask
+from mfr_analysis.errors import InputError
+from mfr_analysis.pipeline import run_clean
+from tests.conftest import TEST_KEY
 
 OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, io.MANIFEST_FILE}
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
