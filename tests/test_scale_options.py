@@ -283,3 +283,23 @@ def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
         with pytest.raises(InputError, match=rf"n_workers {too_many}: expected 1 to "):
             call()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"engine": "spark"}, "engine must be 'pandas' or 'dask', not 'spark'"),
+    ({"scheduler": "tcp://127.0.0.1:1"}, "scheduler needs engine='dask'"),
+    ({"blocksize": 1 << 20}, "blocksize needs engine='dask'"),
+    ({"engine": "pandas", "n_workers": 2}, "n_workers needs engine='dask'"),
+    ({"engine": "dask", "n_workers": 2, "scheduler": "tcp://127.0.0.1:1"},
+     "n_workers starts a local cluster: not with scheduler"),
+    ({"engine": "dask", "blocksize": 0}, "blocksize must be a positive number of bytes"),
+])
+def test_python_api_refuses_options_in_one_line_before_any_work(
+        logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any],
+        says: str) -> None:
+    """The rules the command line applies with its own option names (check_clean_options)."""
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    with pytest.raises(InputError) as refused:
+        run_clean([logs], tmp_path / "out", progress=False, **options)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "out").exists()
