@@ -21,7 +21,7 @@ from mfr_analysis import io
 from mfr_analysis import pipeline as pipeline_module
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.errors import InputError
-from mfr_analysis.pipeline import clean_parquet, load_sessions, run_clean
+from mfr_analysis.pipeline import clean_parquets, load_sessions, run_clean
 from tests.conftest import TEST_KEY
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -100,7 +100,7 @@ def test_a_new_parquet_beside_an_old_report_is_refused_by_every_reader(
     with pytest.raises(InputError, match=says):
         load_sessions([tmp_path / "out" / SESSIONS_FILE])
     with pytest.raises(InputError, match=says):
-        clean_parquet(tmp_path / "out")
+        clean_parquets(tmp_path / "out")
     with pytest.raises(InputError, match=says):
         _prepare_sessions([tmp_path / "out"], tmp_path / "report" / "data", ReportOptions(),
                           False)
@@ -132,7 +132,7 @@ def test_a_folder_without_manifest_is_accepted_with_a_warning_unless_its_counts_
     shutil.copytree(old, legacy)
     (legacy / MANIFEST).unlink()  # as an older version wrote it
     with caplog.at_level("WARNING"):
-        assert clean_parquet(legacy) == legacy / SESSIONS_FILE  # as claims and report check
+        assert clean_parquets(legacy) == [legacy / SESSIONS_FILE]  # as claims and report check
         assert len(load_sessions(legacy)) == 6
     assert [r.message.count("no manifest.json") for r in caplog.records] == [1]
     shutil.copy(new / SESSIONS_FILE, legacy / SESSIONS_FILE)  # 3 rows; the report says 6

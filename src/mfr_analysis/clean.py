@@ -69,19 +69,12 @@ from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64
 from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, RawLogs, encode_strings
 from mfr_analysis.redact import has_control, mask_distinct, neutralise_formulas, safe_text
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
-from mfr_analysis.tables import load_table, normalise_token, synonym_map
+from mfr_analysis.tables import VOCABULARY_FIELDS, load_table, normalise_token, synonym_map
 
 log = logging.getLogger(__name__)
 
 DateOrder = Literal["dmy", "mdy"]
 DATE_ORDERS: tuple[str, ...] = ("dmy", "mdy")
-RATING_FIELDS: tuple[str, ...] = (
-    "pressure", "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
-    "stress_pre", "stress_post",
-)
-VOCAB_FIELDS: tuple[str, ...] = (
-    "audience_group", "arm", "technique", "body_region", "pace", "adverse_event", "rom_measure",
-)
 ROM_FIELDS: tuple[str, ...] = ("rom_pre", "rom_post")
 QUARANTINE_EXTRA: tuple[str, ...] = ("source_file", "source_line", "reasons", "reason_detail")
 _STRING = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3 `str`, what pandera coerces to
@@ -513,20 +506,17 @@ def _combine(h: np.ndarray, values: np.ndarray, salt: int) -> np.ndarray:
 # the cleaning step
 
 
-ROW_KEY_COLUMNS: tuple[str, ...] = ("dup1", "dup2", "base", "line", "has_source_id", "rehashed")
-
-
 @dataclass(frozen=True)
 class CleanResult:
     """Clean sessions, quarantined rows, the number of exact duplicates, and the report.
 
     ``row_keys`` (asked for with ``clean_sessions(..., row_keys=True)``) has one row per
-    clean session, in the same order, with what de-duplicating *across* calls needs
-    (:data:`ROW_KEY_COLUMNS`): ``dup1``, ``dup2``, the two 64-bit content hashes of the
-    de-duplication key (equal for rows that are exact duplicates of each other, whichever
-    call cleaned them, given one key); ``base``, the 64-bit session id before repeats were
-    made unique; ``line``, the source line; ``has_source_id``, whether the source gave the
-    session id; ``rehashed``, whether this call changed the id to make it unique."""
+    clean session, in the same order, with what de-duplicating *across* calls needs:
+    ``dup1``, ``dup2``, the two 64-bit content hashes of the de-duplication key (equal for
+    rows that are exact duplicates of each other, whichever call cleaned them, given one
+    key); ``base``, the 64-bit session id before repeats were made unique; ``line``, the
+    source line; ``has_source_id``, whether the source gave the session id; ``rehashed``,
+    whether this call changed the id to make it unique."""
 
     sessions: pd.DataFrame
     quarantine: pd.DataFrame
@@ -721,7 +711,7 @@ def _parse_column(column: str, codes: np.ndarray, uniques: list[str], date_order
         return _parse_sites(codes, uniques, unsafe)
     if column == "session_date":
         return _parse_dates(codes, uniques, date_order, today)
-    if column in VOCAB_FIELDS:
+    if column in VOCABULARY_FIELDS:
         categories = list(CATEGORY_DTYPES[column].categories)
         blank = (categories.index("mfr"), None) if column == "arm" else (
             (-1, "missing_audience_group") if column == "audience_group" else (-1, None))
@@ -753,7 +743,7 @@ def _absent_column(column: str, n: int) -> Parsed:
         return _absent(n, list(CATEGORY_DTYPES["arm"].categories).index("mfr"), np.int16)
     if column == "audience_group":
         return _absent(n, -1, np.int16, "missing_audience_group")
-    if column in VOCAB_FIELDS or column == "site":
+    if column in VOCABULARY_FIELDS or column == "site":
         return _absent(n, -1, np.int16)
     if column == "deep_breathing":
         return _absent(n, -1, np.int8)
@@ -1028,7 +1018,7 @@ def _sessions_frame(keep: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray
         "source_line": pd.arrays.IntegerArray(source_line[kept_rows],
                                               np.zeros(kept_rows.size, dtype=bool)),
     }
-    for column in VOCAB_FIELDS:
+    for column in VOCABULARY_FIELDS:
         columns[column] = _categorical(taken[column], column)
     for column in CLEAN_COLUMNS:
         if column not in columns:

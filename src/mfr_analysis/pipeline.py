@@ -331,16 +331,6 @@ def clean_parquets(inputs: Inputs, *, warn_unchecked: bool = True) -> list[Path]
     return tables
 
 
-def clean_parquet(inputs: Inputs) -> Path | None:
-    """The one clean ``sessions.parquet`` named by ``inputs`` (file or directory), verified
-    against its folder's manifest; None for raw logs or several tables."""
-    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    if len(items) != 1:
-        return None
-    tables = clean_parquets(items)
-    return tables[0] if tables else None
-
-
 def input_files(inputs: Inputs) -> list[Path]:
     """Every file a run reading ``inputs`` depends on: clean tables with the files of their
     output sets, raw files (folders expanded to their supported files); for
