@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     from mfr_analysis.claims import evaluate_claims
+    from mfr_analysis.dask_claims import evaluate_claims_at_scale
     from mfr_analysis.pipeline import load_sessions, run_clean
-    from mfr_analysis.scale import evaluate_claims_at_scale
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         clean = args.clean

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
-    steps = logging.getLogger("mfr_analysis.scale")  # prints the seconds of each step
+    steps = logging.getLogger("mfr_analysis.dask_clean")  # prints the seconds of each step
     steps.setLevel(logging.INFO)
     steps.addHandler(logging.StreamHandler(sys.stdout))
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:

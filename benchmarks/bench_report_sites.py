@@ -57,7 +57,7 @@ def main() -> None:
         runs = [("1 worker", {"workers": 1}), ("2 workers", {"workers": 2})]
         cluster = None
         if not args.no_dask:
-            from mfr_analysis.scale import local_cluster
+            from mfr_analysis.dask_clean import local_cluster
 
             cluster = local_cluster(2)
             runs.append(("Dask LocalCluster, 2 workers", {"scheduler": cluster.scheduler_address}))

@@ -43,8 +43,7 @@ def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[str]:
     """A small in-process Dask cluster (two single-threaded workers): its address."""
-    pytest.importorskip("distributed")
-    from mfr_analysis.scale import local_cluster
+    from mfr_analysis.dask_clean import local_cluster
 
     with local_cluster(2, processes=False) as local:
         yield local.scheduler_address

@@ -28,6 +28,7 @@ from mfr_analysis.read import INPUT_COLUMNS, read_logs
 from mfr_analysis.schema import CLEAN_COLUMNS, CleanSessions
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE = Path(__file__).parents[1] / "data" / "sample" / "logs" / "sessions_export.csv"
 KEY = b"test-key-not-secret"
 TODAY = dt.date(2025, 1, 1)
 
@@ -263,6 +264,66 @@ def test_duplicates_compare_parsed_values_and_keep_the_first() -> None:
     assert result.sessions[["source_file", "source_line"]].values.tolist() == [
         ["a.csv", 2], ["b.csv", 4]]
     assert result.report["per_source"]["b.csv"]["rows_duplicate"] == 2
+
+
+def _respelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same sessions written differently: client ids in upper case with spaces, sites in
+    upper case, whole-number ratings as decimals, another file and other lines."""
+    text = frame.astype(object).where(frame.notna(), None)
+
+    def decimal(value: object) -> object:
+        return f"{value}.0" if isinstance(value, str) and value.isdigit() else value
+
+    return text.assign(
+        client_id=[f"  {v.upper()} " if isinstance(v, str) else v for v in text["client_id"]],
+        site=[v.upper() if isinstance(v, str) else v for v in text["site"]],
+        pain_pre=[decimal(v) for v in text["pain_pre"]],
+        source_file="other.csv", source_line=text["source_line"] + 1000,
+    )
+
+
+def test_one_content_hash_finds_the_same_duplicates_in_any_call() -> None:
+    """Both engines de-duplicate with one content hash: the same parsed values give the same
+    two 64-bit hashes whichever call cleaned them (that is what the Dask engine compares
+    across partitions), and a call finds exactly the duplicates those hashes find."""
+    raw = read_logs([SAMPLE]).frame
+    first = clean_sessions(raw, key=KEY, today=TODAY, row_keys=True)
+    other = _respelled(raw)
+    second = clean_sessions(other, key=KEY, today=TODAY, row_keys=True)
+    assert first.row_keys is not None and second.row_keys is not None
+    assert len(first.row_keys) == len(first.sessions) > 1000
+    pairs = [set(zip(r.row_keys["dup1"], r.row_keys["dup2"], strict=True))
+             for r in (first, second)]
+    assert pairs[0] == pairs[1] and len(pairs[0]) == len(first.sessions)
+    both = clean_sessions(pd.concat([raw.astype(object), other], ignore_index=True), key=KEY,
+                          today=TODAY)
+    assert both.duplicates == first.duplicates + second.duplicates + len(second.sessions)
+
+    changed = other.copy()
+    row = first.sessions.iloc[0]
+    changed.loc[changed["source_line"] == row["source_line"] + 1000, "pain_post"] = (
+        "0.5" if row["pain_post"] != 0.5 else "1.5")  # one clean session, one value changed
+    moved = clean_sessions(changed, key=KEY, today=TODAY, row_keys=True).row_keys
+    assert moved is not None
+    assert (moved["dup1"].to_numpy() != second.row_keys["dup1"].to_numpy()).sum() == 1
+    other_key = clean_sessions(raw, key=b"another key", today=TODAY, row_keys=True).row_keys
+    assert other_key is not None and not set(other_key["dup1"]) & set(first.row_keys["dup1"])
+    assert clean_sessions(raw, key=KEY, today=TODAY).row_keys is None  # only when asked
+
+
+def test_clean_sessions_needs_the_key_and_reads_no_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MFR_PSEUDONYM_KEY", raising=False)
+    key_file = tmp_path / "config" / "pseudonym.key"
+    monkeypatch.setenv("MFR_PSEUDONYM_KEY_FILE", str(key_file))
+    raw = read_logs([FIXTURES / "messy_sessions.csv"]).frame
+    with pytest.raises(TypeError, match="key"):
+        clean_sessions(raw, today=TODAY)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="key"):
+        clean_sessions(raw, key=None, today=TODAY)  # type: ignore[arg-type]
+    result = clean_sessions(raw, key=KEY, today=TODAY)
+    assert len(result.sessions) == 6
+    assert not key_file.parent.exists()  # no key file made, nothing written
 
 
 def test_malformed_rows_flagged_by_the_reader_are_quarantined() -> None:

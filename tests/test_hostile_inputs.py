@@ -502,7 +502,7 @@ def test_outputs_of_hostile_files_balance_and_have_no_raw_identifier(tmp_path: P
 
 
 def test_the_dask_engine_writes_the_same_safe_quarantine(tmp_path: Path, cluster: str) -> None:
-    from mfr_analysis.scale import run_clean_dask
+    from mfr_analysis.dask_clean import run_clean_dask
 
     logs = tmp_path / "logs"
     logs.mkdir()

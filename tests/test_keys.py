@@ -153,7 +153,7 @@ def test_the_key_fingerprint_is_recorded_in_the_report_and_the_parquet(tmp_path:
 
 def test_the_dask_engine_records_the_fingerprint_in_every_part(tmp_path: Path,
                                                                cluster: str) -> None:
-    from mfr_analysis.scale import run_clean_dask
+    from mfr_analysis.dask_clean import run_clean_dask
 
     second = tmp_path / "second.csv"
     shutil.copy(MESSY, second)
@@ -166,6 +166,30 @@ def test_the_dask_engine_records_the_fingerprint_in_every_part(tmp_path: Path,
     assert {pq.read_schema(p).metadata[b"mfr_analysis.key_fingerprint"] for p in parts} == {
         expected.encode()}
     assert key_fingerprint_of(tmp_path / "out") == expected
+
+
+def test_a_key_passed_in_is_the_one_used_and_nothing_else_is_read(
+        tmp_path: Path, cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is resolved once at the edge: given to run_clean, run_clean_dask or
+    load_sessions, it is used as is, and neither the environment nor a key file is read
+    (here a weak key in the environment would be refused, and no key file may be made)."""
+    from mfr_analysis.dask_clean import run_clean_dask
+
+    monkeypatch.setenv("MFR_PSEUDONYM_KEY", "4711")
+    key_file = tmp_path / "conf" / "pseudonym.key"
+    monkeypatch.setenv("MFR_PSEUDONYM_KEY_FILE", str(key_file))
+    key = OTHER_KEY.encode()
+    pandas_report = run_clean([MESSY], tmp_path / "pandas", progress=False, key=key)
+    dask_report = run_clean_dask([MESSY], tmp_path / "dask", scheduler=cluster,
+                                 progress=False, key=key)
+    for report in (pandas_report, dask_report):
+        assert report["key_fingerprint"] == key_fingerprint(key)
+    clean = pd.read_parquet(tmp_path / "pandas" / SESSIONS_FILE)
+    in_memory = load_sessions([MESSY], key=key)
+    assert set(in_memory["client_id"]) == set(clean["client_id"])
+    with pytest.raises(PseudonymKeyError, match="too weak"):  # no key given: the edge reads it
+        load_sessions([MESSY])
+    assert not key_file.parent.exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from mfr_analysis import io
 from mfr_analysis import pipeline as pipeline_module
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.errors import InputError
-from mfr_analysis.pipeline import clean_parquet, load_sessions, run_clean
+from mfr_analysis.pipeline import clean_parquets, load_sessions, run_clean
 from tests.conftest import TEST_KEY
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -100,7 +100,7 @@ def test_a_new_parquet_beside_an_old_report_is_refused_by_every_reader(
     with pytest.raises(InputError, match=says):
         load_sessions([tmp_path / "out" / SESSIONS_FILE])
     with pytest.raises(InputError, match=says):
-        clean_parquet(tmp_path / "out")
+        clean_parquets(tmp_path / "out")
     with pytest.raises(InputError, match=says):
         _prepare_sessions([tmp_path / "out"], tmp_path / "report" / "data", ReportOptions(),
                           False)
@@ -132,7 +132,7 @@ def test_a_folder_without_manifest_is_accepted_with_a_warning_unless_its_counts_
     shutil.copytree(old, legacy)
     (legacy / MANIFEST).unlink()  # as an older version wrote it
     with caplog.at_level("WARNING"):
-        assert clean_parquet(legacy) == legacy / SESSIONS_FILE  # as claims and report check
+        assert clean_parquets(legacy) == [legacy / SESSIONS_FILE]  # as claims and report check
         assert len(load_sessions(legacy)) == 6
     assert [r.message.count("no manifest.json") for r in caplog.records] == [1]
     shutil.copy(new / SESSIONS_FILE, legacy / SESSIONS_FILE)  # 3 rows; the report says 6
@@ -213,7 +213,7 @@ _KILLER = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGKILL)
 
     if stage == "writing":  # while the set is being written into its staging folder
-        pipeline._write_csv = die
+        pipeline.write_csv = die
     elif stage == "cleanup":  # published, its staging folder not yet removed
         real_rmtree = io.shutil.rmtree
         def rmtree(path, *args, **kwargs):
@@ -285,7 +285,7 @@ def test_a_full_disk_leaves_the_old_set(where: str, old_and_new: tuple[Path, Pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if where == "staging":
-        monkeypatch.setattr(pipeline_module, "_write_csv", full)
+        monkeypatch.setattr(pipeline_module, "write_csv", full)
     else:
         monkeypatch.setattr(io, "_write_ready", full)
     with pytest.raises(OSError, match="No space left"):
@@ -438,20 +438,19 @@ def test_a_clean_into_a_report_folder_is_refused(tmp_path: Path) -> None:
 def test_a_killed_dask_clean_leaves_the_old_set_and_its_staging_is_removed(
         old_and_new: tuple[Path, Path], second_log: Path, tmp_path: Path) -> None:
     """kill -9 of the Dask engine once its partitions are staged (an in-process cluster)."""
-    pytest.importorskip("distributed")
     old, new = old_and_new
     out = tmp_path / "out"
     shutil.copytree(old, out)
     script = textwrap.dedent("""
         import os, signal, sys
-        from mfr_analysis import scale
+        from mfr_analysis import dask_clean
         def die(*_args, **_kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
-        scale._across_partitions = die
-        real_cluster = scale.local_cluster
-        scale.local_cluster = lambda n=None, **_: real_cluster(n, processes=False)
-        scale.run_clean_dask([sys.argv[1], sys.argv[2]], sys.argv[3], n_workers=1,
-                             progress=False, blocksize=100)
+        dask_clean._across_partitions = die
+        real_cluster = dask_clean.local_cluster
+        dask_clean.local_cluster = lambda n=None, **_: real_cluster(n, processes=False)
+        dask_clean.run_clean_dask([sys.argv[1], sys.argv[2]], sys.argv[3], n_workers=1,
+                                  progress=False, blocksize=100)
     """)
     killed = subprocess.run([sys.executable, "-c", script, str(MESSY), str(second_log),
                              str(out)], capture_output=True, text=True, timeout=120,

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
-from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
-from mfr_analysis.scale import run_clean_dask  # noqa: E402
-from mfr_analysis.schema import CleanSessions  # noqa: E402
-from tests.conftest import TEST_KEY  # noqa: E402
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.dask_clean import run_clean_dask
+from mfr_analysis.pipeline import load_sessions, run_clean
+from mfr_analysis.schema import CleanSessions
+from tests.conftest import TEST_KEY
 
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
           "reasons_by_field", "per_source", "session_ids", "columns_absent", "dropped_columns",
@@ -108,10 +108,66 @@ def test_same_row_in_two_files_is_counted_once(cluster: str, tmp_path: Path) -> 
     assert set(sessions["source_file"]) == {"one.csv"}
 
 
-def test_dask_output_feeds_claims_and_reports(logs: Path, cluster: str, tmp_path: Path) -> None:
-    run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
-    derived = load_sessions([tmp_path])
-    assert len(derived) == json.loads((tmp_path / CLEANING_REPORT_FILE).read_text())["rows_clean"]
+class _Text(HTMLParser):
+    """The text a reader sees on a page (script and style left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hidden += tag in ("script", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in ("script", "style")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden and data.strip():
+            self.parts.append(" ".join(data.split()))
+
+
+def _published(report: Path) -> dict[str, object]:
+    """What a report folder hands over: each page's text (the index's time of generation
+    left out) and each claims file's contents."""
+    published: dict[str, object] = {}
+    for page in sorted(report.glob("*.html")):
+        text = _Text()
+        text.feed(page.read_text(encoding="utf-8"))
+        published[page.name] = [re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC",
+                                       "generated (time)", part) for part in text.parts]
+    for claims in sorted(report.glob("claims-*.json")):
+        published[claims.name] = json.loads(claims.read_text(encoding="utf-8"))
+    return published
+
+
+def test_dask_output_feeds_claims_and_reports(logs: Path, pandas_out: Path, cluster: str,
+                                              tmp_path: Path) -> None:
+    """The Dask engine's folder of parts gives the pandas engine's claims table, and a report
+    from it (its slices run as tasks on a Dask cluster) publishes the same pages."""
+    from mfr_analysis.claims import evaluate_claims
+    from mfr_analysis.dask_clean import local_cluster
+    from mfr_analysis.report.run import run_reports
+
+    clean = tmp_path / "clean"
+    report = run_clean_dask([logs], clean, scheduler=cluster, progress=False, blocksize=30_000)
+    assert report["engine"]["partitions"] > 3
+    derived = load_sessions([clean])
+    assert len(derived) == report["rows_clean"]
+    claims = evaluate_claims(derived)
+    pd.testing.assert_frame_equal(claims, evaluate_claims(load_sessions([pandas_out])),
+                                  rtol=1e-9)
+    assert claims["verdict"].isin(["supported", "below_threshold"]).sum() >= 5
+
+    # worker processes: each notebook's kernel client lives and dies in a worker
+    with local_cluster(2) as workers:
+        run_reports([clean], tmp_path / "from-dask", scheduler=workers.scheduler_address,
+                    progress=False)
+    run_reports([pandas_out], tmp_path / "from-pandas", workers=2, progress=False)
+    published = _published(tmp_path / "from-dask")
+    assert {"index.html", "claims-all.html", "claims-all.json"} <= set(published)
+    assert len([name for name in published if name.endswith(".html")]) >= 3
+    assert published == _published(tmp_path / "from-pandas")
 
 
 def test_quoted_line_break_makes_the_file_read_whole(cluster: str, tmp_path: Path) -> None:
@@ -187,11 +243,11 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
                                                     limit: int | None) -> None:
     """Shuffled by client into several partitions, derived and reduced to per-client sums on
     the cluster: the claims table equals the in-memory one, whichever route each cell takes."""
-    from mfr_analysis import claims, scale
+    from mfr_analysis import claims, dask_claims
     from mfr_analysis.claims import evaluate_claims
-    from mfr_analysis.scale import evaluate_claims_at_scale
+    from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
-    monkeypatch.setattr(scale, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
+    monkeypatch.setattr(dask_claims, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
     if limit is not None:  # the pooled cells go the client-sum routes, groups stay small
         for name, kind in claims.KINDS.items():
             if kind.session_limit >= 0:  # dose is always on client sums
@@ -217,7 +273,7 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
 
 def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: str,
                                                           tmp_path: Path) -> None:
-    from mfr_analysis.scale import claim_inputs_at_scale
+    from mfr_analysis.dask_claims import claim_inputs_at_scale
 
     run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
     n = len(load_sessions([tmp_path]))
@@ -225,21 +281,6 @@ def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: st
     assert note == ""  # read whole
     inputs, note = claim_inputs_at_scale(tmp_path, scheduler=cluster, in_memory_max=n - 1)
     assert "per-client sums" in note and inputs.n_sessions == n
-
-
-def test_report_slices_run_as_tasks_on_a_dask_cluster(logs: Path, cluster: str,
-                                                      tmp_path: Path) -> None:
-    from mfr_analysis.report.run import run_reports
-    from mfr_analysis.scale import local_cluster
-
-    run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
-    # worker processes: each notebook's kernel client lives and dies in a worker
-    with local_cluster(2) as workers:
-        index = run_reports([tmp_path / "clean"], tmp_path / "reports",
-                            scheduler=workers.scheduler_address, progress=False)
-    assert index.is_file()
-    html = sorted(p.name for p in (tmp_path / "reports").glob("*.html"))
-    assert "index.html" in html and len(html) >= 2
 
 
 def test_a_file_without_session_ids_gets_derived_ids_beside_one_with_them(

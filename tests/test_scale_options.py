@@ -12,14 +12,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
-from mfr_analysis import io  # noqa: E402
-from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
-from mfr_analysis.errors import InputError  # noqa: E402
-from mfr_analysis.pipeline import run_clean  # noqa: E402
-from mfr_analysis.scale import run_clean_dask  # noqa: E402
-from tests.conftest import TEST_KEY  # noqa: E402
+from mfr_analysis import io
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
+from mfr_analysis.dask_clean import run_clean_dask
+from mfr_analysis.errors import InputError
+from mfr_analysis.pipeline import run_clean
+from tests.conftest import TEST_KEY
 
 OUTPUTS = {SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, io.MANIFEST_FILE}
 COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reasons",
@@ -145,17 +143,17 @@ def test_cli_small_blocksize_and_workers(logs: Path, fresh_pandas: Path, tmp_pat
     in-process here, to stay fast); the clean table is the pandas engine's."""
     from typer.testing import CliRunner
 
-    from mfr_analysis import scale
+    from mfr_analysis import dask_clean
     from mfr_analysis.cli import app
 
     sizes: list[int | None] = []
-    real_local_cluster = scale.local_cluster
+    real_local_cluster = dask_clean.local_cluster
 
     def in_process(n_workers: int | None = None, **_: Any) -> Any:
         sizes.append(n_workers)
         return real_local_cluster(n_workers, processes=False)
 
-    monkeypatch.setattr(scale, "local_cluster", in_process)
+    monkeypatch.setattr(dask_clean, "local_cluster", in_process)
     result = CliRunner().invoke(app, ["clean", str(logs), "--out", str(tmp_path),
                                       "--engine", "dask", "--blocksize", "16KB", "--workers",
                                       "2", "--no-progress"])
@@ -273,7 +271,7 @@ def test_cli_workers_above_the_machine_is_one_line_before_any_work(
 
 def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from mfr_analysis import config, scale
+    from mfr_analysis import config, dask_clean
 
     monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
     too_many = config.max_workers() + 1
@@ -281,7 +279,27 @@ def test_python_api_bounds_n_workers(logs: Path, tmp_path: Path,
                                    n_workers=too_many),
                  lambda: run_clean_dask([logs], tmp_path / "b", progress=False,
                                         n_workers=too_many),
-                 lambda: scale.local_cluster(too_many)):
+                 lambda: dask_clean.local_cluster(too_many)):
         with pytest.raises(InputError, match=rf"n_workers {too_many}: expected 1 to "):
             call()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"engine": "spark"}, "engine must be 'pandas' or 'dask', not 'spark'"),
+    ({"scheduler": "tcp://127.0.0.1:1"}, "scheduler needs engine='dask'"),
+    ({"blocksize": 1 << 20}, "blocksize needs engine='dask'"),
+    ({"engine": "pandas", "n_workers": 2}, "n_workers needs engine='dask'"),
+    ({"engine": "dask", "n_workers": 2, "scheduler": "tcp://127.0.0.1:1"},
+     "n_workers starts a local cluster: not with scheduler"),
+    ({"engine": "dask", "blocksize": 0}, "blocksize must be a positive number of bytes"),
+])
+def test_python_api_refuses_options_in_one_line_before_any_work(
+        logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any],
+        says: str) -> None:
+    """The rules the command line applies with its own option names (check_clean_options)."""
+    monkeypatch.setattr("distributed.LocalCluster", _no_cluster)
+    with pytest.raises(InputError) as refused:
+        run_clean([logs], tmp_path / "out", progress=False, **options)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "out").exists()

@@ -51,7 +51,7 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -65,23 +65,16 @@ import pyarrow.compute as pc
 
 from mfr_analysis import __version__
 from mfr_analysis.config import EARLIEST_SESSION_DATE
-from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64, load_key
-from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, encode_strings
+from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64
+from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, RawLogs, encode_strings
 from mfr_analysis.redact import has_control, mask_distinct, neutralise_formulas, safe_text
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
-from mfr_analysis.tables import load_table, normalise_token, synonym_map
+from mfr_analysis.tables import VOCABULARY_FIELDS, load_table, normalise_token, synonym_map
 
 log = logging.getLogger(__name__)
 
 DateOrder = Literal["dmy", "mdy"]
 DATE_ORDERS: tuple[str, ...] = ("dmy", "mdy")
-RATING_FIELDS: tuple[str, ...] = (
-    "pressure", "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
-    "stress_pre", "stress_post",
-)
-VOCAB_FIELDS: tuple[str, ...] = (
-    "audience_group", "arm", "technique", "body_region", "pace", "adverse_event", "rom_measure",
-)
 ROM_FIELDS: tuple[str, ...] = ("rom_pre", "rom_post")
 QUARANTINE_EXTRA: tuple[str, ...] = ("source_file", "source_line", "reasons", "reason_detail")
 _STRING = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3 `str`, what pandera coerces to
@@ -515,26 +508,41 @@ def _combine(h: np.ndarray, values: np.ndarray, salt: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CleanResult:
-    """Clean sessions, quarantined rows, the number of exact duplicates, and the report."""
+    """Clean sessions, quarantined rows, the number of exact duplicates, and the report.
+
+    ``row_keys`` (asked for with ``clean_sessions(..., row_keys=True)``) has one row per
+    clean session, in the same order, with what de-duplicating *across* calls needs:
+    ``dup1``, ``dup2``, the two 64-bit content hashes of the de-duplication key (equal for
+    rows that are exact duplicates of each other, whichever call cleaned them, given one
+    key); ``base``, the 64-bit session id before repeats were made unique; ``line``, the
+    source line; ``has_source_id``, whether the source gave the session id; ``rehashed``,
+    whether this call changed the id to make it unique."""
 
     sessions: pd.DataFrame
     quarantine: pd.DataFrame
     duplicates: int
     report: dict[str, Any]
+    row_keys: pd.DataFrame | None = None
 
 
-def clean_sessions(raw: pd.DataFrame, *, date_order: DateOrder = "dmy", key: bytes | None = None,
+def clean_sessions(raw: pd.DataFrame, *, key: bytes, date_order: DateOrder = "dmy",
                    today: dt.date | None = None,
-                   on_sessions: Callable[[pd.DataFrame], None] | None = None) -> CleanResult:
+                   on_sessions: Callable[[pd.DataFrame], None] | None = None,
+                   row_keys: bool = False) -> CleanResult:
     """Parse, validate, pseudonymise and de-duplicate raw rows; the input is not changed.
 
-    ``on_sessions``, if given, receives the sessions frame as soon as it is built, while its
-    validation and the quarantine are still to come (the pipeline starts writing it then); a
-    caller must not publish anything it did with the frame unless this function returns.
+    ``key`` is the pseudonym key (resolved by the caller, e.g. with
+    :func:`mfr_analysis.pseudonymise.load_key`): this function reads no environment and
+    writes no file. ``on_sessions``, if given, receives the sessions frame as soon as it is
+    built, while its validation and the quarantine are still to come (the pipeline starts
+    writing it then); a caller must not publish anything it did with the frame unless this
+    function returns. ``row_keys=True`` adds :attr:`CleanResult.row_keys`.
     """
     if date_order not in DATE_ORDERS:
         raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
-    key = load_key() if key is None else key
+    if not isinstance(key, bytes | bytearray) or not key:
+        raise TypeError("key must be the pseudonym key as bytes "
+                        "(see mfr_analysis.pseudonymise.load_key)")
     today = today or dt.date.today()
     n = len(raw)
     reasons = _Reasons(n)
@@ -553,9 +561,14 @@ def clean_sessions(raw: pd.DataFrame, *, date_order: DateOrder = "dmy", key: byt
         hashing = background.submit(  # numpy only: runs beside the duplicate search
             _session_hashes, client_hash, parsed["session_date"].rows(),
             np.take(file_hash, file_codes), source_line, source_id, has_source_id)
-        duplicate = _duplicates(valid, parsed, source_id)
+        distinct = {column: _distinct_content(column, p, key) for column, p in parsed.items()}
+        valid_rows = np.flatnonzero(valid)
+        content = _content_hash(valid_rows, distinct, parsed, source_id,
+                                _content_salts(key, list(parsed), 1))
+        duplicate = _duplicates(valid, parsed, source_id, content)
         keep = valid & ~duplicate
-        ids, conflicts = _unique_ids(hashing.result(), keep, source_line)
+        base_ids = hashing.result()
+        ids, conflicts = unique_session_ids(base_ids, keep, source_line)
 
     sessions = _sessions_frame(keep, parsed, ids, file_codes, file_names, source_line)
     if on_sessions is not None:
@@ -568,7 +581,17 @@ def clean_sessions(raw: pd.DataFrame, *, date_order: DateOrder = "dmy", key: byt
                      date_order, has_source_id, conflicts, raw)
     log.info("cleaned %d rows: %d clean, %d quarantined, %d duplicates", n,
              report["rows_clean"], report["rows_quarantined"], report["rows_duplicate"])
-    return CleanResult(sessions, quarantine, report["rows_duplicate"], report)
+    keys = None
+    if row_keys:
+        kept = np.flatnonzero(keep)
+        keys = pd.DataFrame({
+            "dup1": content[~duplicate[valid_rows]],
+            "dup2": _content_hash(kept, distinct, parsed, source_id,
+                                  _content_salts(key, list(parsed), 2)),
+            "base": base_ids[kept], "line": source_line[kept],
+            "has_source_id": has_source_id[kept], "rehashed": ids[kept] != base_ids[kept],
+        })
+    return CleanResult(sessions, quarantine, report["rows_duplicate"], report, keys)
 
 
 def _parse_all(raw: pd.DataFrame, date_order: str, today: dt.date, key: bytes,
@@ -642,7 +665,7 @@ def _add_reader_issues(issues: pd.Series, reasons: _Reasons) -> None:
 
 @cache
 def _clean_schema() -> pa_schema.DataFrameSchema:
-    """``CleanSessions`` with session_id uniqueness left out: :func:`_unique_ids` has already
+    """``CleanSessions`` with session_id uniqueness left out: :func:`unique_session_ids` has already
     proved it on the 64-bit ids, which map one-to-one to the ``s_`` + hex strings (and it is
     ten times faster than hashing millions of strings again). Validation is in place (the frame
     is ours) and strict, since the frame holds exactly the clean columns."""
@@ -688,7 +711,7 @@ def _parse_column(column: str, codes: np.ndarray, uniques: list[str], date_order
         return _parse_sites(codes, uniques, unsafe)
     if column == "session_date":
         return _parse_dates(codes, uniques, date_order, today)
-    if column in VOCAB_FIELDS:
+    if column in VOCABULARY_FIELDS:
         categories = list(CATEGORY_DTYPES[column].categories)
         blank = (categories.index("mfr"), None) if column == "arm" else (
             (-1, "missing_audience_group") if column == "audience_group" else (-1, None))
@@ -720,7 +743,7 @@ def _absent_column(column: str, n: int) -> Parsed:
         return _absent(n, list(CATEGORY_DTYPES["arm"].categories).index("mfr"), np.int16)
     if column == "audience_group":
         return _absent(n, -1, np.int16, "missing_audience_group")
-    if column in VOCAB_FIELDS or column == "site":
+    if column in VOCABULARY_FIELDS or column == "site":
         return _absent(n, -1, np.int16)
     if column == "deep_breathing":
         return _absent(n, -1, np.int8)
@@ -833,27 +856,61 @@ def _source_session_ids(raw: pd.DataFrame, n: int, key: bytes) -> tuple[np.ndarr
     return hashes, present
 
 
-def _duplicates(valid: np.ndarray, parsed: dict[str, Parsed],
-                source_id: np.ndarray) -> np.ndarray:
-    """Valid rows that repeat an earlier valid row exactly (boolean over all rows)."""
-    duplicate = np.zeros(valid.size, dtype=bool)
-    rows = np.flatnonzero(valid)
-    if rows.size < 2:
-        return duplicate
-    # XOR of independent 64-bit hashes of each column's parsed value; equal rows give equal
-    # hashes, and the rare unequal rows with equal hashes are weeded out below.
-    columns = list(enumerate(parsed.values(), 1))
+def _distinct_content(column: str, parsed: Parsed, key: bytes) -> np.ndarray:
+    """64 bits per distinct value of a column (and its missing slot), equal whenever the
+    parsed values are equal, in any call: what makes a row's content hash comparable across
+    partitions."""
+    values = parsed.values
+    if column == "client_id":  # the pseudonym's own 64 bits
+        return np.array([int(v[2:], 16) if v else 0 for v in values], dtype=np.uint64)
+    if column == "site":  # spellings that differ only in case are one site
+        labels = np.array([normalise_token(label) for label in parsed.labels], dtype=object)
+        named = keyed_hash64(labels, key) if labels.size else np.zeros(0, dtype=np.uint64)
+        return np.append(named, np.uint64(0))[values]
+    if values.dtype.kind == "f":  # -0.0 is 0.0, and every NaN the same
+        canonical = np.where(np.isnan(values), np.nan, values + 0.0)
+        return canonical.astype(np.float64).view(np.uint64)
+    return values.astype(np.int64).view(np.uint64)
 
-    def xor_of(part: list[tuple[int, Parsed]]) -> np.ndarray:
+
+def _content_salts(key: bytes, columns: list[str], which: int) -> np.ndarray:
+    """Keyed 64-bit salts, one per column and one for the source session id (``which``
+    tells the two hashes of a row apart): without the key, nobody can make two different
+    rows hash alike on purpose."""
+    names = np.array([f"mfr-dedup-{which}:{c}" for c in [*columns, "source_session_id"]],
+                     dtype=object)
+    return keyed_hash64(names, key)
+
+
+def _content_hash(rows: np.ndarray, distinct: dict[str, np.ndarray], parsed: dict[str, Parsed],
+                  source_id: np.ndarray, salts: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per row of ``rows``: the XOR of each column's salted, mixed distinct
+    value (so rows equal in every column hash alike), and of its source session id."""
+    columns = list(zip(salts[:-1], parsed.items(), strict=True))
+
+    def xor_of(part: list[tuple[np.uint64, tuple[str, Parsed]]]) -> np.ndarray:
         h = np.zeros(rows.size, dtype=np.uint64)
-        for salt, p in part:
-            distinct = _mix(p.distinct_keys().astype(np.uint64) + np.uint64(salt << 32))
-            h ^= np.take(distinct, np.take(p.codes, rows))
+        for salt, (column, p) in part:
+            h ^= np.take(_mix(distinct[column] ^ salt), np.take(p.codes, rows))
         return h
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # numpy gathers release the GIL
         halves = list(pool.map(xor_of, [columns[0::2], columns[1::2]]))
-    h = halves[0] ^ halves[1] ^ _mix(source_id[rows] ^ np.uint64(0xD0B1E))
+    return halves[0] ^ halves[1] ^ _mix(source_id[rows] ^ salts[-1])
+
+
+def _duplicates(valid: np.ndarray, parsed: dict[str, Parsed], source_id: np.ndarray,
+                content: np.ndarray) -> np.ndarray:
+    """Valid rows that repeat an earlier valid row exactly (boolean over all rows).
+
+    ``content`` is the content hash of each valid row (:func:`_content_hash`): equal rows
+    have equal hashes, and the rare unequal rows with equal hashes are weeded out here by
+    comparing their parsed values."""
+    duplicate = np.zeros(valid.size, dtype=bool)
+    rows = np.flatnonzero(valid)
+    if rows.size < 2:
+        return duplicate
+    h = content
     # Only rows whose hash occurs more than once can be duplicates: find those hashes with a
     # sort (cheaper than a hash table of every row), then work on that small subset.
     ordered = np.sort(h)
@@ -891,8 +948,11 @@ def _session_hashes(client: np.ndarray, days: np.ndarray, file: np.ndarray, line
     return ids
 
 
-def _unique_ids(ids: np.ndarray, keep: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, int]:
-    """Make ids unique among kept rows: repeats get the source line mixed in (deterministic)."""
+def unique_session_ids(ids: np.ndarray, keep: np.ndarray,
+                       line: np.ndarray) -> tuple[np.ndarray, int]:
+    """Make 64-bit session ids unique among the ``keep`` rows, in row order: a repeat gets
+    its source line mixed in (deterministic); returns the ids and the number of repeats.
+    The Dask engine applies the same rule to ids that repeat across partitions."""
     ids = ids.copy()
     conflicts = 0
     rows = np.flatnonzero(keep)
@@ -958,7 +1018,7 @@ def _sessions_frame(keep: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray
         "source_line": pd.arrays.IntegerArray(source_line[kept_rows],
                                               np.zeros(kept_rows.size, dtype=bool)),
     }
-    for column in VOCAB_FIELDS:
+    for column in VOCABULARY_FIELDS:
         columns[column] = _categorical(taken[column], column)
     for column in CLEAN_COLUMNS:
         if column not in columns:
@@ -1030,3 +1090,78 @@ def _report(n: int, keep: np.ndarray, valid: np.ndarray, duplicate: np.ndarray,
     assert report["rows_in"] == (report["rows_clean"] + report["rows_quarantined"]
                                  + report["rows_duplicate"]), "row accounting is broken"
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the cleaning report of a run
+
+
+def full_report(raw: RawLogs, result: CleanResult,
+                fingerprint: str | None = None) -> dict[str, Any]:
+    """The cleaning report plus what the read step dropped and how it read each input, and
+    the fingerprint of the key that made the pseudonyms."""
+    report = dict(result.report)
+    report["dropped_columns"] = raw.dropped_columns
+    report["identifier_columns_dropped"] = raw.identifier_columns
+    report["rows_per_source_read"] = raw.rows_per_source
+    report["inputs"] = [dict(info) for info in raw.sources]
+    if fingerprint is not None:
+        report["key_fingerprint"] = fingerprint
+    return report
+
+
+def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for name, value in source.items():
+        target[name] = target.get(name, 0) + value
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One cleaning report from several (partitions, or clean tables combined): counts
+    added, the first report's settings, inputs in order."""
+    first = reports[0]
+    merged: dict[str, Any] = {}
+    for count in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
+        merged[count] = sum(r[count] for r in reports)
+    reasons: dict[str, int] = {}
+    by_field: dict[str, int] = {}
+    per_source: dict[str, dict[str, int]] = {}
+    ids: dict[str, int] = {}
+    dropped: dict[str, list[str]] = {}
+    identifiers: dict[str, set[str]] = {}
+    rows_read: dict[str, int] = {}
+    inputs: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in reports:
+        _add(reasons, r["reasons"])
+        _add(by_field, r.get("reasons_by_field", {}))
+        for name, counts in r["per_source"].items():
+            _add(per_source.setdefault(name, {}), counts)
+        _add(ids, r["session_ids"])
+        for name, headers in r["dropped_columns"].items():
+            dropped.setdefault(name, list(headers))
+        for kind, headers in r["identifier_columns_dropped"].items():
+            identifiers.setdefault(kind, set()).update(headers)
+        _add(rows_read, r["rows_per_source_read"])
+        for info in r["inputs"]:
+            slot = (info.get("file"), info.get("sheet"))
+            if slot not in inputs:
+                inputs[slot] = dict(info)
+            else:
+                for count in ("rows", "blank_rows_skipped", "blank_lines"):
+                    if count in info:
+                        inputs[slot][count] = inputs[slot].get(count, 0) + info[count]
+    merged["reasons"] = {c: reasons[c] for c in reason_codes() if reasons.get(c)}
+    order = {c: i for i, c in enumerate(reason_codes())}  # the order one engine writes
+    merged["reasons_by_field"] = {k: by_field[k] for k in sorted(
+        by_field, key=lambda k: (order[k.split(":", 1)[0]], k.split(":", 1)[1]))}
+    merged["per_source"] = per_source
+    merged["date_order"] = first["date_order"]
+    merged["session_ids"] = {k: ids.get(k, 0) for k in first["session_ids"]}
+    merged["columns_absent"] = [c for c in INPUT_COLUMNS
+                                if all(c in r["columns_absent"] for r in reports)]
+    merged["columns_ignored"] = sorted({c for r in reports for c in r["columns_ignored"]})
+    merged["package_version"] = first["package_version"]
+    merged["dropped_columns"] = dropped
+    merged["identifier_columns_dropped"] = {k: sorted(v) for k, v in sorted(identifiers.items())}
+    merged["rows_per_source_read"] = rows_read
+    merged["inputs"] = list(inputs.values())
+    return merged

@@ -51,6 +51,10 @@ class Engine(StrEnum):
     dask = "dask"
 
 
+CLEAN_OPTION_NAMES = {"engine": "--engine", "dask": "--engine dask", "scheduler": "--scheduler",
+                      "blocksize": "--blocksize", "n_workers": "--workers"}
+
+
 class SliceBy(StrEnum):
     audience_group = "audience_group"
     site = "site"
@@ -214,15 +218,10 @@ def clean(
     def step() -> None:
         from mfr_analysis.config import check_workers
         from mfr_analysis.errors import InputError
-        from mfr_analysis.pipeline import run_clean
+        from mfr_analysis.pipeline import check_clean_options, run_clean
 
-        for name, value in (("--scheduler", scheduler), ("--blocksize", blocksize),
-                            ("--workers", workers)):
-            if value is not None and engine is not Engine.dask:
-                raise InputError(f"{name} needs --engine dask")
-        if workers is not None and scheduler is not None:
-            raise InputError("--workers starts a local cluster: not with --scheduler (the "
-                             "cluster there already has its workers)")
+        check_clean_options(engine.value, scheduler=scheduler, blocksize=blocksize,
+                            n_workers=workers, names=CLEAN_OPTION_NAMES)
         n_workers = None
         if workers is not None:
             try:
@@ -297,7 +296,7 @@ def claims(
         options = {"settings": settings, "progress": _show_progress(progress)}
         tables = clean_parquets(input_path)  # each folder checked against its manifest
         if tables is not None and len(tables) == 1:  # a clean dataset, maybe beyond memory
-            from mfr_analysis.scale import evaluate_claims_at_scale
+            from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
             table = evaluate_claims_at_scale(
                 tables[0], scheduler=scheduler,

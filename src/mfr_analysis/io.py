@@ -80,7 +80,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,7 @@ log = logging.getLogger(__name__)
 PART_FILE = re.compile(r"part-\d+\.parquet")  # a part of a sessions folder (the Dask engine)
 
 MANIFEST_FILE = "manifest.json"
+CLEAN_OUTPUT_FILES = (SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE)  # what `clean` writes
 READY_FILE = ".mfr-ready-manifest.json"  # the manifest inside a staging folder: set is ready
 LOCK_FILE = ".mfr-lock"
 STAGING_PREFIX = ".mfr-staging-"
@@ -98,8 +103,8 @@ _MANIFEST_FORMAT = "mfr-analysis output set 1"
 _HASH = "sha256"  # hardware-accelerated here: 0.57 s per GB (blake2b: 0.86 s)
 # files each kind of run writes, also when an older version wrote them without a manifest
 KIND_OWNED: dict[str, tuple[str, ...]] = {
-    "clean": ("sessions.parquet", "sessions.parquet/part-*.parquet", "quarantine.csv",
-              "cleaning_report.json"),
+    "clean": (SESSIONS_FILE, f"{SESSIONS_FILE}/part-*.parquet", QUARANTINE_FILE,
+              CLEANING_REPORT_FILE),
 }
 # temporary files of versions before output sets: ".<output name>.<mkstemp's 8 characters>"
 _LEGACY_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?:old-)?[a-z0-9_]{8}")
@@ -236,6 +241,42 @@ def write_table(table: pd.DataFrame, target: str | Path, fmt: str = "json") -> P
 
 
 # ---------------------------------------------------------------------------------------------
+# the files of a clean output set (both engines write them with these)
+
+FINGERPRINT_METADATA = b"mfr_analysis.key_fingerprint"  # parquet schema metadata key
+NO_DICTIONARY = ("session_id", "client_id", "source_line")  # (nearly) unique per row
+WITH_STATISTICS = ("session_date", "audience_group", "arm")  # worth min/max for filtering
+
+
+def write_parquet(sessions: pd.DataFrame | pa.Table, path: str | Path,
+                  fingerprint: str | None = None) -> None:
+    """Write a clean sessions table as zstd parquet (not atomic: into a staging folder).
+
+    Statistics and dictionaries only where they help (a quarter faster); the key
+    ``fingerprint``, given, goes into the schema metadata so that a lone file carries it."""
+    table = (sessions if isinstance(sessions, pa.Table)
+             else pa.Table.from_pandas(sessions, preserve_index=False))
+    if fingerprint is not None:
+        metadata = {**(table.schema.metadata or {}), FINGERPRINT_METADATA: fingerprint.encode()}
+        table = table.replace_schema_metadata(metadata)
+    names = table.column_names
+    pq.write_table(table, path, compression="zstd",
+                   use_dictionary=[c for c in names if c not in NO_DICTIONARY],
+                   write_statistics=[c for c in names if c in WITH_STATISTICS])
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, *, header: bool = True) -> None:
+    """UTF-8 CSV safe to open in a spreadsheet (fast: pyarrow's writer, quoting cells where
+    needed): formula-led cells get a leading ``'``, numbers are left alone (OWASP); not
+    atomic (into a staging folder, or see :func:`atomic_path`)."""
+    from mfr_analysis.redact import neutralise_table
+
+    table = neutralise_table(pa.Table.from_pandas(frame, preserve_index=False))
+    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=header,
+                                                                  quoting_style="needed"))
+
+
+# ---------------------------------------------------------------------------------------------
 # outputs that must not overwrite inputs
 
 
@@ -264,6 +305,16 @@ def refuse_output_over_inputs(outputs: Iterable[str | Path], inputs: Iterable[st
             if same:
                 raise InputError(f"{output}: {option} would overwrite an input of this run "
                                  f"({given}); choose another {option}")
+
+
+def refuse_clean_over_inputs(out: Path, files: Sequence[Path]) -> None:
+    """One line, before any work, if ``out`` is not a folder or a clean output would land on
+    an input file."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; --out names the folder for {SESSIONS_FILE}, "
+                         f"{QUARANTINE_FILE} and {CLEANING_REPORT_FILE}")
+    refuse_output_over_inputs([out / name for name in (*CLEAN_OUTPUT_FILES, MANIFEST_FILE)],
+                              files)
 
 
 # ---------------------------------------------------------------------------------------------

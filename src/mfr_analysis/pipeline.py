@@ -1,11 +1,18 @@
 """Wiring with I/O: raw logs -> clean outputs on disk, or -> the derived table in memory.
 
+The engines have one direction: :mod:`mfr_analysis.read`, :mod:`mfr_analysis.clean` and
+:mod:`mfr_analysis.io` hold what both cleaning engines share; :mod:`mfr_analysis.dask_clean`
+(the Dask engine) builds on them; this module runs the pandas engine and chooses the engine
+(``run_clean(engine=...)``), and reads clean tables back (``load_sessions``), which
+:mod:`mfr_analysis.dask_claims` builds on.
+
 ``run_clean`` writes ``sessions.parquet``, ``quarantine.csv`` and ``cleaning_report.json`` as
 one output set (:func:`mfr_analysis.io.output_set`: a staging folder published in one step,
 ``manifest.json`` last, the folder locked against a concurrent run) and returns the report;
 re-running it with the same inputs and key gives byte-identical files (the manifest records
 the run). A ``sessions.parquet`` folder of parts left by the Dask engine is replaced by the file
-(and the other way round). The pseudonym key is resolved once, here, and its fingerprint
+(and the other way round). The pseudonym key is resolved once, here, unless the caller
+passes it (``key=``), and passed down; its fingerprint
 (:func:`mfr_analysis.pseudonymise.key_fingerprint`) is recorded in ``cleaning_report.json``
 (``key_fingerprint``) and in the parquet's schema metadata (:func:`key_fingerprint_of`).
 
@@ -28,62 +35,65 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions
-from mfr_analysis.config import (
-    CLEANING_REPORT_FILE,
-    QUARANTINE_FILE,
-    SESSIONS_FILE,
-    check_workers,
-)
+from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions, full_report, merge_reports
+from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
 from mfr_analysis.derive import derive
 from mfr_analysis.io import (
+    FINGERPRINT_METADATA,
     MANIFEST_FILE,
     atomic_path,
     check_replaceable,
     output_set,
-    refuse_output_over_inputs,
+    refuse_clean_over_inputs,
     set_files,
     verify_output_set,
+    write_csv,
     write_json,
+    write_parquet,
 )
 from mfr_analysis.pseudonymise import key_fingerprint, load_key
 from mfr_analysis.read import (
     SUPPORTED_SUFFIXES,
     InputError,
     RawLogs,
+    clean_table_path,
+    combine_sources,
     display_names,
-    expand_inputs,
     load_mapping,
+    raw_input_files,
     read_source,
 )
-from mfr_analysis.read import combine_sources as _combine_sources
-from mfr_analysis.schema import CLEAN_COLUMNS
 
 log = logging.getLogger(__name__)
 
 Inputs = Sequence[str | Path] | str | Path
 
 
-OUTPUT_FILES = (SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE)
-FINGERPRINT_METADATA = b"mfr_analysis.key_fingerprint"  # parquet schema metadata key
+ENGINES = ("pandas", "dask")
+#: How :func:`check_clean_options` names the options (the CLI passes its own spellings).
+OPTION_NAMES = {"engine": "engine", "dask": "engine='dask'", "scheduler": "scheduler",
+                "blocksize": "blocksize", "n_workers": "n_workers"}
 
 
-def raw_input_files(inputs: Inputs) -> list[Path]:
-    """The raw log files named by ``inputs`` (folders expanded, earlier outputs left out)."""
-    given = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    for item in given:
-        if clean_parquet(item) is not None:
-            raise InputError(f"{Path(item).name}: already a clean sessions table; pass it to "
-                             "claims or report instead of cleaning it again")
-    files = [f for f in expand_inputs(given) if f.name not in OUTPUT_FILES]
-    if not files:
-        raise InputError(f"{', '.join(Path(g).name for g in given)}: no raw log files found "
-                         "(only outputs of an earlier clean)")
-    return files
+def check_clean_options(engine: str, *, scheduler: object = None, blocksize: object = None,
+                        n_workers: object = None,
+                        names: dict[str, str] | None = None) -> None:
+    """Refuse, in one line (InputError), an engine or option combination that
+    :func:`run_clean` cannot honour; ``names`` spells the options as the caller's user knows
+    them (default :data:`OPTION_NAMES`). The values themselves are checked by the engine."""
+    names = {**OPTION_NAMES, **(names or {})}
+    if engine not in ENGINES:
+        raise InputError(f"{names['engine']} must be 'pandas' or 'dask', not {engine!r}")
+    for option, value in (("scheduler", scheduler), ("blocksize", blocksize),
+                          ("n_workers", n_workers)):
+        if value is not None and engine != "dask":
+            raise InputError(f"{names[option]} needs {names['dask']}")
+    if n_workers is not None and scheduler is not None:
+        raise InputError(f"{names['n_workers']} starts a local cluster: not with "
+                         f"{names['scheduler']} (the cluster there already has its workers)")
 
 
 def _read(files: list[Path], mapping: str | Path | None, bar: tqdm | None = None) -> RawLogs:
@@ -97,53 +107,12 @@ def _read(files: list[Path], mapping: str | Path | None, bar: tqdm | None = None
         log.debug("read %s", name)
         if bar is not None:
             bar.update()
-    return _combine_sources(sources)
-
-
-def full_report(raw: RawLogs, result: CleanResult,
-                fingerprint: str | None = None) -> dict[str, Any]:
-    """The cleaning report plus what the read step dropped and how it read each input, and
-    the fingerprint of the key that made the pseudonyms."""
-    report = dict(result.report)
-    report["dropped_columns"] = raw.dropped_columns
-    report["identifier_columns_dropped"] = raw.identifier_columns
-    report["rows_per_source_read"] = raw.rows_per_source
-    report["inputs"] = [dict(info) for info in raw.sources]
-    if fingerprint is not None:
-        report["key_fingerprint"] = fingerprint
-    return report
-
-
-def write_outputs(result: CleanResult, report: dict[str, Any], out_dir: str | Path) -> None:
-    """Write sessions.parquet, quarantine.csv and cleaning_report.json as one output set."""
-    fingerprint = report.get("key_fingerprint")
-    with output_set(out_dir, kind="clean") as staged:
-        _write_parquet(result.sessions, staged.dir / SESSIONS_FILE, fingerprint)
-        _write_small_outputs(result, report, staged.dir)
-
-
-NO_DICTIONARY = ("session_id", "client_id", "source_line")  # (nearly) unique per row
-WITH_STATISTICS = ("session_date", "audience_group", "arm")  # worth min/max for filtering
-
-
-def _write_parquet(sessions: pd.DataFrame | pa.Table, path: Path,
-                   fingerprint: str | None = None) -> None:
-    """zstd parquet; statistics and dictionaries only where they help (a quarter faster); the
-    key fingerprint, given, goes into the schema metadata so that a lone file carries it."""
-    table = (sessions if isinstance(sessions, pa.Table)
-             else pa.Table.from_pandas(sessions, preserve_index=False))
-    if fingerprint is not None:
-        metadata = {**(table.schema.metadata or {}), FINGERPRINT_METADATA: fingerprint.encode()}
-        table = table.replace_schema_metadata(metadata)
-    names = table.column_names
-    pq.write_table(table, path, compression="zstd",
-                   use_dictionary=[c for c in names if c not in NO_DICTIONARY],
-                   write_statistics=[c for c in names if c in WITH_STATISTICS])
+    return combine_sources(sources)
 
 
 def _write_small_outputs(result: CleanResult, report: dict[str, Any], out: Path) -> None:
     with atomic_path(out / QUARANTINE_FILE) as tmp:
-        _write_csv(result.quarantine, tmp)
+        write_csv(result.quarantine, tmp)
     write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
 
 
@@ -167,21 +136,21 @@ class _BackgroundParquet:
 
     def _run(self) -> None:
         try:
-            _write_parquet(self.table, self.target, self.fingerprint)
+            write_parquet(self.table, self.target, self.fingerprint)
         except BaseException as exc:  # noqa: BLE001 - re-raised in finish()
             self.error = exc
 
     def finish(self, sessions: pd.DataFrame) -> None:
         """Wait for the writer and check it wrote the validated frame (else write that)."""
         if self.thread is None:
-            _write_parquet(sessions, self.target, self.fingerprint)
+            write_parquet(sessions, self.target, self.fingerprint)
             return
         self.thread.join()
         if self.error is not None:
             raise self.error
         same = pa.Table.from_pandas(sessions, preserve_index=False)
         if not same.schema.equals(self.table.schema, check_metadata=True):
-            _write_parquet(same, self.target, self.fingerprint)  # validation changed a dtype
+            write_parquet(same, self.target, self.fingerprint)  # validation changed a dtype
 
     def abort(self) -> None:
         """Wait for the writer (its file goes with the staging folder)."""
@@ -189,50 +158,32 @@ class _BackgroundParquet:
             self.thread.join()
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """UTF-8 CSV safe to open in a spreadsheet (fast: pyarrow's writer, which quotes every
-    string cell): formula-led cells get a leading ``'``, numbers are left alone (OWASP)."""
-    from mfr_analysis.redact import neutralise_table
-
-    table = neutralise_table(pa.Table.from_pandas(frame, preserve_index=False))
-    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
-
-
 def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None = None,
               date_order: DateOrder = "dmy", progress: bool = True,
               engine: str = "pandas", scheduler: str | None = None,
-              blocksize: int | None = None, n_workers: int | None = None) -> dict[str, Any]:
+              blocksize: int | None = None, n_workers: int | None = None,
+              key: bytes | None = None) -> dict[str, Any]:
     """Clean raw logs into ``out_dir`` (sessions, quarantine, report); return the report.
 
-    ``engine="dask"`` runs the same cleaning per partition on a Dask cluster (a local one of
-    ``n_workers`` single-threaded processes, default one per core, or the one at
-    ``scheduler``), splitting delimited text files into partitions of about ``blocksize``
-    bytes (default :data:`mfr_analysis.scale.DEFAULT_BLOCKSIZE`), and writes
-    ``sessions.parquet`` as a folder of parts; see :mod:`mfr_analysis.scale`."""
-    if engine not in ("pandas", "dask"):
-        raise ValueError(f"engine must be 'pandas' or 'dask', not {engine!r}")
-    if engine == "pandas":
-        for name, value in (("scheduler", scheduler), ("blocksize", blocksize),
-                            ("n_workers", n_workers)):
-            if value is not None:
-                raise ValueError(f"{name} needs engine='dask'")
-    if blocksize is not None and blocksize < 1:
-        raise ValueError(f"blocksize must be a positive number of bytes, not {blocksize!r}")
-    if n_workers is not None:
-        check_workers(n_workers, "n_workers")  # InputError (a ValueError) above the machine
-    if n_workers is not None and scheduler is not None:
-        raise ValueError("n_workers sizes a local cluster: not with a scheduler")
-    if engine == "dask":  # checks the output folder itself, before any work
-        from mfr_analysis.scale import run_clean_dask
+    ``key`` is the pseudonym key (default: :func:`mfr_analysis.pseudonymise.load_key`,
+    resolved once, before any work). ``engine="dask"`` runs the same cleaning per partition
+    on a Dask cluster (a local one of ``n_workers`` single-threaded processes, default one
+    per core, or the one at ``scheduler``), splitting delimited text files into partitions of
+    about ``blocksize`` bytes (default :data:`mfr_analysis.dask_clean.DEFAULT_BLOCKSIZE`),
+    and writes ``sessions.parquet`` as a folder of parts; see :mod:`mfr_analysis.dask_clean`.
+    """
+    check_clean_options(engine, scheduler=scheduler, blocksize=blocksize, n_workers=n_workers)
+    if engine == "dask":  # checks its values and the output folder itself, before any work
+        from mfr_analysis.dask_clean import run_clean_dask
 
         return run_clean_dask(inputs, out_dir, mapping=mapping, date_order=date_order,
                               progress=progress, scheduler=scheduler, blocksize=blocksize,
-                              n_workers=n_workers)
+                              n_workers=n_workers, key=key)
     out = Path(out_dir)
     check_replaceable(out / SESSIONS_FILE)  # before any work: a folder we may not replace
     files = raw_input_files(inputs)
     refuse_clean_over_inputs(out, files)
-    key = load_key()  # resolved once, here, before any work
+    key = load_key() if key is None else key  # resolved once, here, before any work
     fingerprint = key_fingerprint(key)
     with output_set(out, kind="clean") as staged, tqdm(
             total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
@@ -255,32 +206,6 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     log.info("wrote %s, %s, %s to %s", SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE,
              out_dir)
     return report
-
-
-def refuse_clean_over_inputs(out: Path, files: Sequence[Path]) -> None:
-    """One line, before any work, if ``out`` is not a folder or a clean output would land on
-    an input file."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: not a folder; --out names the folder for {SESSIONS_FILE}, "
-                         f"{QUARANTINE_FILE} and {CLEANING_REPORT_FILE}")
-    refuse_output_over_inputs([out / name for name in (*OUTPUT_FILES, MANIFEST_FILE)], files)
-
-
-def _clean_table(item: str | Path) -> Path | None:
-    """The clean ``sessions.parquet`` named by one input (file, parts folder, or a folder
-    holding one), else None; nothing is verified here."""
-    path = Path(item)
-    if path.is_dir() and path.name != SESSIONS_FILE and (path / SESSIONS_FILE).exists():
-        path = path / SESSIONS_FILE  # a file, or a folder of parts from the Dask engine
-    if path.suffix.lower() in (".parquet", ".pq") and (path.is_file() or path.is_dir()):
-        try:
-            names = set(pq.read_schema(path).names if path.is_file()
-                        else pq.ParquetDataset(path).schema.names)
-        except Exception:  # noqa: BLE001 - not a parquet file: let the reader explain
-            return None
-        if set(CLEAN_COLUMNS) <= names:
-            return path
-    return None
 
 
 _WARNED_UNCHECKED: set[str] = set()
@@ -325,9 +250,17 @@ def verify_clean_table(table: str | Path, *, warn: bool = True) -> dict[str, Any
     return manifest
 
 
+def clean_table_files(table: str | Path) -> list[Path]:
+    """The parquet files of a clean table: the ``sessions.parquet`` file, or the parts of
+    a Dask engine's folder, in order; ``table`` may also be the folder holding either."""
+    path = Path(table)
+    if path.is_dir() and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
 def _table_rows(table: Path) -> int:
-    files = sorted(table.glob("part-*.parquet")) if table.is_dir() else [table]
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in clean_table_files(table))
 
 
 def _in_set(table: Path, manifest: dict[str, Any]) -> bool:
@@ -350,17 +283,13 @@ def clean_table_report(table: str | Path) -> Path | None:
 def key_fingerprint_of(table: str | Path) -> str | None:
     """The key fingerprint recorded in a clean table (a ``sessions.parquet`` file, its folder
     of parts, or a folder holding it), None for a table written before fingerprints."""
-    path = Path(table)
-    if path.is_dir() and (path / SESSIONS_FILE).exists():
-        path = path / SESSIONS_FILE
-    files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
     found = set()
-    for file in files:
+    for file in clean_table_files(table):
         metadata = pq.read_schema(file).metadata or {}
         value = metadata.get(FINGERPRINT_METADATA)
         found.add(value.decode("ascii", "replace") if value else None)
     if len(found) > 1:
-        raise InputError(f"{path}: its parts were made with different pseudonym keys")
+        raise InputError(f"{table}: its parts were made with different pseudonym keys")
     return found.pop() if found else None
 
 
@@ -388,7 +317,7 @@ def clean_parquets(inputs: Inputs, *, warn_unchecked: bool = True) -> list[Path]
     the inputs are raw logs; InputError when raw logs and clean tables are mixed.
     ``warn_unchecked``: see :func:`verify_clean_table`."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    found = [_clean_table(item) for item in items]
+    found = [clean_table_path(item) for item in items]
     if not items or all(t is None for t in found):
         return None
     raw = [item for item, t in zip(items, found, strict=True) if t is None]
@@ -402,16 +331,6 @@ def clean_parquets(inputs: Inputs, *, warn_unchecked: bool = True) -> list[Path]
     return tables
 
 
-def clean_parquet(inputs: Inputs) -> Path | None:
-    """The one clean ``sessions.parquet`` named by ``inputs`` (file or directory), verified
-    against its folder's manifest; None for raw logs or several tables."""
-    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    if len(items) != 1:
-        return None
-    tables = clean_parquets(items)
-    return tables[0] if tables else None
-
-
 def input_files(inputs: Inputs) -> list[Path]:
     """Every file a run reading ``inputs`` depends on: clean tables with the files of their
     output sets, raw files (folders expanded to their supported files); for
@@ -419,7 +338,7 @@ def input_files(inputs: Inputs) -> list[Path]:
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     found: list[Path] = []
     for item in map(Path, items):
-        table = _clean_table(item)
+        table = clean_table_path(item)
         if table is not None:
             found.extend([table, *set_files(table.parent)])
         elif item.is_dir():
@@ -460,17 +379,22 @@ def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) 
 
 
 def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
-                  date_order: DateOrder = "dmy") -> pd.DataFrame:
+                  date_order: DateOrder = "dmy", key: bytes | None = None) -> pd.DataFrame:
     """The derived session table from raw logs (cleaned in memory) or from one or several
     clean tables (each checked against its manifest, all made with one key; a folder without
-    a manifest is only logged at INFO here, the commands warn about it before they start)."""
+    a manifest is only logged at INFO here, the commands warn about it before they start).
+
+    ``key`` pseudonymises raw logs (default: :func:`mfr_analysis.pseudonymise.load_key`,
+    resolved only when the inputs are raw logs); clean tables need none."""
     tables = clean_parquets(inputs, warn_unchecked=False)
     if tables is not None:
         frames = [_read_table(t) for t in tables]
         sessions = frames[0] if len(frames) == 1 else combine_tables(frames, tables)
         return derive(sessions)  # validates against DerivedSessions, a superset of the clean
-    raw = _read(raw_input_files(inputs), mapping)
-    result = clean_sessions(raw.frame, date_order=date_order, key=load_key())
+    files = raw_input_files(inputs)
+    key = load_key() if key is None else key  # resolved once, here, before any work
+    raw = _read(files, mapping)
+    result = clean_sessions(raw.frame, date_order=date_order, key=key)
     log.info("cleaned in memory: %d clean, %d quarantined, %d duplicates",
              result.report["rows_clean"], result.report["rows_quarantined"], result.duplicates)
     return derive(result.sessions)
@@ -480,14 +404,12 @@ def combine_clean_tables(tables: Sequence[Path], out_dir: str | Path) -> Path:
     """Write several clean tables (one key, see :func:`clean_parquets`) as one output set in
     ``out_dir``: ``sessions.parquet`` and, when every table has its cleaning report, their
     merged ``cleaning_report.json``; return the sessions path."""
-    from mfr_analysis.scale import merge_reports
-
     fingerprint = check_same_key(tables)
     frames = [_read_table(t) for t in tables]
     combined = combine_tables(frames, tables)
     reports = [clean_table_report(t) for t in tables]
     with output_set(out_dir, kind="clean") as staged:
-        _write_parquet(combined, staged.dir / SESSIONS_FILE, fingerprint)
+        write_parquet(combined, staged.dir / SESSIONS_FILE, fingerprint)
         if all(r is not None for r in reports):
             texts = [json.loads(r.read_text(encoding="utf-8")) for r in reports]  # type: ignore[union-attr]
             try:

@@ -60,8 +60,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from mfr_analysis import errors
+from mfr_analysis.config import SESSIONS_FILE
+from mfr_analysis.io import CLEAN_OUTPUT_FILES
 from mfr_analysis.redact import (
     excerpt,
     excerpt_list,
@@ -556,7 +559,26 @@ def _refuse_binary(head: bytes, name: str) -> None:
             raise InputError(f"{name}: not a text table ({kind})")
 
 
-def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
+@dataclass(frozen=True)
+class TextLayout:
+    """How a delimited text file is laid out, as :func:`text_layout` finds it from its head."""
+
+    encoding: str  # detected from the head: utf-8, utf-16, cp1252 or latin-1
+    delimiter: str
+    header_line: int  # physical line on which the header row ends (1 = the first line)
+    plan: HeaderPlan
+    data_offset: int | None  # byte offset of the first data line; None: not found by bytes
+
+    def info(self, name: str) -> dict[str, Any]:
+        """How the file was read, as the cleaning report lists it."""
+        return {"file": name, "format": "delimited", "delimiter": self.delimiter,
+                "encoding": self.encoding, "header_line": self.header_line}
+
+
+def text_layout(path: Path, name: str, mapping: UserMapping | None = None) -> TextLayout:
+    """Encoding, delimiter, header row and column plan of a delimited text file, found from
+    its head; InputError (one line) for an empty or binary file, or headers without the
+    required columns. Both engines read a file (or a byte range of it) with this layout."""
     head, whole = _head_sample(path, name)
     if not head.strip():
         raise InputError(f"{name}: file is empty")
@@ -575,44 +597,65 @@ def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[
     plan = plan_headers(headers, mapping)
     _require(plan, headers, name)
     header_line = _physical_line_after(sample, delimiter, header_index)
-    info = {"file": name, "format": "delimited", "delimiter": delimiter, "encoding": encoding,
-            "header_line": header_line}
-    if encoding != "utf-16":
-        fast = _read_with_pyarrow(path, plan, delimiter, encoding, header_line)
+    data_offset = None
+    if encoding != "utf-16":  # one byte per line break: the header ends at its n-th "\n"
+        newlines = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
+        if newlines.size >= header_line:
+            data_offset = int(newlines[header_line - 1]) + 1
+    return TextLayout(encoding, delimiter, header_line, plan, data_offset)
+
+
+def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[Source]:
+    layout = text_layout(path, name, mapping)
+    info = layout.info(name)
+    if layout.encoding != "utf-16":
+        fast = _read_with_pyarrow(path, layout)
         if fast is not None:
             encoding, columns, lines = fast
-            return [_finish(name, columns, lines, plan, {**info, "encoding": encoding})]
+            return [_finish(name, columns, lines, layout.plan, {**info, "encoding": encoding})]
     log.info("%s: reading with the exact (slower) line-by-line reader", name)
     encoding, columns, lines, issues, blank = _read_with_csv_module(
-        path, plan, delimiter, encoding, header_line)
+        path, layout.plan, layout.delimiter, layout.encoding, layout.header_line)
     info = {**info, "encoding": encoding, "reader": "exact", "blank_lines": blank}
-    return [_finish(name, columns, lines, plan, info, issues)]
+    return [_finish(name, columns, lines, layout.plan, info, issues)]
 
 
-def _read_with_pyarrow(path: Path, plan: HeaderPlan, delimiter: str, encoding: str,
-                       header_line: int) -> tuple[str, dict[str, Any], np.ndarray] | None:
-    """Fast path; None when the file needs the exact reader (ragged rows, odd quoting)."""
+def _arrow_csv(source: Any, plan: HeaderPlan, delimiter: str, encoding: str,
+               skip_rows: int = 0) -> tuple[dict[str, pa.ChunkedArray], int, bool]:
+    """Delimited text read by pyarrow into the plan's canonical columns, every cell as the
+    text written: (columns, rows, whether a row had another number of fields). The one set
+    of pyarrow options of the whole-file and the byte-range readers; pyarrow's errors
+    propagate."""
     names = [f"c{i}" for i in range(len(plan.targets))]
     keep = {names[i]: t for i, t in enumerate(plan.targets) if t is not None}
-    for enc in dict.fromkeys([encoding, "cp1252", "latin-1"]):
-        invalid: list[int] = []
+    ragged: list[int] = []
 
-        def on_invalid(row: pacsv.InvalidRow, invalid: list[int] = invalid) -> str:
-            invalid.append(row.actual_columns)
-            return "skip"
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        ragged.append(row.actual_columns)
+        return "skip"
 
+    table = pacsv.read_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows,
+                                       encoding="utf8" if encoding == "utf-8" else encoding,
+                                       block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False,
+                                         invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(keep, pa.string()), include_columns=list(keep),
+            strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+    return {keep[n]: table[n] for n in keep}, table.num_rows, bool(ragged)
+
+
+def _read_with_pyarrow(path: Path, layout: TextLayout
+                       ) -> tuple[str, dict[str, Any], np.ndarray] | None:
+    """Fast path; None when the file needs the exact reader (ragged rows, odd quoting)."""
+    header_line = layout.header_line
+    for enc in dict.fromkeys([layout.encoding, "cp1252", "latin-1"]):
         try:
-            table = pacsv.read_csv(
-                path,
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=header_line,
-                                               encoding="utf8" if enc == "utf-8" else enc,
-                                               block_size=8 << 20),
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False,
-                                                 invalid_row_handler=on_invalid),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(keep, pa.string()), include_columns=list(keep),
-                    strings_can_be_null=False, quoted_strings_can_be_null=False),
-            )
+            columns, n_rows, ragged = _arrow_csv(path, layout.plan, layout.delimiter, enc,
+                                                 skip_rows=header_line)
         except pa.ArrowInvalid as exc:
             if "utf8" in str(exc).lower() and enc != "latin-1":
                 continue
@@ -623,13 +666,35 @@ def _read_with_pyarrow(path: Path, plan: HeaderPlan, delimiter: str, encoding: s
                 continue
             log.debug("pyarrow could not parse %s: %s", path.name, excerpt_message(exc))
             return None
-        if invalid:
+        if ragged:
             return None  # ragged rows: the exact reader keeps and flags them
-        if _physical_lines(path) != header_line + table.num_rows:
+        if _physical_lines(path) != header_line + n_rows:
             return None  # line breaks inside quoted cells: rows are not lines
-        lines = np.arange(header_line + 1, header_line + 1 + table.num_rows, dtype=np.int64)
-        return enc, {keep[n]: table[n] for n in keep}, lines
+        lines = np.arange(header_line + 1, header_line + 1 + n_rows, dtype=np.int64)
+        return enc, columns, lines
     return None
+
+
+def read_text_range(path: str | Path, name: str, layout: TextLayout, start: int, end: int,
+                    first_line: int) -> Source | None:
+    """The rows in bytes ``[start, end)`` of a delimited text file (whole lines, after the
+    header), read exactly as the whole file is read (``layout``, pyarrow's options, the true
+    physical ``source_line`` from ``first_line``); None when the range does not parse as one
+    row per line (a line break inside a quoted cell, ragged rows, an encoding the head did
+    not predict): then the file must be read whole."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    try:
+        columns, n_rows, ragged = _arrow_csv(pa.BufferReader(data), layout.plan,
+                                             layout.delimiter, layout.encoding)
+    except (pa.ArrowException, UnicodeDecodeError, LookupError):
+        return None
+    lines_in_range = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if ragged or n_rows != lines_in_range:
+        return None
+    lines = np.arange(first_line, first_line + n_rows, dtype=np.int64)
+    return _finish(name, columns, lines, layout.plan, layout.info(name))
 
 
 def _read_with_csv_module(path: Path, plan: HeaderPlan, delimiter: str, encoding: str,
@@ -1152,6 +1217,38 @@ def expand_inputs(paths: Sequence[str | Path] | str | Path) -> list[Path]:
     return unique
 
 
+def clean_table_path(item: str | Path) -> Path | None:
+    """The clean ``sessions.parquet`` named by one input (the file, a Dask engine's folder of
+    parts, or a folder holding either), else None; nothing is verified here."""
+    path = Path(item)
+    if path.is_dir() and path.name != SESSIONS_FILE and (path / SESSIONS_FILE).exists():
+        path = path / SESSIONS_FILE
+    if path.suffix.lower() in (".parquet", ".pq") and (path.is_file() or path.is_dir()):
+        try:
+            names = set(pq.read_schema(path).names if path.is_file()
+                        else pq.ParquetDataset(path).schema.names)
+        except Exception:  # noqa: BLE001 - not a parquet file: let the reader explain
+            return None
+        if set(CLEAN_COLUMNS) <= names:
+            return path
+    return None
+
+
+def raw_input_files(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
+    """The raw log files named by ``inputs``: folders expanded, the outputs of an earlier
+    clean left out; InputError (one line) for a clean table or when nothing raw is left."""
+    given = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    for item in given:
+        if clean_table_path(item) is not None:
+            raise InputError(f"{Path(item).name}: already a clean sessions table; pass it to "
+                             "claims or report instead of cleaning it again")
+    files = [f for f in expand_inputs(given) if f.name not in CLEAN_OUTPUT_FILES]
+    if not files:
+        raise InputError(f"{', '.join(Path(g).name for g in given)}: no raw log files found "
+                         "(only outputs of an earlier clean)")
+    return files
+
+
 def display_names(paths: Sequence[Path]) -> list[str]:
     """Short, unique names for source_file: the file name, with parent folders if needed."""
     names = [p.name for p in paths]
@@ -1286,5 +1383,7 @@ def read_logs(paths: Sequence[str | Path] | str | Path, mapping: str | Path | No
     return combine_sources(sources)
 
 
-__all__ = ["INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs", "expand_inputs",
-           "load_mapping", "plan_headers", "read_logs", "read_source"]
+__all__ = ["INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs", "Source", "TextLayout",
+           "clean_table_path", "combine_sources", "display_names", "expand_inputs",
+           "load_mapping", "plan_headers", "raw_input_files", "read_logs", "read_source",
+           "read_text_range", "text_layout"]

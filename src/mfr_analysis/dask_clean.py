@@ -1,35 +1,45 @@
 """The Dask engine for cleaning: the pandas cleaning functions, run per partition on a cluster.
 
 ``run_clean_dask`` gives the same clean table, quarantine and counts as
-:func:`mfr_analysis.pipeline.run_clean` (the pandas engine), for inputs larger than memory:
+:func:`mfr_analysis.pipeline.run_clean` (the pandas engine), for inputs larger than memory.
+It builds on the modules both engines share (:mod:`mfr_analysis.read`,
+:mod:`mfr_analysis.clean`, :mod:`mfr_analysis.io`) and imports nothing from the pipeline,
+which runs it for ``run_clean(engine="dask")``:
 
 1. **Partitions.** Each input file is a partition; a delimited text file larger than
    ``blocksize`` is split into byte ranges at line ends, each read exactly as
-   :mod:`mfr_analysis.read` reads the whole file (same header plan, encoding and delimiter,
-   true physical ``source_line``). A range that does not parse as whole rows (a line break
-   inside a quoted cell, ragged rows, an encoding the file's head did not predict) makes the
-   engine read that file whole instead, so nothing is ever split mid-record.
+   :mod:`mfr_analysis.read` reads the whole file (the same :func:`~mfr_analysis.read.text_layout`
+   and pyarrow options, via :func:`~mfr_analysis.read.read_text_range`; true physical
+   ``source_line``). A range that does not parse as whole rows (a line break inside a quoted
+   cell, ragged rows, an encoding the file's head did not predict) makes the engine read that
+   file whole instead, so nothing is ever split mid-record.
 2. **Clean per partition** with :func:`mfr_analysis.clean.clean_sessions` (the single source
    of truth): each task writes its clean rows and its quarantine rows to a staging folder and
-   returns its report plus, per clean row, two independent 64-bit hashes of the
-   de-duplication key and the session id *before* repeats were resolved.
+   returns its report, with ``row_keys=True``: per clean row, the two 64-bit content hashes
+   of the de-duplication key and the session id *before* repeats were made unique
+   (:attr:`mfr_analysis.clean.CleanResult.row_keys`).
 3. **Across partitions** (``dask.dataframe`` over those keys): exact duplicates are rows whose
-   128-bit key repeats in another partition (the first in input order is kept, as the pandas
-   engine keeps it); session ids are made unique with the pandas engine's own rule
-   (:func:`mfr_analysis.clean._unique_ids`) applied to the rows whose id repeats anywhere;
-   site spellings that differ only in case get the first spelling in input order.
+   128-bit content hash repeats in another partition (the first in input order is kept, as
+   the pandas engine keeps it). Both engines find duplicates with that one content hash:
+   within a call the pandas engine confirms a repeated hash by comparing the parsed values,
+   across partitions the 128 bits (keyed with the pseudonym key) are the proof. Session ids
+   are made unique with the pandas engine's own rule
+   (:func:`mfr_analysis.clean.unique_session_ids`) applied to the rows whose id repeats
+   anywhere; site spellings that differ only in case get the first spelling in input order.
 4. **Write.** ``sessions.parquet`` is a folder of ``part-NNNNN.parquet`` files in input order
    (``pandas.read_parquet`` and ``dask.dataframe.read_parquet`` read it as one table),
    ``quarantine.csv`` is one file (the partitions' rows concatenated in input order) and
-   ``cleaning_report.json`` adds the partitions' counts. The three are written into the
-   staging folder of one output set (:func:`mfr_analysis.io.output_set`; the tasks' own
-   staging folder ``.mfr-dask-*`` lives inside it) and published together, ``manifest.json``
-   last; a run killed on the way leaves nothing the next run does not remove.
+   ``cleaning_report.json`` adds the partitions' counts
+   (:func:`mfr_analysis.clean.merge_reports`). The three are written into the staging folder
+   of one output set (:func:`mfr_analysis.io.output_set`; the tasks' own staging folder
+   ``.mfr-dask-*`` lives inside it) and published together, ``manifest.json`` last; a run
+   killed on the way leaves nothing the next run does not remove.
 
 The cluster is ``distributed``'s: a ``LocalCluster`` (one single-threaded worker process per
 core) unless ``scheduler`` names an existing one (``tcp://host:8786``), whose workers must see
-the input files and the output folder at the same paths. The pseudonym key is read here, once,
-and sent with the tasks, so every worker pseudonymises with the same key.
+the input files and the output folder at the same paths. The pseudonym key is resolved once,
+on the client (``key=``, else :func:`mfr_analysis.pseudonymise.load_key`), and sent with the
+tasks, so every worker pseudonymises with the same key.
 """
 
 from __future__ import annotations
@@ -49,13 +59,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mfr_analysis import clean as _clean
-from mfr_analysis import read as _read
-from mfr_analysis.clean import DateOrder, clean_sessions, reason_codes
+from mfr_analysis.clean import (
+    DATE_ORDERS,
+    QUARANTINE_EXTRA,
+    DateOrder,
+    clean_sessions,
+    full_report,
+    merge_reports,
+    unique_session_ids,
+)
 from mfr_analysis.config import (
     CLEANING_REPORT_FILE,
     QUARANTINE_FILE,
@@ -64,22 +79,37 @@ from mfr_analysis.config import (
     max_workers,
     usable_cores,
 )
-from mfr_analysis.io import check_replaceable, output_set, write_json
-from mfr_analysis.pseudonymise import hex_ids, key_fingerprint, keyed_hash64, load_key
-from mfr_analysis.read import INPUT_COLUMNS, HeaderPlan, UserMapping, combine_sources
-from mfr_analysis.schema import CLEAN_COLUMNS
+from mfr_analysis.io import (
+    check_replaceable,
+    output_set,
+    refuse_clean_over_inputs,
+    write_csv,
+    write_json,
+    write_parquet,
+)
+from mfr_analysis.pseudonymise import hex_ids, key_fingerprint, load_key
+from mfr_analysis.read import (
+    INPUT_COLUMNS,
+    TEXT_SUFFIXES,
+    InputError,
+    RawLogs,
+    TextLayout,
+    UserMapping,
+    combine_sources,
+    display_names,
+    load_mapping,
+    raw_input_files,
+    read_source,
+    read_text_range,
+    text_layout,
+)
 from mfr_analysis.tables import normalise_token
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCKSIZE = 128 << 20  # bytes of delimited text per partition
 _CHUNK_STRIDE = 1_000_000  # order key of a partition: file index * stride + chunk index
-_DEDUP_EXCLUDED = ("session_id", "source_file", "source_line", "delivery")
-_HASH_KEYS = ("mfr-dedup-key-01", "mfr-dedup-key-02")  # two independent 64-bit hashes
-
-
-class _Unsplittable(Exception):  # noqa: N818 - a signal, not an error
-    """A byte range did not parse as whole rows: the file must be read whole."""
+_NOT_TEXT = (b"PAR1", b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # parquet, xlsx, xls: read whole
 
 
 @dataclass(frozen=True)
@@ -92,13 +122,11 @@ class Part:
     start: int | None = None  # byte range [start, end); None = the whole file
     end: int | None = None
     first_line: int = 0  # physical line number of the first line of the range
-    plan: HeaderPlan | None = None
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    header_line: int = 1
+    layout: TextLayout | None = None  # how the file is read (a byte range only)
 
     @property
     def tag(self) -> str:
+        """Unique name of the partition's staged files."""
         return f"{self.order:012d}" + ("w" if self.start is None else "r")
 
 
@@ -122,44 +150,25 @@ def plan_parts(files: Sequence[Path], names: Sequence[str], mapping: UserMapping
 def _byte_ranges(path: Path, name: str, mapping: UserMapping | None,
                  blocksize: int) -> list[Part]:
     """Byte ranges of a large delimited file, or [] to read it whole."""
-    suffix = path.suffix.lower()
-    if suffix not in _read.TEXT_SUFFIXES or blocksize <= 0:
+    if path.suffix.lower() not in TEXT_SUFFIXES or blocksize <= 0:
         return []
     size = path.stat().st_size
     if size <= blocksize:
         return []
     with path.open("rb") as handle:
-        head = handle.read(_read._SAMPLE_BYTES)
-    if head.startswith((b"PAR1", b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        if handle.read(4).startswith(_NOT_TEXT):
+            return []
+    try:
+        layout = text_layout(path, name, mapping)  # the whole-file reader's own layout
+    except InputError:
+        return []  # read whole: the reader raises its own error, in its own words
+    if layout.data_offset is None:
         return []
-    encoding = _read._detect_encoding(head)
-    if encoding == "utf-16" or b"\x00" in head:
-        return []
-    # the same header detection as read._read_delimited
-    sample = head.decode(_read._python_encoding(encoding), errors="replace").splitlines()
-    if len(head) == _read._SAMPLE_BYTES and len(sample) > 1:
-        sample = sample[:-1]  # the last sampled line may be cut
-    sample = sample[:200]
-    delimiter = _read._sniff_delimiter(sample[:50])
-    import csv
-
-    rows = list(csv.reader(sample, delimiter=delimiter))
-    header_index = _read._header_row(rows, mapping)
-    headers = rows[header_index] if rows else []
-    plan = _read.plan_headers(headers, mapping)
-    if plan.missing_required():
-        return []  # the whole-file reader raises the user-facing error
-    header_line = _read._physical_line_after(sample, delimiter, header_index)
-    newlines = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
-    if newlines.size < header_line:
-        return []
-    data_start = int(newlines[header_line - 1]) + 1
-    base = Part(0, str(path), name, plan=plan, delimiter=delimiter, encoding=encoding,
-                header_line=header_line)
+    base = Part(0, str(path), name, layout=layout)
     ranges: list[Part] = []
     # plain reads, not mmap: a mapped 10 GB file would count as resident memory
     with path.open("rb") as handle:
-        start, line = data_start, header_line + 1
+        start, line = layout.data_offset, layout.header_line + 1
         while start < size:
             end = _line_end(handle, min(start + blocksize, size), size)
             ranges.append(replace(base, start=start, end=end, first_line=line))
@@ -197,123 +206,34 @@ def _count_newlines(handle: Any, start: int, end: int) -> int:
 # per-partition work (on the workers)
 
 
-def _read_range(part: Part) -> _read.Source:
-    """A byte range of a delimited file, read as read._read_with_pyarrow reads the file."""
-    plan = part.plan
-    assert plan is not None and part.start is not None and part.end is not None
-    with open(part.path, "rb") as handle:
-        handle.seek(part.start)
-        data = handle.read(part.end - part.start)
-    names = [f"c{i}" for i in range(len(plan.targets))]
-    keep = {names[i]: t for i, t in enumerate(plan.targets) if t is not None}
-    invalid: list[int] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        invalid.append(row.actual_columns)
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(
-                column_names=names, encoding="utf8" if part.encoding == "utf-8" else part.encoding,
-                block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=part.delimiter, ignore_empty_lines=False,
-                                             invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(keep, pa.string()), include_columns=list(keep),
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-    except (pa.ArrowException, UnicodeDecodeError, LookupError) as exc:
-        raise _Unsplittable(str(exc)) from exc
-    lines_in_range = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    if invalid or table.num_rows != lines_in_range:
-        raise _Unsplittable("rows are not lines")
-    lines = np.arange(part.first_line, part.first_line + table.num_rows, dtype=np.int64)
-    info = {"file": part.name, "format": "delimited", "delimiter": part.delimiter,
-            "encoding": part.encoding, "header_line": part.header_line}
-    return _read._finish(part.name, {keep[n]: table[n] for n in keep}, lines, plan, info)
+def _read_part(part: Part, mapping: UserMapping | None) -> RawLogs | None:
+    """The partition's rows as one text table; None for a byte range that does not parse as
+    whole rows (its file must be read whole)."""
+    if part.start is None or part.end is None or part.layout is None:
+        return combine_sources(read_source(Path(part.path), mapping, part.name))
+    source = read_text_range(part.path, part.name, part.layout, part.start, part.end,
+                             part.first_line)
+    return None if source is None else combine_sources([source])
 
 
-def _read_part(part: Part, mapping: UserMapping | None) -> _read.RawLogs:
-    if part.start is None:
-        return combine_sources(_read.read_source(Path(part.path), mapping, part.name))
-    return combine_sources([_read_range(part)])
-
-
-def _row_keys(raw: pd.DataFrame, sessions: pd.DataFrame, key: bytes, order: int) -> pd.DataFrame:
-    """Per clean row: partition, position, 2 x 64-bit de-duplication hashes, base session id."""
-    n = len(sessions)
-    source_hash, has_source = _clean._source_session_ids(raw, len(raw), key)
-    raw_files = raw["source_file"].cat.categories
-    raw_rows = (np.asarray(raw["source_file"].cat.codes, dtype=np.int64) << 40) | np.asarray(
-        raw["source_line"], dtype=np.int64)
-    session_files = pd.Categorical(sessions["source_file"], categories=raw_files).codes
-    lines = sessions["source_line"].to_numpy(dtype=np.int64)
-    where = pd.Index(raw_rows).get_indexer((session_files.astype(np.int64) << 40) | lines)
-    if n and (where < 0).any():
-        raise RuntimeError("clean rows could not be matched to their raw rows")
-    source_hash, has_source = source_hash[where], has_source[where]
-
-    columns = {}
-    for column in CLEAN_COLUMNS:
-        if column in _DEDUP_EXCLUDED:
-            continue
-        values = sessions[column]
-        if column == "site":  # the pandas engine compares site names case-insensitively
-            norms = [normalise_token(str(c)) for c in values.cat.categories]
-            distinct = list(dict.fromkeys(norms))
-            remap = np.array([distinct.index(x) for x in norms] + [-1], dtype=np.int64)
-            values = pd.Categorical.from_codes(
-                remap[np.asarray(values.cat.codes, dtype=np.int64)],
-                categories=pd.Index(distinct, dtype=object))
-        elif values.dtype == np.float64:
-            values = values + 0.0  # -0.0 and 0.0 are the same value
-        columns[column] = values
-    columns["source_session_id"] = source_hash
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
-    dup1, dup2 = (pd.util.hash_pandas_object(frame, index=False, hash_key=k).to_numpy()
-                  for k in _HASH_KEYS)
-
-    # the session id before clean._unique_ids resolved repeats (clean._session_hashes' inputs)
-    clients, distinct = pd.factorize(sessions["client_id"])
-    client_hash = np.array([int(c[2:], 16) for c in distinct], dtype=np.uint64)[clients] if n \
-        else np.zeros(0, np.uint64)
-    file_codes, file_names = pd.factorize(sessions["source_file"])
-    file_hash = keyed_hash64(np.asarray(file_names, dtype=object), key)[file_codes] if n \
-        else np.zeros(0, np.uint64)
-    days = sessions["session_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    base = _clean._session_hashes(client_hash, days, file_hash, lines, source_hash, has_source)
-    rehashed = ~np.asarray(pa.array(sessions["session_id"]).cast(pa.large_string()).to_numpy(
-        zero_copy_only=False) == np.asarray(hex_ids(base).to_numpy(zero_copy_only=False)))
-    return pd.DataFrame({
-        "part": np.full(n, order, dtype=np.int64), "pos": np.arange(n, dtype=np.int64),
-        "dup1": dup1, "dup2": dup2, "base": base, "line": lines,
-        "has_source_id": has_source, "rehashed": rehashed,
-    })
-
-
-def _clean_part(part: Part, mapping: UserMapping | None, key: bytes, date_order: str,
+def _clean_part(part: Part, mapping: UserMapping | None, key: bytes, date_order: DateOrder,
                 today: dt.date, staging: str) -> dict[str, Any]:
     """Read and clean one partition; stage its sessions, keys and quarantine rows."""
-    from mfr_analysis.pipeline import _write_parquet, full_report
-
-    try:
-        raw = _read_part(part, mapping)
-    except _Unsplittable as why:
-        return {"order": part.order, "unsplittable": str(why)}
-    result = clean_sessions(raw.frame, date_order=date_order, key=key, today=today)  # type: ignore[arg-type]
+    raw = _read_part(part, mapping)
+    if raw is None:
+        return {"order": part.order, "unsplittable": True}
+    result = clean_sessions(raw.frame, date_order=date_order, key=key, today=today,
+                            row_keys=True)
     report = full_report(raw, result)
-    keys = _row_keys(raw.frame, result.sessions, key, part.order)
     del raw
+    assert result.row_keys is not None
+    keys = result.row_keys.assign(part=np.int64(part.order),
+                                  pos=np.arange(len(result.row_keys), dtype=np.int64))
     folder = Path(staging)
-    _write_parquet(result.sessions, folder / f"sessions-{part.tag}.parquet",
-                   key_fingerprint(key))
+    write_parquet(result.sessions, folder / f"sessions-{part.tag}.parquet",
+                  key_fingerprint(key))
     keys.to_parquet(folder / f"keys-{part.tag}.parquet", index=False)
-    table = pa.Table.from_pandas(result.quarantine, preserve_index=False)
-    pacsv.write_csv(table, folder / f"quarantine-{part.tag}.csv",
-                    write_options=pacsv.WriteOptions(include_header=False,
-                                                     quoting_style="needed"))
+    write_csv(result.quarantine, folder / f"quarantine-{part.tag}.csv", header=False)
     return {"order": part.order, "tag": part.tag, "report": report,
             "sites": [str(s) for s in result.sessions["site"].cat.categories]}
 
@@ -358,9 +278,7 @@ def _finish_part(tag: str, staging: str, out_path: str, drop: np.ndarray,
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = table.filter(pa.array(keep))
-    from mfr_analysis.pipeline import _write_parquet
-
-    _write_parquet(table, Path(out_path))
+    write_parquet(table, Path(out_path))
     source.unlink()
     return dropped
 
@@ -393,7 +311,7 @@ def _client(scheduler: str | None, n_workers: int | None,
         try:
             client = Client(scheduler, timeout="20s")
         except OSError as exc:
-            raise _read.InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") \
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") \
                 from exc
         try:
             yield client
@@ -421,24 +339,29 @@ def local_cluster(n_workers: int | None = None, *, processes: bool = True) -> An
 def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | None = None,
                    date_order: DateOrder = "dmy", progress: bool = True,
                    scheduler: str | None = None, blocksize: int | None = None,
-                   n_workers: int | None = None) -> dict[str, Any]:
-    """Clean raw logs on a Dask cluster into ``out_dir``; return the cleaning report."""
-    from mfr_analysis.pipeline import raw_input_files, refuse_clean_over_inputs
+                   n_workers: int | None = None, key: bytes | None = None) -> dict[str, Any]:
+    """Clean raw logs on a Dask cluster into ``out_dir``; return the cleaning report.
 
-    if date_order not in _clean.DATE_ORDERS:
-        raise ValueError(f"date_order must be one of {_clean.DATE_ORDERS}, not {date_order!r}")
+    ``key`` is the pseudonym key (default: :func:`mfr_analysis.pseudonymise.load_key`,
+    resolved once, before any work); ``blocksize`` the bytes of delimited text per partition
+    (default :data:`DEFAULT_BLOCKSIZE`); ``n_workers`` sizes a local cluster, ``scheduler``
+    names an existing one instead."""
+    if date_order not in DATE_ORDERS:
+        raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
+    if blocksize is not None and blocksize < 1:
+        raise InputError(f"blocksize must be a positive number of bytes, not {blocksize!r}")
     if n_workers is not None:
         check_workers(n_workers, "n_workers")
     out = Path(out_dir)
     check_replaceable(out / SESSIONS_FILE)  # before any work, not at the end
     files = raw_input_files(inputs)
     refuse_clean_over_inputs(out, files)
-    names = _read.display_names(files)
-    user_mapping = _read.load_mapping(mapping) if mapping is not None else None
+    names = display_names(files)
+    user_mapping = load_mapping(mapping) if mapping is not None else None
     for path, name in zip(files, names, strict=True):  # fail early, on the client, in one line
         if not path.is_file():
-            raise _read.InputError(f"{name}: no such file")
-    key = load_key()
+            raise InputError(f"{name}: no such file")
+    key = load_key() if key is None else key
     today = dt.date.today()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -565,7 +488,7 @@ def _across_partitions(client: Any, results: list[dict[str, Any]], staging: Path
     new_ids: dict[int, dict[int, str]] = {}
     conflicts = 0
     if len(kept):
-        ids, conflicts = _clean._unique_ids(kept["base"].to_numpy(dtype=np.uint64),
+        ids, conflicts = unique_session_ids(kept["base"].to_numpy(dtype=np.uint64),
                                             np.ones(len(kept), dtype=bool),
                                             kept["line"].to_numpy(dtype=np.int64))
         for (part, pos), text in zip(kept[["part", "pos"]].itertuples(index=False),
@@ -581,8 +504,6 @@ def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging:
                out: Path, fingerprint: str) -> dict[str, Any]:
     """Finish every part into the sessions folder in ``out`` (the output set's staging folder),
     then write the quarantine and the report there."""
-    from mfr_analysis.pipeline import _write_csv
-
     folder = out / SESSIONS_FILE
     folder.mkdir()
     futures = [client.submit(
@@ -600,7 +521,7 @@ def _write_all(client: Any, results: list[dict[str, Any]], plan: _Plan, staging:
     report["key_fingerprint"] = fingerprint
 
     header = staging / "quarantine-header.csv"
-    _write_csv(pd.DataFrame(columns=[*INPUT_COLUMNS, *_clean.QUARANTINE_EXTRA]).astype(
+    write_csv(pd.DataFrame(columns=[*INPUT_COLUMNS, *QUARANTINE_EXTRA]).astype(
         {"source_line": "int64"}), header)
     with (out / QUARANTINE_FILE).open("wb") as target:
         for name in ["quarantine-header.csv",
@@ -626,151 +547,5 @@ def _apply_plan(report: dict[str, Any], plan: _Plan, dropped: dict[str, int]) ->
         raise RuntimeError("row accounting is broken")
 
 
-def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
-    for name, value in source.items():
-        target[name] = target.get(name, 0) + value
-
-
-def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One cleaning report from the partitions' reports (counts added, in input order)."""
-    first = reports[0]
-    merged: dict[str, Any] = {}
-    for count in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
-        merged[count] = sum(r[count] for r in reports)
-    reasons: dict[str, int] = {}
-    by_field: dict[str, int] = {}
-    per_source: dict[str, dict[str, int]] = {}
-    ids: dict[str, int] = {}
-    dropped: dict[str, list[str]] = {}
-    identifiers: dict[str, set[str]] = {}
-    rows_read: dict[str, int] = {}
-    inputs: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in reports:
-        _add(reasons, r["reasons"])
-        _add(by_field, r.get("reasons_by_field", {}))
-        for name, counts in r["per_source"].items():
-            _add(per_source.setdefault(name, {}), counts)
-        _add(ids, r["session_ids"])
-        for name, headers in r["dropped_columns"].items():
-            dropped.setdefault(name, list(headers))
-        for kind, headers in r["identifier_columns_dropped"].items():
-            identifiers.setdefault(kind, set()).update(headers)
-        _add(rows_read, r["rows_per_source_read"])
-        for info in r["inputs"]:
-            slot = (info.get("file"), info.get("sheet"))
-            if slot not in inputs:
-                inputs[slot] = dict(info)
-            else:
-                for count in ("rows", "blank_rows_skipped", "blank_lines"):
-                    if count in info:
-                        inputs[slot][count] = inputs[slot].get(count, 0) + info[count]
-    merged["reasons"] = {c: reasons[c] for c in reason_codes() if reasons.get(c)}
-    order = {c: i for i, c in enumerate(reason_codes())}  # the order one engine writes
-    merged["reasons_by_field"] = {k: by_field[k] for k in sorted(
-        by_field, key=lambda k: (order[k.split(":", 1)[0]], k.split(":", 1)[1]))}
-    merged["per_source"] = per_source
-    merged["date_order"] = first["date_order"]
-    merged["session_ids"] = {k: ids.get(k, 0) for k in first["session_ids"]}
-    merged["columns_absent"] = [c for c in INPUT_COLUMNS
-                                if all(c in r["columns_absent"] for r in reports)]
-    merged["columns_ignored"] = sorted({c for r in reports for c in r["columns_ignored"]})
-    merged["package_version"] = first["package_version"]
-    merged["dropped_columns"] = dropped
-    merged["identifier_columns_dropped"] = {k: sorted(v) for k, v in sorted(identifiers.items())}
-    merged["rows_per_source_read"] = rows_read
-    merged["inputs"] = list(inputs.values())
-    return merged
-
-
-# ---------------------------------------------------------------------------------------------
-# claims on a dataset larger than memory
-
-IN_MEMORY_SESSIONS = 2_000_000  # up to this many sessions, claims read the table whole
-SESSIONS_PER_SHUFFLE_PARTITION = 1_000_000
-_ORDER = "_mfr_row_order"
-
-
-def _dataset_files(dataset: str | Path) -> list[Path]:
-    path = Path(dataset)
-    if path.is_dir() and (path / SESSIONS_FILE).exists():
-        path = path / SESSIONS_FILE
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix == ".parquet"
-                      and not p.name.startswith("."))
-    return [path]
-
-
-def _numbered(path: str, index: int) -> pd.DataFrame:
-    """One part of the clean table with its rows' position in the whole table."""
-    table = pd.read_parquet(path)
-    return table.assign(**{_ORDER: np.arange(len(table), dtype=np.int64) + (index << 40)})
-
-
-def _partition_inputs(part: pd.DataFrame) -> Any:
-    """Claims inputs of one partition of whole clients, rows back in table order."""
-    from mfr_analysis.claims import claim_inputs
-    from mfr_analysis.derive import derive
-
-    if part.empty:
-        return None
-    part = part.sort_values(_ORDER, kind="stable").drop(columns=_ORDER)
-    return claim_inputs(derive(part.reset_index(drop=True)))
-
-
-def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
-                          n_workers: int | None = None, progress: bool = False,
-                          in_memory_max: int = IN_MEMORY_SESSIONS) -> tuple[Any, str]:
-    """What the claims models need from a clean dataset of any size, and how it was made.
-
-    Up to ``in_memory_max`` sessions the table is read whole. A larger one is shuffled by
-    client on a Dask cluster (``dask.dataframe``), so that each partition holds whole
-    clients; each partition is derived (weeks since the client's first session, sessions
-    per week...) and reduced to per-client sums plus the sessions of small cells
-    (:mod:`mfr_analysis.claim_inputs`), and the reductions are combined. The result equals
-    the in-memory one; its size grows with clients, not sessions.
-    """
-    from mfr_analysis.claim_inputs import combine_inputs
-    from mfr_analysis.claims import claim_inputs
-    from mfr_analysis.pipeline import load_sessions
-
-    files = _dataset_files(dataset)
-    n_sessions = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    if n_sessions <= in_memory_max:
-        return claim_inputs(load_sessions(dataset)), ""
-    import dask
-    import dask.dataframe as dd
-    from distributed import as_completed
-
-    n_parts = max(1, -(-n_sessions // SESSIONS_PER_SHUFFLE_PARTITION))
-    with dask_client(scheduler, n_workers) as client:
-        frame = dd.from_map(_numbered, [str(f) for f in files], list(range(len(files))))
-        shuffled = frame.shuffle("client_id", npartitions=n_parts)
-        tasks = [dask.delayed(_partition_inputs)(p) for p in shuffled.to_delayed()]
-        futures = client.compute(tasks)
-        pieces = []
-        for future in tqdm(as_completed(futures), total=len(futures), unit="part",
-                           desc="claims inputs (dask)", disable=not progress):
-            pieces.append(future.result())
-    inputs = combine_inputs([p for p in pieces if p is not None])
-    note = (f"reduced on a Dask cluster to per-client sums ({n_sessions:,} sessions in "
-            f"{n_parts} partition{'s' if n_parts > 1 else ''} of whole clients); same numbers "
-            "as in memory")
-    return inputs, note
-
-
-def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = None,
-                             n_workers: int | None = None,
-                             in_memory_max: int = IN_MEMORY_SESSIONS,
-                             **options: Any) -> pd.DataFrame:
-    """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size, reduced
-    first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``."""
-    from mfr_analysis.claims import evaluate_inputs
-
-    inputs, note = claim_inputs_at_scale(dataset, scheduler=scheduler, n_workers=n_workers,
-                                         progress=bool(options.get("progress")),
-                                         in_memory_max=in_memory_max)
-    table = evaluate_inputs(inputs, **options)
-    if note:
-        table["note"] = [f"{n}; {note}" if isinstance(n, str) and n else note
-                         for n in table["note"]]
-    return table
+__all__ = ["DEFAULT_BLOCKSIZE", "Part", "dask_client", "local_cluster", "merge_reports",
+           "plan_parts", "run_clean_dask"]
