@@ -84,7 +84,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm import tqdm
 
 from mfr_analysis import config
 from mfr_analysis.claim_inputs import (
@@ -118,6 +117,7 @@ from mfr_analysis.models import (
     tost_p,
     wald_equal,
 )
+from mfr_analysis.progress import progress_bar
 from mfr_analysis.tables import categories, load_table
 
 __all__ = [
@@ -1316,8 +1316,8 @@ def evaluate_inputs(
     job = Job(inputs, _cells(inputs, groups), settings)
     registry = claim_registry()
     rows: list[dict] = []
-    with tqdm(total=len(registry), desc="claims", unit="claim", disable=not progress,
-              leave=False) as bar:
+    with progress_bar(total=len(registry), desc="claims", unit="claim", disable=not progress,
+                      leave=False) as bar:
         for _, claim in registry.iterrows():
             bar.set_postfix_str(str(claim["claim_id"]))
             rows += ANALYSES[str(claim["analysis"])](job, claim)

@@ -50,6 +50,7 @@ from mfr_analysis.io import (
     verify_output_set,
     write_json,
 )
+from mfr_analysis.progress import progress_bar
 from mfr_analysis.pseudonymise import key_fingerprint, load_key
 from mfr_analysis.read import (
     SUPPORTED_SUFFIXES,
@@ -234,7 +235,7 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     refuse_clean_over_inputs(out, files)
     key = load_key()  # resolved once, here, before any work
     fingerprint = key_fingerprint(key)
-    with output_set(out, kind="clean") as staged, tqdm(
+    with output_set(out, kind="clean") as staged, progress_bar(
             total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)
         bar.set_postfix_str("cleaning")
