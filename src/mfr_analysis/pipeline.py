@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -461,10 +461,12 @@ def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) 
 
 
 def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
-                  date_order: DateOrder = "dmy") -> pd.DataFrame:
+                  date_order: DateOrder = "dmy",
+                  on_report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """The derived session table from raw logs (cleaned in memory) or from one or several
     clean tables (each checked against its manifest, all made with one key; a folder without
-    a manifest is only logged at INFO here, the commands warn about it before they start)."""
+    a manifest is only logged at INFO here, the commands warn about it before they start).
+    ``on_report``, given, receives the cleaning report of raw logs cleaned here."""
     tables = clean_parquets(inputs, warn_unchecked=False)
     if tables is not None:
         frames = [_read_table(t) for t in tables]
@@ -474,6 +476,8 @@ def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
     result = clean_sessions(raw.frame, date_order=date_order, key=load_key())
     log.info("cleaned in memory: %d clean, %d quarantined, %d duplicates",
              result.report["rows_clean"], result.report["rows_quarantined"], result.duplicates)
+    if on_report is not None:
+        on_report(full_report(raw, result))
     return derive(result.sessions)
 
 
