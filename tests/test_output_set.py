@@ -438,7 +438,6 @@ def test_a_clean_into_a_report_folder_is_refused(tmp_path: Path) -> None:
 def test_a_killed_dask_clean_leaves_the_old_set_and_its_staging_is_removed(
         old_and_new: tuple[Path, Path], second_log: Path, tmp_path: Path) -> None:
     """kill -9 of the Dask engine once its partitions are staged (an in-process cluster)."""
-    pytest.importorskip("distributed")
     old, new = old_and_new
     out = tmp_path / "out"
     shutil.copytree(old, out)

@@ -9,8 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
 from mfr_analysis.pipeline import load_sessions, run_clean  # noqa: E402
 from mfr_analysis.scale import run_clean_dask  # noqa: E402

@@ -12,8 +12,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-
 from mfr_analysis import io  # noqa: E402
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE  # noqa: E402
 from mfr_analysis.errors import InputError  # noqa: E402
