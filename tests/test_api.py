@@ -113,7 +113,10 @@ def test_verbs_show_their_own_signature_and_help() -> None:
     assert "report(inputs" in text and "Write the HTML reports" in text
 
 
-def test_monkeypatching_a_module_through_its_verb_reaches_the_module(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("mfr_analysis.simulate.write_simulation", lambda *_: {"log": "x"})
-    assert mfr.simulate(1, 1, out="ignored.csv") == {"log": "x"}
+def test_monkeypatching_a_module_through_its_verb_reaches_the_module() -> None:
+    module = importlib.import_module("mfr_analysis.simulate")
+    real = module.write_simulation
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("mfr_analysis.simulate.write_simulation", lambda *_: {"log": "x"})
+        assert mfr.simulate(1, 1, out="ignored.csv") == {"log": "x"}
+    assert module.write_simulation is real  # undone on the module, not deleted from it

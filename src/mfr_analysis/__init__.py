@@ -14,7 +14,6 @@ Importing the package is cheap: each verb imports its stage when it is called.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
 import types
@@ -31,19 +30,24 @@ __all__ = ["__version__", "clean", "evaluate_claims", "load_sessions", "report",
 
 
 class _Verb:
-    """A verb that shares its name with a submodule: ``mfr.clean`` is both the function
-    ``clean`` and the module ``mfr_analysis.clean``.
+    # A verb that shares its name with a submodule: ``mfr.clean`` is both the function
+    # ``clean`` and the module ``mfr_analysis.clean``. Python binds a submodule as an
+    # attribute of its package once it is imported, which would replace the verb
+    # (``mfr.clean(...)`` failing with "module is not callable" after any
+    # ``import mfr_analysis.clean``). So the verb stands for both: calling it runs the function
+    # (whose name, docstring and signature it shows); any other attribute, ``__dict__``
+    # included, is the module's, so ``from mfr_analysis import clean``,
+    # ``import mfr_analysis.report.run as run`` and monkeypatching
+    # ``"mfr_analysis.simulate.write_simulation"`` keep meaning the module.
 
-    Python binds a submodule as an attribute of its package once it is imported, which would
-    replace the verb (``mfr.clean(...)`` failing with "module is not callable" after any
-    ``import mfr_analysis.clean``). So the verb stands for both: calling it runs the
-    function (whose name, docstring and signature it carries); any other attribute is the
-    module's, so ``from mfr_analysis import clean``, ``import mfr_analysis.report.run as run``
-    and ``mfr_analysis.clean.clean_sessions`` keep meaning the module.
-    """
+    __slots__ = ("__wrapped__",)
 
     def __init__(self, function: Callable[..., Any]) -> None:
-        functools.update_wrapper(self, function)
+        object.__setattr__(self, "__wrapped__", function)
+
+    __name__ = property(lambda self: self.__wrapped__.__name__)  # type: ignore[assignment]
+    __doc__ = property(lambda self: self.__wrapped__.__doc__)  # type: ignore[assignment]
+    __dict__ = property(lambda self: vars(self._module()))  # type: ignore[assignment]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **kwargs)
@@ -60,16 +64,13 @@ class _Verb:
         return getattr(self._module(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("__") and name.endswith("__"):
-            object.__setattr__(self, name, value)
-        else:  # e.g. monkeypatch.setattr("mfr_analysis.simulate.write_simulation", ...)
-            setattr(self._module(), name, value)
+        setattr(self._module(), name, value)
 
     def __delattr__(self, name: str) -> None:
         delattr(self._module(), name)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._module())) | set(object.__dir__(self)))
+        return sorted(set(dir(self._module())) | {"__call__", "__doc__", "__wrapped__"})
 
     def __repr__(self) -> str:
         return f"<function {__name__}.{self.__wrapped__.__name__}>"
