@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # a strong test key (64 hex digits, 256 bits): never the key of a real run
 TEST_KEY = "5f0c3a9e7b1d4c2a8e6f0b3d5a7c9e1f2b4d6f8a0c2e4a6b8d0f1e3c5a7b9d2f"
-SHARED_DATA = REPO.parent / "shared" / "data"
+# public trial data with published numbers (tests/data/README.md: sources and licences)
+REFERENCE_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(autouse=True)

@@ -517,7 +517,7 @@ def test_random_frames_always_balance(rows: list[dict[str, str]]) -> None:
 
 def test_reasons_match_what_the_simulator_planted() -> None:
     """Known truth from the simulator: per row, the planted reason codes and duplicates."""
-    simulate = pytest.importorskip("mfr_analysis.simulate")
+    from mfr_analysis import simulate
     from mfr_analysis.read import plan_headers
 
     clean, _ = simulate.simulate_sessions(120, 11)

@@ -1,8 +1,6 @@
-"""The generic model functions reproduce published numbers on real trial data (shared/data)."""
+"""The generic model functions reproduce published numbers on real trial data (tests/data)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,18 +8,12 @@ import pytest
 
 from mfr_analysis import models
 from mfr_analysis.claims import evaluate_claims
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"reference data directory {DATA} is absent (repo not beside shared/)"
-)
+from tests.conftest import REFERENCE_DATA
 
 
 def _read(name: str) -> pd.DataFrame:
-    path = DATA / name
-    if not path.is_file():
-        pytest.skip(f"reference file {path} is absent")
-    return pd.read_csv(path)
+    """A trial's data, kept in the repository (tests/data/README.md: sources and licences)."""
+    return pd.read_csv(REFERENCE_DATA / name)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import pytest
 import statsmodels.formula.api as smf
 
 from mfr_analysis import __version__
-from mfr_analysis.config import AUDIENCE_GROUPS
 from mfr_analysis.schema import CleanSessions
 from mfr_analysis.simulate import (
     CLAIM_IDS,
@@ -224,7 +223,7 @@ def test_truth_table_has_one_row_per_claim_and_group(
     _, truth = world
     assert list(truth.columns) == list(TRUTH_COLUMNS)
     assert list(dict.fromkeys(truth["claim_id"])) == list(CLAIM_IDS)
-    groups = {*AUDIENCE_GROUPS, "all"}
+    groups = {*categories("audience_group"), "all"}
     for claim, rows in truth.groupby("claim_id"):
         if claim == "rom":
             assert len(rows) == len(groups) * len(categories("rom_measure"))
@@ -360,7 +359,7 @@ def test_planted_effects_table_is_complete() -> None:
     assert list(plan.columns) == ["claim_id", "audience_group", "outcome", "rom_measure",
                                   "planted_change", "placebo_change", "unit", "reference"]
     assert set(plan["claim_id"]) == set(CLAIM_IDS)
-    assert set(plan["audience_group"]) == set(AUDIENCE_GROUPS)
+    assert set(plan["audience_group"]) == set(categories("audience_group"))
     assert plan["reference"].notna().all()
     assert set(plan["rom_measure"].dropna()) == set(categories("rom_measure"))
 

@@ -2,17 +2,23 @@
 
 Only this module configures logging; every error reaches the user as one line and a
 non-zero exit code, never a traceback (a traceback with locals could print patient rows).
+What a user needs to know goes to stderr without opening JSON: progress (a bar on a terminal,
+one line per step or slice elsewhere; ``--no-progress`` silences it) and the raw columns that
+were not recognised, each with the closest canonical column. Help is click's plain layout,
+which wraps at 80 columns without cutting option names.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -26,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # click's plain help: whole option names at 80 columns
 )
 log = logging.getLogger("mfr_analysis")
 T = TypeVar("T")
@@ -69,26 +76,31 @@ InputsArg = Annotated[
                                "more clean sessions.parquet made with the same key.")
 ]
 MappingOpt = Annotated[
-    Path | None, typer.Option("--mapping", help="YAML/TOML file: raw header -> column.")
+    Path | None, typer.Option("--mapping", metavar="FILE",
+                              help="YAML/TOML file: raw header -> column.")
 ]
 DateOrderOpt = Annotated[
     DateOrder, typer.Option("--date-order", help="How to read 05/03/2024: dmy or mdy.")
 ]
 ProgressOpt = Annotated[
-    bool | None,
-    typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    bool,
+    typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, "
+                 "else one line per step."),
 ]
 AlphaOpt = Annotated[
-    float, typer.Option(help="Significance level, after correction (above 0, at most 0.5).")
+    float, typer.Option(metavar="ALPHA",
+                        help="Significance level, after correction (above 0, at most 0.5).")
 ]
 CorrectionOpt = Annotated[Correction, typer.Option(help="Multiplicity correction.")]
 MinClientsOpt = Annotated[
-    int, typer.Option(help="Fewest clients in a claim x group cell to fit a model (>= 2).")
+    int, typer.Option(metavar="N",
+                      help="Fewest clients in a claim x group cell to fit a model (>= 2).")
 ]
 
 McidOpt = Annotated[
     list[str] | None,
-    typer.Option("--mcid", help="Override an MCID, e.g. --mcid pain=1.5 (repeatable)."),
+    typer.Option("--mcid", metavar="OUTCOME=X",
+                 help="Override an MCID, e.g. --mcid pain=1.5 (repeatable)."),
 ]
 
 
@@ -104,11 +116,6 @@ def _mcid_overrides(pairs: list[str] | None) -> dict[str, float]:
         except ValueError:
             raise InputError(f"--mcid {pair!r}: expected OUTCOME=NUMBER, e.g. pain=1.5") from None
     return overrides
-
-
-def _show_progress(requested: bool | None) -> bool:
-    """Progress bars when asked, else only when stderr is a terminal (quiet in CI and pipes)."""
-    return sys.stderr.isatty() if requested is None else requested
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -140,6 +147,64 @@ def _run(step: Callable[[], T]) -> T:
         ) from None
 
 
+UNRECOGNISED_SHOWN = 10  # unrecognised columns listed on stderr; the others are counted
+_SECOND_COLUMN = re.compile(r"^(?P<header>.*) \(second column for (?P<column>\w+)\)$")
+_UNNAMED = re.compile(r"^\(unnamed column (?P<position>\d+)\)$")
+
+
+def unrecognised_columns(report: Mapping[str, Any], mapping: Path | None = None) -> list[str]:
+    """Lines for stderr on the raw columns that cleaning dropped without knowing them.
+
+    ``report`` is a cleaning report (its ``dropped_columns``: source -> headers). Identifier
+    columns (dropped on purpose, listed apart) and headers the ``mapping`` file drops are not
+    mentioned; every other header gets the closest canonical column, if one is close. Headers
+    are shown as short, masked excerpts (a header can hold data)."""
+    from mfr_analysis.read import closest_column, header_key, load_mapping
+    from mfr_analysis.redact import excerpt
+
+    dropped_on_purpose = load_mapping(mapping).drop if mapping is not None else frozenset()
+    sources: dict[str, list[str]] = {}
+    for source, headers in (report.get("dropped_columns") or {}).items():
+        for header in headers:
+            if header_key(header) not in dropped_on_purpose:
+                sources.setdefault(header, []).append(str(source))
+    lines = []
+    for header, found_in in list(sources.items())[:UNRECOGNISED_SHOWN]:
+        where = found_in[0] + (f" and {len(found_in) - 1} more" if len(found_in) > 1 else "")
+        second, unnamed = _SECOND_COLUMN.match(header), _UNNAMED.match(header)
+        if second:
+            lines.append(f"{where}: {excerpt(second['header'], 40)} is a second column for "
+                         f"{second['column']}: dropped; use --mapping to choose one")
+        elif unnamed:
+            lines.append(f"{where}: column {unnamed['position']} has no header: dropped")
+        elif hint := closest_column(header):
+            lines.append(f"{where}: {excerpt(header, 40)} not recognised — did you mean "
+                         f"{hint}? use --mapping")
+        else:
+            lines.append(f"{where}: {excerpt(header, 40)} not recognised: dropped; use "
+                         "--mapping to keep it")
+    if len(sources) > UNRECOGNISED_SHOWN:
+        lines.append(f"... and {len(sources) - UNRECOGNISED_SHOWN} more columns not recognised "
+                     "(all are listed in cleaning_report.json: dropped_columns)")
+    return lines
+
+
+def _say_unrecognised(report: Mapping[str, Any], mapping: Path | None) -> None:
+    for line in unrecognised_columns(report, mapping):
+        typer.echo(line, err=True)
+
+
+def _say_unrecognised_in_report(index: Path, mapping: Path | None) -> None:
+    """The unrecognised columns of the raw logs a report run cleaned (none for clean input)."""
+    from mfr_analysis.config import CLEANING_REPORT_FILE
+
+    path = index.parent / "data" / CLEANING_REPORT_FILE
+    if path.is_file():
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if "combined_tables" not in report:  # clean tables: said when they were cleaned
+            _say_unrecognised(report, mapping)
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -165,12 +230,15 @@ def main_options(
     _configure_logging(verbose)
 
 
-@app.command()
+@app.command(short_help="Write simulated messy logs and their truth.")
 def simulate(
-    clients: Annotated[int, typer.Option("--clients", min=1, help="Number of clients.")] = 400,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 1,
+    clients: Annotated[int, typer.Option("--clients", min=1, metavar="N",
+                                         help="Number of clients.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED",
+                                      help="Random seed (same seed, same bytes).")] = 1,
     out: Annotated[
-        Path, typer.Option("--out", help="Log file to write: .csv, .tsv, .xlsx, .jsonl, .parquet")
+        Path, typer.Option("--out", metavar="FILE",
+                           help="Log file to write: .csv, .tsv, .xlsx, .jsonl, .parquet")
     ] = Path("simulated_sessions.csv"),
 ) -> None:
     """Write realistic messy session logs and, beside them, the truth of every planted effect."""
@@ -185,19 +253,20 @@ def simulate(
     _run(step)
 
 
-@app.command()
+@app.command(short_help="Clean raw logs into a pseudonymised session table.")
 def clean(
-    inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders of them.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT",
+                                                 help="Raw log files or folders of them.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
-    progress: ProgressOpt = None,
+    progress: ProgressOpt = True,
     engine: Annotated[
         Engine, typer.Option("--engine", help="pandas (in memory) or dask (partitioned, "
                              "larger than memory; writes sessions.parquet as a folder).")
     ] = Engine.pandas,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Dask scheduler address "
+        str | None, typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler address "
                                  "(tcp://host:8786); default: a local cluster. Needs "
                                  "--engine dask.")
     ] = None,
@@ -243,8 +312,9 @@ def clean(
                 raise InputError(f"--blocksize {blocksize!r}: expected a positive size such as "
                                  "64MB, 128MiB, 1GB or a number of bytes")
         report = run_clean(inputs, out, mapping=mapping, date_order=date_order.value,
-                           progress=_show_progress(progress), engine=engine.value,
+                           progress=progress, engine=engine.value,
                            scheduler=scheduler, blocksize=size, n_workers=n_workers)
+        _say_unrecognised(report, mapping)
         typer.echo(
             f"rows in {report['rows_in']}: clean {report['rows_clean']}, "
             f"quarantined {report['rows_quarantined']}, duplicate {report['rows_duplicate']} "
@@ -254,25 +324,29 @@ def clean(
     _run(step)
 
 
-@app.command()
+@app.command(short_help="Test every claim; write the claims table.")
 def claims(
     input_path: InputsArg,
-    out: Annotated[Path, typer.Option("--out", help="File to write the claims table to.")],
-    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.json,
+    out: Annotated[Path, typer.Option("--out", metavar="FILE",
+                                      help="File to write the claims table to.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format",
+                                                        help="Table format.")] = OutputFormat.json,
     alpha: AlphaOpt = DEFAULTS.alpha,
     correction: CorrectionOpt = DEFAULT_CORRECTION,
     min_clients: MinClientsOpt = DEFAULTS.min_clients,
     mcid: McidOpt = None,
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
-    progress: ProgressOpt = None,
+    progress: ProgressOpt = True,
     in_memory_sessions: Annotated[
-        int, typer.Option("--in-memory-sessions", min=0, help="A clean dataset with more "
+        int, typer.Option("--in-memory-sessions", min=0, metavar="N", help="A clean dataset "
+                          "with more "
                           "sessions is reduced on a Dask cluster to per-client sums (same "
                           "results, memory grows with clients, not sessions).")
     ] = 2_000_000,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Dask scheduler for that reduction "
+        str | None, typer.Option("--scheduler", metavar="ADDRESS",
+                                 help="Dask scheduler for that reduction "
                                  "(tcp://host:8786; default: a local cluster). Given, the "
                                  "reduction always runs there.")
     ] = None,
@@ -293,7 +367,7 @@ def claims(
                                     min_clients=min_clients,
                                     mcid_overrides=_mcid_overrides(mcid),
                                     date_order=date_order.value)
-        options = {"settings": settings, "progress": _show_progress(progress)}
+        options = {"settings": settings, "progress": progress}
         tables = clean_parquets(input_path)  # each folder checked against its manifest
         if tables is not None and len(tables) == 1:  # a clean dataset, maybe beyond memory
             from mfr_analysis.dask_claims import evaluate_claims_at_scale
@@ -303,7 +377,8 @@ def claims(
                 in_memory_max=0 if scheduler else in_memory_sessions, **options)
         else:  # raw logs, or several clean tables of one key: combined in memory
             sessions = load_sessions(input_path, mapping=mapping,
-                                     date_order=settings.date_order)
+                                     date_order=settings.date_order,
+                                     on_report=lambda report: _say_unrecognised(report, mapping))
             table = evaluate_claims(sessions, **options)
         write_table(table, out, output_format.value)
         counts = table["verdict"].value_counts()
@@ -316,34 +391,39 @@ def claims(
     _run(step)
 
 
-@app.command()
+@app.command(short_help="Write the HTML reports and their index page.")
 def report(
     input_path: InputsArg,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML reports.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="Folder for the HTML reports.")],
     by: Annotated[
         SliceBy | None, typer.Option("--by", help="Also one report per audience group or site.")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Parallel report runs (default: one per "
-                                 "core; at most two per core, as memory allows).")
+        int | None, typer.Option("--workers", metavar="N", help="Parallel report runs "
+                                 "(default: one per core; at most two per core, as memory "
+                                 "allows).")
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Run the slices as tasks on this Dask "
+        str | None, typer.Option("--scheduler", metavar="ADDRESS",
+                                 help="Run the slices as tasks on this Dask "
                                  "cluster (tcp://host:8786) instead of local processes.")
     ] = None,
-    title: Annotated[str, typer.Option(help="Report title (at most 120 characters).")] = (
+    title: Annotated[str, typer.Option(metavar="TEXT",
+                                       help="Report title (at most 120 characters).")] = (
         "Myofascial release claims"),
     alpha: AlphaOpt = DEFAULTS.alpha,
     correction: CorrectionOpt = DEFAULT_CORRECTION,
     min_clients: MinClientsOpt = DEFAULTS.min_clients,
     mcid: McidOpt = None,
     min_reported_clients: Annotated[
-        int, typer.Option(help="Counts of fewer clients are suppressed (CMS rule: 11; below "
+        int, typer.Option(metavar="N", help="Counts of fewer clients are suppressed (CMS rule: "
+                          "11; below "
                           "11 only for internal use).")
     ] = DEFAULTS.min_reported_clients,
     mapping: MappingOpt = None,
     date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
-    progress: ProgressOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run the report notebooks with papermill and write self-contained HTML plus an index.
 
@@ -372,10 +452,12 @@ def report(
                 workers=workers,
                 scheduler=scheduler,
                 options=options,
-                progress=_show_progress(progress),
+                progress=progress,
             )
         except SlicesFailed as failure:  # exit 1, not the 2 of a refused run (below)
+            _say_unrecognised_in_report(failure.index, mapping)
             return failure
+        _say_unrecognised_in_report(index, mapping)
         typer.echo(f"reports -> {index}")
         return None
 

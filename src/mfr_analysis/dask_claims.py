@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from mfr_analysis.claims import claim_inputs, combine_inputs, evaluate_inputs
 from mfr_analysis.dask_clean import dask_client
 from mfr_analysis.derive import derive
 from mfr_analysis.pipeline import clean_table_files, load_sessions
+from mfr_analysis.progress import progress_bar
 
 IN_MEMORY_SESSIONS = 2_000_000  # up to this many sessions, claims read the table whole
 SESSIONS_PER_SHUFFLE_PARTITION = 1_000_000
@@ -70,8 +70,8 @@ def claim_inputs_at_scale(dataset: str | Path, *, scheduler: str | None = None,
         tasks = [dask.delayed(_partition_inputs)(p) for p in shuffled.to_delayed()]
         futures = client.compute(tasks)
         pieces = []
-        for future in tqdm(as_completed(futures), total=len(futures), unit="part",
-                           desc="claims inputs (dask)", disable=not progress):
+        for future in progress_bar(as_completed(futures), total=len(futures), unit="part",
+                                   desc="claims inputs (dask)", disable=not progress):
             pieces.append(future.result())
     inputs = combine_inputs([p for p in pieces if p is not None])
     note = (f"reduced on a Dask cluster to per-client sums ({n_sessions:,} sessions in "

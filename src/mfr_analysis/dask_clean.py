@@ -60,7 +60,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from mfr_analysis.clean import (
     DATE_ORDERS,
@@ -87,6 +86,7 @@ from mfr_analysis.io import (
     write_json,
     write_parquet,
 )
+from mfr_analysis.progress import progress_bar
 from mfr_analysis.pseudonymise import hex_ids, key_fingerprint, load_key
 from mfr_analysis.read import (
     INPUT_COLUMNS,
@@ -378,7 +378,7 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
     with output_set(out, kind="clean") as staged:
         staging = Path(tempfile.mkdtemp(prefix=".mfr-dask-", dir=staged.dir))
         try:
-            with dask_client(scheduler, n_workers) as client, tqdm(
+            with dask_client(scheduler, n_workers) as client, progress_bar(
                     total=len(parts) + 2, desc="clean (dask)", unit="part",
                     disable=not progress) as bar:
                 lap("cluster")
@@ -404,7 +404,7 @@ def run_clean_dask(inputs: Any, out_dir: str | Path, *, mapping: str | Path | No
 
 def _clean_all(client: Any, parts: list[Part], mapping: UserMapping | None, key: bytes,
                date_order: str, today: dt.date, staging: Path,
-               bar: tqdm) -> list[dict[str, Any]]:
+               bar: Any) -> list[dict[str, Any]]:
     """Clean every partition; files whose ranges do not split cleanly are read whole."""
     from distributed import as_completed
 

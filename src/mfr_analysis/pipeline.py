@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from mfr_analysis.io import (
     write_json,
     write_parquet,
 )
+from mfr_analysis.progress import progress_bar
 from mfr_analysis.pseudonymise import key_fingerprint, load_key
 from mfr_analysis.read import (
     SUPPORTED_SUFFIXES,
@@ -185,7 +186,7 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     refuse_clean_over_inputs(out, files)
     key = load_key() if key is None else key  # resolved once, here, before any work
     fingerprint = key_fingerprint(key)
-    with output_set(out, kind="clean") as staged, tqdm(
+    with output_set(out, kind="clean") as staged, progress_bar(
             total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)
         bar.set_postfix_str("cleaning")
@@ -379,13 +380,15 @@ def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) 
 
 
 def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
-                  date_order: DateOrder = "dmy", key: bytes | None = None) -> pd.DataFrame:
+                  date_order: DateOrder = "dmy", key: bytes | None = None,
+                  on_report: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """The derived session table from raw logs (cleaned in memory) or from one or several
     clean tables (each checked against its manifest, all made with one key; a folder without
     a manifest is only logged at INFO here, the commands warn about it before they start).
 
     ``key`` pseudonymises raw logs (default: :func:`mfr_analysis.pseudonymise.load_key`,
-    resolved only when the inputs are raw logs); clean tables need none."""
+    resolved only when the inputs are raw logs); clean tables need none. ``on_report``, given,
+    receives the cleaning report of raw logs cleaned here."""
     tables = clean_parquets(inputs, warn_unchecked=False)
     if tables is not None:
         frames = [_read_table(t) for t in tables]
@@ -397,6 +400,8 @@ def load_sessions(inputs: Inputs, *, mapping: str | Path | None = None,
     result = clean_sessions(raw.frame, date_order=date_order, key=key)
     log.info("cleaned in memory: %d clean, %d quarantined, %d duplicates",
              result.report["rows_clean"], result.report["rows_quarantined"], result.duplicates)
+    if on_report is not None:
+        on_report(full_report(raw, result))
     return derive(result.sessions)
 
 

@@ -1384,6 +1384,30 @@ def read_logs(paths: Sequence[str | Path] | str | Path, mapping: str | Path | No
 
 
 __all__ = ["INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs", "Source", "TextLayout",
-           "clean_table_path", "combine_sources", "display_names", "expand_inputs",
-           "load_mapping", "plan_headers", "raw_input_files", "read_logs", "read_source",
-           "read_text_range", "text_layout"]
+           "clean_table_path", "closest_column", "combine_sources", "display_names",
+           "expand_inputs", "load_mapping", "plan_headers", "raw_input_files", "read_logs",
+           "read_source", "read_text_range", "text_layout"]
+
+
+def closest_column(header: object, cutoff: float = 0.75) -> str | None:
+    """The canonical column whose name or alias (``data/column_aliases.csv``) is spelt most
+    like ``header``, for a "did you mean" hint; None when nothing is close enough.
+
+    Headers are compared by :func:`header_key` (and without a unit suffix) with difflib's
+    ratio; keys shorter than five characters get no hint (too many false friends).
+
+    >>> closest_column("Pain at follow-up")
+    'pain_followup'
+    >>> closest_column("Invoice Ref") is None
+    True
+    """
+    import difflib
+
+    aliases = _alias_index()
+    for key in dict.fromkeys((header_key(_without_unit_suffix(str(header))), header_key(header))):
+        if len(key) < 5:
+            continue
+        found = difflib.get_close_matches(key, list(aliases), n=1, cutoff=cutoff)
+        if found:
+            return aliases[found[0]]
+    return None

@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import pandas as pd
-from tqdm import tqdm
 
 from mfr_analysis import config
 from mfr_analysis.claims.base import ALL, Cell, Extraction, Job, series_key
@@ -26,6 +25,7 @@ from mfr_analysis.claims.registry import literature
 from mfr_analysis.claims.verdicts import decide_verdict, verdict_notes
 from mfr_analysis.errors import AnalysisError, InputError
 from mfr_analysis.models import adjust_pvalues
+from mfr_analysis.progress import progress_bar
 from mfr_analysis.settings import AnalysisSettings
 
 __all__ = [
@@ -123,7 +123,7 @@ def _cells(inputs: ClaimInputs, groups: Sequence[str] | None) -> list[Cell]:
 
 def _rows(job: Job, registry: pd.DataFrame, progress: bool) -> list[dict]:
     rows: list[dict] = []
-    with tqdm(total=len(registry), desc="claims", unit="claim", disable=not progress,
+    with progress_bar(total=len(registry), desc="claims", unit="claim", disable=not progress,
               leave=False) as bar:
         for _, claim in registry.iterrows():
             bar.set_postfix_str(str(claim["claim_id"]))

@@ -215,10 +215,9 @@ def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: Rep
 def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
                    progress: bool = False) -> FolderPlan:
     """Every slice's claims table, protected across the whole report folder at once."""
-    from tqdm import tqdm
-
     from mfr_analysis.claims import evaluate_claims
     from mfr_analysis.pipeline import load_sessions
+    from mfr_analysis.progress import progress_bar
     from mfr_analysis.report.disclosure import plan_folder, slice_values
     from mfr_analysis.report.labels import group_label
 
@@ -230,10 +229,11 @@ def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
         return evaluate_claims(part, settings=options.settings)
 
     label = group_label if by == "audience_group" else str
-    with tqdm(total=1 + len(slice_values(sessions, by)), desc="claims", unit="slice",
-              disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=1 + len(slice_values(sessions, by)), desc="claims", unit="slice",
+                      disable=not progress) as bar:
         return plan_folder(sessions, by, evaluate, minimum=options.settings.min_reported_clients,
-                           label=label, progress=lambda _name: bar.update())
+                           label=label, progress=lambda name: bar.set_postfix_str(
+                               name, refresh=False) or bar.update())
 
 
 def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: str | None,
@@ -637,12 +637,14 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
 
 def _collect(finished: Iterable, jobs: Sequence[SliceJob], progress: bool) -> list[SliceResult]:
     """Gather finished futures (any executor) with a progress bar; results in job order."""
-    from tqdm import tqdm
+    from mfr_analysis.progress import progress_bar
 
     results: list[SliceResult] = []
-    for future in tqdm(finished, total=len(jobs), desc="reports", unit="report",
-                       disable=not progress, file=sys.stderr):
+    bar = progress_bar(finished, total=len(jobs), desc="reports", unit="report",
+                       disable=not progress)
+    for future in bar:
         result = future.result()
+        bar.set_postfix_str(result.slug, refresh=False)  # named in the line of this report
         if result.error:
             log.warning("report %s failed: %s", result.slug, result.error)
         results.append(result)
