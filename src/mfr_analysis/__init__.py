@@ -91,13 +91,9 @@ sys.modules[__name__].__class__ = _Package
 def __getattr__(name: str) -> str:
     """``__version__``, looked up on first use (reading package metadata takes a while)."""
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from mfr_analysis.version import package_version
 
-        try:
-            value = version("mfr-analysis")
-        except PackageNotFoundError:  # running from a source tree that is not installed
-            value = "0.0.0+unknown"
-        globals()["__version__"] = value
+        globals()["__version__"] = value = package_version()
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -314,9 +310,10 @@ def report(inputs: str | Path | Sequence[str | Path], out: str | Path, *,
     progress : bool, default False
         Show progress on stderr.
     **options
-        Report options: ``title``, ``alpha``, ``correction``, ``min_clients``,
-        ``mcid_overrides``, ``min_reported_clients``, ``date_order``, ``mapping``; see
-        :class:`mfr_analysis.report.run.ReportOptions`.
+        ``title`` and ``mapping`` (see :class:`mfr_analysis.report.run.ReportOptions`), and
+        either ``settings`` (an :class:`mfr_analysis.settings.AnalysisSettings`) or its
+        fields: ``alpha``, ``correction``, ``min_clients``, ``min_reported_clients``,
+        ``mcid_overrides``, ``date_order``.
 
     Returns
     -------
@@ -339,9 +336,13 @@ def report(inputs: str | Path | Sequence[str | Path], out: str | Path, *,
     ('index.html', ['claims-all.html', 'data-quality.html', 'index.html'])
     """
     from mfr_analysis.report.run import ReportOptions, run_reports
+    from mfr_analysis.settings import AnalysisSettings
 
+    report_only = {k: options.pop(k) for k in ("title", "mapping") if k in options}
+    settings = options.pop("settings", None) or AnalysisSettings(**options)
     return run_reports([inputs] if isinstance(inputs, str | Path) else list(inputs), out,
-                       by=by, workers=workers, options=ReportOptions(**options),
+                       by=by, workers=workers,
+                       options=ReportOptions(settings=settings, **report_only),
                        progress=progress)
 
 

@@ -63,13 +63,13 @@ import pandera.pandas as pa_schema
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mfr_analysis import __version__
 from mfr_analysis.config import EARLIEST_SESSION_DATE
 from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64
 from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, RawLogs, encode_strings
 from mfr_analysis.redact import has_control, mask_distinct, neutralise_formulas, safe_text
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
 from mfr_analysis.tables import VOCABULARY_FIELDS, load_table, normalise_token, synonym_map
+from mfr_analysis.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -1085,7 +1085,7 @@ def _report(n: int, keep: np.ndarray, valid: np.ndarray, duplicate: np.ndarray,
                         "repeated_source_ids": conflicts},
         "columns_absent": [c for c in INPUT_COLUMNS if c not in raw.columns],
         "columns_ignored": sorted(str(c) for c in raw.columns if c not in known),
-        "package_version": __version__,
+        "package_version": package_version(),
     }
     assert report["rows_in"] == (report["rows_clean"] + report["rows_quarantined"]
                                  + report["rows_duplicate"]), "row accounting is broken"

@@ -22,8 +22,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mfr_analysis import __version__
 from mfr_analysis.settings import DEFAULTS
+from mfr_analysis.version import package_version
 
 app = typer.Typer(
     name="mfr-analysis",
@@ -215,7 +215,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mfr-analysis {__version__}")
+        typer.echo(f"mfr-analysis {package_version()}")
         raise typer.Exit()
 
 

@@ -632,7 +632,7 @@ def output_set(out_dir: str | Path, *, kind: str, owned: Sequence[str] = ()
 
 
 def _publish(staged: StagedOutputs, owned: Sequence[str]) -> None:
-    from mfr_analysis import __version__
+    from mfr_analysis.version import package_version
 
     staging, out = staged.dir, staged.out
     files = _staged_files(staging)
@@ -645,7 +645,7 @@ def _publish(staged: StagedOutputs, owned: Sequence[str]) -> None:
     manifest = {
         "format": _MANIFEST_FORMAT, "kind": staged.kind, "run_id": staged.run_id,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "package_version": __version__, "hash": _HASH, "entries": entries,
+        "package_version": package_version(), "hash": _HASH, "entries": entries,
         "stale": _stale_files(out, entries, old_files, owned),
         "files": _describe(staging, files),
     }

@@ -67,11 +67,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mfr_analysis import __version__
 from mfr_analysis.config import AUDIENCE_GROUPS
 from mfr_analysis.io import write_atomic
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS
 from mfr_analysis.tables import categories, load_table, vocabulary
+from mfr_analysis.version import package_version
 
 __all__ = [
     "CLAIM_IDS",
@@ -1168,7 +1168,7 @@ def write_simulation(n_clients: int, seed: int, out: Path) -> dict[str, Path]:
     parameters = {
         "n_clients": n_clients,
         "seed": seed,
-        "package_version": __version__,
+        "package_version": package_version(),
         "start": "2024-01-08",
         "last_date": str(LAST_DATE),
         "control_share": 0.2,

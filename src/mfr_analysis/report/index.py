@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mfr_analysis import __version__
 from mfr_analysis.errors import ReportError
 from mfr_analysis.io import write_atomic
 from mfr_analysis.report.labels import (
@@ -24,6 +23,7 @@ from mfr_analysis.report.labels import (
     verdict_text_colour,
 )
 from mfr_analysis.report.safe_text import CSP_META, html_text, unsafe_markup
+from mfr_analysis.version import package_version
 
 if TYPE_CHECKING:
     from mfr_analysis.report.run import SliceResult
@@ -167,7 +167,7 @@ ul.verdicts li {{ margin: 2px 0; }}
   * {{ -webkit-print-color-adjust: exact; print-color-adjust: exact; }} }}
 </style></head><body>
 <h1>{html_text(title, TITLE_LIMIT)}</h1>
-<p>Reports generated {stamp} by mfr-analysis {html.escape(__version__)}. Open any report
+<p>Reports generated {stamp} by mfr-analysis {html.escape(package_version())}. Open any report
 below; each works offline. Groups or sites with too few clients have no report of their own,
 and are not named.</p>
 <table><thead><tr><th>Report</th><th>Every claim's verdict for all clients of the report

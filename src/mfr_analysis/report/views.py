@@ -15,7 +15,6 @@ import pandas as pd
 from IPython.display import HTML, Markdown
 from matplotlib.figure import Figure
 
-from mfr_analysis import __version__
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.report import wording as w
 from mfr_analysis.report.labels import (
@@ -41,6 +40,7 @@ from mfr_analysis.report.labels import (
 )
 from mfr_analysis.report.safe_text import html_text, markdown_code, markdown_text
 from mfr_analysis.settings import DEFAULTS, AnalysisSettings
+from mfr_analysis.version import package_version
 
 TITLE_LIMIT = 300  # characters of a report title shown (a title holds a site name for a slice)
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
@@ -494,7 +494,7 @@ same fingerprint pseudonymised their clients alike).
 **Settings.**
 {settings}
 
-**Software.** mfr-analysis {__version__}, pandas {pd.__version__},
+**Software.** mfr-analysis {package_version()}, pandas {pd.__version__},
 statsmodels {statsmodels.__version__}, Python {platform.python_version()}.
 """)
 
