@@ -19,6 +19,7 @@ from mfr_analysis.report.run import (
     safe_slug,
 )
 from mfr_analysis.tables import load_table, normalise_token
+from tests.conftest import REPO
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 EXTERNAL_CSS = re.compile(r"""@import|url\(\s*["']?(?:https?:)?//""", re.IGNORECASE)
@@ -110,7 +111,7 @@ def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Pa
     job = SliceJob("explore.ipynb", "explore", "Explore", {
         "sessions_path": str(report_dir / "data" / "sessions.parquet"),
         "cleaning_report_path": str(report_dir / "data" / "cleaning_report.json")})
-    result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
+    result = run_job(job, str(REPO / "notebooks"), str(tmp_path), ensure_kernel())
     assert result.error == ""
     executed = json.loads((tmp_path / "notebooks" / "explore.ipynb").read_text())
     shown = "".join(
@@ -120,7 +121,10 @@ def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Pa
 
 
 def test_notebooks_are_committed_clean() -> None:
-    for path in notebook_dir().glob("*.ipynb"):
+    notebooks = [*notebook_dir().glob("*.ipynb"), *(REPO / "notebooks").glob("*.ipynb")]
+    assert {p.name for p in notebooks} == {CLAIMS_NOTEBOOK, "data_quality.ipynb",
+                                            "explore.ipynb"}
+    for path in notebooks:
         notebook = json.loads(path.read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
         assert "parameters" in code[0]["metadata"].get("tags", []), path.name

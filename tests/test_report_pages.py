@@ -348,7 +348,7 @@ def test_findings_source_is_escaped_markdown() -> None:
 
 
 def test_a_report_notebook_passes_the_scorecard_its_settings() -> None:
-    notebook = json.loads((Path(__file__).parents[1] / "notebooks" /
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "reports" /
                            "claims_report.ipynb").read_text(encoding="utf-8"))
     code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
     assert "v.scorecard(shown, alpha, min_reported_clients)" in code

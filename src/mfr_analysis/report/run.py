@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 KERNEL_NAME = "mfr-analysis"
 NOTEBOOK_DIR_ENV = "MFR_NOTEBOOK_DIR"
+NOTEBOOK_PACKAGE = "mfr_analysis.report_notebooks"  # notebooks/reports/ (pyproject.toml)
 DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
 CLAIMS_NOTEBOOK = "claims_report.ipynb"
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -130,17 +131,27 @@ class SliceResult:
 
 
 def notebook_dir() -> Path:
-    """Folder of the report notebooks: ``$MFR_NOTEBOOK_DIR`` or the repository's ``notebooks/``."""
+    """Folder of the report notebooks: ``$MFR_NOTEBOOK_DIR`` when set, else the installed
+    package ``mfr_analysis.report_notebooks``.
+
+    That package is the repository's ``notebooks/reports/`` folder itself (``pyproject.toml``
+    maps it): an editable install runs those files, a wheel carries them.
+    """
     configured = os.environ.get(NOTEBOOK_DIR_ENV)
-    candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[3] / "notebooks")
-    for candidate in candidates:
-        if (candidate / CLAIMS_NOTEBOOK).is_file():
-            return candidate
-    raise ReportError(
-        f"report notebooks not found; set {NOTEBOOK_DIR_ENV} to the folder holding "
-        f"{CLAIMS_NOTEBOOK}"
-    )
+    if configured:
+        folder = Path(configured).expanduser().resolve()
+        if not (folder / CLAIMS_NOTEBOOK).is_file():
+            raise ReportError(f"{NOTEBOOK_DIR_ENV}={configured}: no {CLAIMS_NOTEBOOK} in "
+                              f"{folder}")
+        return folder
+    from importlib.resources import files
+
+    shipped = files(NOTEBOOK_PACKAGE)
+    if not isinstance(shipped, Path) or not (shipped / CLAIMS_NOTEBOOK).is_file():
+        raise ReportError(f"report notebooks not found in the installed package "
+                          f"({NOTEBOOK_PACKAGE}: {shipped}); reinstall mfr-analysis or set "
+                          f"{NOTEBOOK_DIR_ENV} to the folder holding {CLAIMS_NOTEBOOK}")
+    return shipped
 
 
 def safe_slug(value: str) -> str:
