@@ -12,7 +12,6 @@ traceback), writes each executed ``.ipynb`` beside its HTML (the record of the r
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from mfr_analysis.config import CLEANING_REPORT_FILE, MIN_REPORTED_CLIENTS, SESS
 from mfr_analysis.errors import ReportError
 from mfr_analysis.privacy import POOLED
 from mfr_analysis.report.disclosure import FolderPlan
+from mfr_analysis.report.results import SliceResult, load_claims  # noqa: F401 (their old home)
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +116,6 @@ class SliceJob:
     slug: str
     label: str
     parameters: dict
-
-
-@dataclass(frozen=True)
-class SliceResult:
-    """Outcome of one job: paths written, and the error line if it failed."""
-
-    slug: str
-    label: str
-    notebook: str
-    html: str
-    claims: str
-    error: str = ""
 
 
 def notebook_dir() -> Path:
@@ -779,10 +767,3 @@ def run_reports(
         raise SlicesFailed(index, failed, len(results))
     return index
 
-
-def load_claims(path: str | Path) -> pd.DataFrame | None:
-    """Read a claims table the claims notebook saved, or None when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
