@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 from IPython.display import HTML, Markdown
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
 
 from mfr_analysis import __version__
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
@@ -324,8 +325,11 @@ def design_caveat(sessions: pd.DataFrame, minimum_control_clients: int = 10) -> 
     )
 
 
-def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
+def show_figure(fig: Figure | SubFigure | Axes, alt: str, caption: str = "") -> HTML:
     """Embed a figure as an inline PNG with alt text (offline, accessible) and close it.
+
+    Takes what a figure function returns: its Figure, or the Axes or SubFigure it drew into
+    (the whole figure holding it is embedded).
 
     The PNG holds FIGURE_DPI pixels per inch but is laid out at the figure's size in CSS
     pixels (96 per inch): sharp on high-density screens and in print, text at its size."""
