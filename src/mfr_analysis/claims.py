@@ -264,6 +264,24 @@ def _validate_options(alpha: float, correction: str, min_clients: int,
     return {k: float(v) for k, v in overrides.items()}
 
 
+def mcid_key_problem(overrides: Mapping[str, float]) -> str:
+    """Why some MCID override keys cannot be used with the registry ('' when all can)."""
+    known = set(claim_registry()["claim_id"]) | set(_rom_table().index) | {
+        f"rom:{m}" for m in _rom_table().index} | {"pain_followup"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        return (f"unknown MCID override key(s) {', '.join(unknown)}; "
+                f"use a claim id, a rom measure or an outcome such as 'rom:<measure>'")
+    registry = claim_registry().set_index("claim_id")
+    without = sorted(k for k in overrides if k in registry.index
+                     and registry.loc[k, "threshold_kind"] == "none")
+    if without:
+        return (f"claim(s) {', '.join(without)} state no threshold (an association "
+                "or a change of unknown unit, see claims.csv): an MCID override "
+                "does not apply")
+    return ""
+
+
 def _threshold(claim: pd.Series, outcome: str, settings: Settings) -> tuple[float, str]:
     """(MCID, its source) of one outcome: a user override (outcome, measure, claim), else
     the registry's table; (NaN, "") when the claim states no threshold."""
