@@ -157,3 +157,37 @@ def test_site_slices_stay_inside_and_small_sites_are_withheld(tmp_path: Path) ->
         assert Path(job.parameters["claims_path"]).resolve().parent == out.resolve()
     assert len(withheld) == 2 and not any("tiny" in line for line in withheld)
     assert any(line.startswith("../../x: no report") for line in withheld)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at the top or inside a function."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_index_page_and_the_runner_do_not_import_each_other() -> None:
+    """The runner writes the index; the index reads the results from report/results.py."""
+    report = REPO / "src" / "mfr_analysis" / "report"
+    assert "mfr_analysis.report.index" in imported_modules(report / "run.py")
+    for module in ("index.py", "results.py"):
+        assert "mfr_analysis.report.run" not in imported_modules(report / module), module
+
+
+def test_the_index_page_is_a_template_rendered_with_autoescape(tmp_path: Path) -> None:
+    from mfr_analysis.report.index import TEMPLATE, _environment, write_index
+    from mfr_analysis.report.results import SliceResult
+
+    assert _environment().autoescape is True
+    assert (REPO / "src" / "mfr_analysis" / "templates" / TEMPLATE).is_file()
+    page = write_index(tmp_path, [SliceResult("claims-x", "<b>x</b>", CLAIMS_NOTEBOOK,
+                                              "claims-x.html", "")], ["{{ 7 * 7 }}"],
+                       "T & <i>", {}).read_text(encoding="utf-8")
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<h1>T &amp; &lt;i&gt;</h1>" in page
+    assert "{{ 7 * 7 }} (privacy rule)" in page  # data is never read as template code
