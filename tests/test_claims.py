@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from mfr_analysis.claims import (
     evaluate_claims,
 )
 from mfr_analysis.errors import AnalysisError as SharedAnalysisError
+from mfr_analysis.settings import AnalysisSettings
 
 GROUPS = ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 MEASURES = ("knee_flexion_deg", "hip_flexion_deg", "sit_and_reach_cm")
@@ -255,11 +257,16 @@ def test_heterogeneity_detects_a_group_specific_effect() -> None:
     assert "prefer the pooled row" in row(same, "pain", "rehab")["note"]
 
 
+def lower_limits(monkeypatch: pytest.MonkeyPatch, limit: int, *names: str) -> None:
+    """Lower the session limit of the named analysis kinds (all but dose by default)."""
+    for name in names or ("change", "change_per_measure", "trajectory", "contrast", "adverse"):
+        monkeypatch.setitem(claims.KINDS, name,
+                            dataclasses.replace(claims.KINDS[name], session_limit=limit))
+
+
 def test_client_level_path_for_large_cells(monkeypatch: pytest.MonkeyPatch,
                                            planted: pd.DataFrame) -> None:
-    monkeypatch.setattr(claims, "MIXED_MAX_SESSIONS", 100)
-    monkeypatch.setattr(claims, "MIXED_SLOPES_MAX_SESSIONS", 100)
-    monkeypatch.setattr(claims, "GEE_MAX_SESSIONS", 100)
+    lower_limits(monkeypatch, 100, "change", "change_per_measure", "trajectory", "adverse")
     table = evaluate_claims(planted, groups=["athlete"])
     pain = row(table, "pain")
     assert pain["method"].startswith("client-level")
@@ -296,9 +303,10 @@ def test_circulation_is_analysed_when_measured() -> None:
 
 def test_client_level_ci_coverage(monkeypatch: pytest.MonkeyPatch) -> None:
     """95% CIs of the client-level path cover the truth 92-98% of the time (1000 fits)."""
-    monkeypatch.setattr(claims, "MIXED_MAX_SESSIONS", 0)
-    monkeypatch.setattr(claims, "_power_fields", lambda *a, **k: {})
-    setting = claims.Settings(alpha=0.05, min_clients=10, mcid_overrides={})
+    from mfr_analysis.claims import change
+
+    monkeypatch.setattr(change, "power_fields", lambda *a, **k: {})
+    setting = AnalysisSettings()
     rng = np.random.default_rng(20240601)
     truth, covered = -1.3, 0
     replicates = 1000
@@ -306,9 +314,10 @@ def test_client_level_ci_coverage(monkeypatch: pytest.MonkeyPatch) -> None:
         per_client = rng.integers(1, 8, 40)
         clients = np.repeat(np.arange(40), per_client)
         y = truth + rng.normal(0, 1.0, 40)[clients] + rng.normal(0, 1.5, clients.size)
-        fit = claims.fit_change_cell(y, np.full(y.size, 5.0), clients,
+        fit = change.fit_change_cell(y, np.full(y.size, 5.0), clients,
                                      np.zeros(y.size, dtype=bool), mcid=2.0, direction=-1,
-                                     relative=math.nan, settings=setting)
+                                     relative=math.nan, settings=setting, limit=0)
+        assert fit.method.startswith("client-level")
         covered += fit.ci_low <= truth <= fit.ci_high
     assert 0.92 <= covered / replicates <= 0.98
 
@@ -503,14 +512,13 @@ def test_few_clients_never_give_a_verdict_of_effect() -> None:
 def test_inputs_of_client_partitions_combine_into_the_whole_table() -> None:
     """Per-client sums of three partitions of whole clients give the in-memory table,
     with large cells on client sums and small ones on sessions (limits lowered)."""
-    from mfr_analysis.claim_inputs import combine_inputs
+    from mfr_analysis.claims import combine_inputs
 
     data = make_sessions(240, 5, seed=11, control_share=0.3,
                          effects={"pain": -1.5, "rom": 4.0, "slow": -0.5,
                                   "pressure_logodds": 0.4})
-    limits = {"change": 400, "trend": 400, "contrast": 400, "adverse": 400, "dose": -1}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(claims, "_limits", lambda: limits)
+        lower_limits(patch, 400)
         whole = claims.evaluate_claims(data)
         part = pd.factorize(data["client_id"])[0] % 3
         pieces = [claims.claim_inputs(data[part == k]) for k in range(3)]

@@ -57,10 +57,11 @@ def listed_packages() -> list[str]:
 
 def test_every_subpackage_is_listed_and_the_notebooks_are_one_of_them() -> None:
     """pyproject.toml lists the packages (one of them maps notebooks/reports/, which cannot be
-    discovered): a subpackage left out of the list would be missing from the wheel."""
+    discovered): a folder of code or data left out of the list would miss from the wheel."""
     source = REPO / "src"
-    found = {".".join(init.parent.relative_to(source).parts)
-             for init in source.glob("mfr_analysis/**/__init__.py")}
+    found = {".".join(file.parent.relative_to(source).parts)
+             for file in source.glob("mfr_analysis/**/*")
+             if file.is_file() and "__pycache__" not in file.parts}
     listed = set(listed_packages())
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert "mfr_analysis.report_notebooks" in listed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -192,9 +193,9 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
 
     monkeypatch.setattr(scale, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
     if limit is not None:  # the pooled cells go the client-sum routes, groups stay small
-        for name in ("MIXED_MAX_SESSIONS", "MIXED_SLOPES_MAX_SESSIONS", "GEE_MAX_SESSIONS",
-                     "CLUSTER_OLS_MAX_SESSIONS"):
-            monkeypatch.setattr(claims, name, limit)
+        for name, kind in claims.KINDS.items():
+            if kind.session_limit >= 0:  # dose is always on client sums
+                monkeypatch.setitem(claims.KINDS, name, replace(kind, session_limit=limit))
     run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
     full = evaluate_claims(load_sessions([tmp_path]))
     reduced = evaluate_claims_at_scale(tmp_path, scheduler=cluster, in_memory_max=0)

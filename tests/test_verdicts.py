@@ -74,10 +74,10 @@ def test_every_verdict_design_and_threshold(design: str, direction: int, thresho
 def test_fits_that_cannot_be_read_and_missing_data(design: str, threshold: float) -> None:
     for status in ("not_measured", "insufficient_data"):
         assert decide_verdict(status, math.nan, math.nan, -1, threshold, math.nan,
-                              design=design) == status
+                              design=design, alpha=ALPHA) == status
     # a failed or degenerate fit (status 'inconclusive') stays inconclusive, even with a p
     assert decide_verdict("inconclusive", 0.001, -3.0, -1, threshold, 0.001,
-                          design=design) == "inconclusive"
+                          design=design, alpha=ALPHA) == "inconclusive"
 
 
 def test_the_walk_reaches_every_verdict_and_each_has_words() -> None:
@@ -105,15 +105,20 @@ def test_every_claim_states_its_threshold_or_none() -> None:
         assert "not a person's change" in registry.loc[claim_id, "threshold_rationale"]
 
 
-def test_a_broken_registry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_registry_is_refused(tmp_path: Path) -> None:
     registry = claim_registry()
     broken = registry.assign(threshold_key=registry["threshold_key"].where(
         registry["claim_id"] != "pain", "made_up"))
-    original = claims.load_table
-    monkeypatch.setattr(claims, "load_table",
-                        lambda name: broken if name == "claims" else original(name))
+    broken.to_csv(tmp_path / "claims.csv", index=False)
     with pytest.raises(AnalysisError, match="pain: threshold_key 'made_up'"):
-        claim_registry()
+        claim_registry(tmp_path / "claims.csv")
+    unknown = registry.assign(analysis=registry["analysis"].where(
+        registry["claim_id"] != "pain", "regression"))
+    unknown.to_csv(tmp_path / "kinds.csv", index=False)
+    with pytest.raises(AnalysisError, match="pain: analysis 'regression' is not one of"):
+        claim_registry(tmp_path / "kinds.csv")
+    with pytest.raises(AnalysisError, match="no such file"):
+        claim_registry(tmp_path / "missing.csv")
 
 
 def test_an_mcid_override_cannot_give_an_association_a_threshold() -> None:
@@ -219,8 +224,8 @@ def test_a_failed_fit_keeps_its_design_and_is_inconclusive(
     def fail(*args: object, **kwargs: object) -> None:
         raise FitFailed("MixedLM failed: LinAlgError: Singular matrix")
 
-    monkeypatch.setattr(claims, "fit_contrast_units", fail)
-    monkeypatch.setattr(claims, "fit_change_units", fail)
+    monkeypatch.setattr(claims.contrast, "fit_contrast_units", fail)
+    monkeypatch.setattr(claims.change, "fit_change_units", fail)
     data = make_sessions(60, 3, seed=3, control_share=0.5, effects={"pain": -3.0})
     table = evaluate_claims(data, groups=[]).set_index("claim_id")
     assert table.loc["slow_pace", "design"] == "observational"

@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from mfr_analysis import __version__
+from mfr_analysis.settings import DEFAULTS
 
 app = typer.Typer(
     name="mfr-analysis",
@@ -55,6 +56,10 @@ class SliceBy(StrEnum):
     site = "site"
 
 
+# option defaults: the analysis settings' own (mfr_analysis.settings)
+DEFAULT_CORRECTION = Correction(DEFAULTS.correction)
+DEFAULT_DATE_ORDER = DateOrder(DEFAULTS.date_order)
+
 InputsArg = Annotated[
     list[Path], typer.Argument(metavar="INPUT", help="Raw logs (files or folders), or one or "
                                "more clean sessions.parquet made with the same key.")
@@ -70,11 +75,11 @@ ProgressOpt = Annotated[
     typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
 ]
 AlphaOpt = Annotated[
-    float, typer.Option(min=0.0001, max=0.5, help="Significance level, after correction.")
+    float, typer.Option(help="Significance level, after correction (above 0, at most 0.5).")
 ]
 CorrectionOpt = Annotated[Correction, typer.Option(help="Multiplicity correction.")]
 MinClientsOpt = Annotated[
-    int, typer.Option(min=2, help="Fewest clients in a claim x group cell to fit a model.")
+    int, typer.Option(help="Fewest clients in a claim x group cell to fit a model (>= 2).")
 ]
 
 McidOpt = Annotated[
@@ -181,7 +186,7 @@ def clean(
     inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders of them.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     mapping: MappingOpt = None,
-    date_order: DateOrderOpt = DateOrder.dmy,
+    date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
     progress: ProgressOpt = None,
     engine: Annotated[
         Engine, typer.Option("--engine", help="pandas (in memory) or dask (partitioned, "
@@ -255,12 +260,12 @@ def claims(
     input_path: InputsArg,
     out: Annotated[Path, typer.Option("--out", help="File to write the claims table to.")],
     output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.json,
-    alpha: AlphaOpt = 0.05,
-    correction: CorrectionOpt = Correction.holm,
-    min_clients: MinClientsOpt = 10,
+    alpha: AlphaOpt = DEFAULTS.alpha,
+    correction: CorrectionOpt = DEFAULT_CORRECTION,
+    min_clients: MinClientsOpt = DEFAULTS.min_clients,
     mcid: McidOpt = None,
     mapping: MappingOpt = None,
-    date_order: DateOrderOpt = DateOrder.dmy,
+    date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
     progress: ProgressOpt = None,
     in_memory_sessions: Annotated[
         int, typer.Option("--in-memory-sessions", min=0, help="A clean dataset with more "
@@ -282,10 +287,14 @@ def claims(
         from mfr_analysis.claims import evaluate_claims
         from mfr_analysis.io import refuse_output_over_inputs, write_table
         from mfr_analysis.pipeline import clean_parquets, input_files, load_sessions
+        from mfr_analysis.settings import AnalysisSettings
 
         refuse_output_over_inputs([out], input_files(input_path))  # before any work
-        options = {"alpha": alpha, "correction": correction.value, "min_clients": min_clients,
-                   "mcid_overrides": _mcid_overrides(mcid), "progress": _show_progress(progress)}
+        settings = AnalysisSettings(alpha=alpha, correction=correction.value,
+                                    min_clients=min_clients,
+                                    mcid_overrides=_mcid_overrides(mcid),
+                                    date_order=date_order.value)
+        options = {"settings": settings, "progress": _show_progress(progress)}
         tables = clean_parquets(input_path)  # each folder checked against its manifest
         if tables is not None and len(tables) == 1:  # a clean dataset, maybe beyond memory
             from mfr_analysis.scale import evaluate_claims_at_scale
@@ -294,7 +303,8 @@ def claims(
                 tables[0], scheduler=scheduler,
                 in_memory_max=0 if scheduler else in_memory_sessions, **options)
         else:  # raw logs, or several clean tables of one key: combined in memory
-            sessions = load_sessions(input_path, mapping=mapping, date_order=date_order.value)
+            sessions = load_sessions(input_path, mapping=mapping,
+                                     date_order=settings.date_order)
             table = evaluate_claims(sessions, **options)
         write_table(table, out, output_format.value)
         counts = table["verdict"].value_counts()
@@ -324,20 +334,16 @@ def report(
     ] = None,
     title: Annotated[str, typer.Option(help="Report title (at most 120 characters).")] = (
         "Myofascial release claims"),
-    alpha: Annotated[
-        float, typer.Option(help="Significance level, after correction (above 0, at most 0.5).")
-    ] = 0.05,
-    correction: CorrectionOpt = Correction.holm,
-    min_clients: Annotated[
-        int, typer.Option(help="Fewest clients in a claim x group cell to fit a model (>= 2).")
-    ] = 10,
+    alpha: AlphaOpt = DEFAULTS.alpha,
+    correction: CorrectionOpt = DEFAULT_CORRECTION,
+    min_clients: MinClientsOpt = DEFAULTS.min_clients,
     mcid: McidOpt = None,
     min_reported_clients: Annotated[
         int, typer.Option(help="Counts of fewer clients are suppressed (CMS rule: 11; below "
                           "11 only for internal use).")
-    ] = 11,
+    ] = DEFAULTS.min_reported_clients,
     mapping: MappingOpt = None,
-    date_order: DateOrderOpt = DateOrder.dmy,
+    date_order: DateOrderOpt = DEFAULT_DATE_ORDER,
     progress: ProgressOpt = None,
 ) -> None:
     """Run the report notebooks with papermill and write self-contained HTML plus an index.
@@ -350,17 +356,15 @@ def report(
 
     def step() -> SlicesFailed | None:
         from mfr_analysis.report.run import ReportOptions, run_reports
+        from mfr_analysis.settings import AnalysisSettings
 
-        options = ReportOptions(
-            title=title,
-            alpha=alpha,
-            correction=correction.value,
-            min_clients=min_clients,
-            mcid_overrides=_mcid_overrides(mcid),
-            min_reported_clients=min_reported_clients,
-            date_order=date_order.value,
-            mapping=str(mapping) if mapping else "",
-        )
+        settings = AnalysisSettings(alpha=alpha, correction=correction.value,
+                                    min_clients=min_clients,
+                                    mcid_overrides=_mcid_overrides(mcid),
+                                    min_reported_clients=min_reported_clients,
+                                    date_order=date_order.value)
+        options = ReportOptions(title=title, mapping=str(mapping) if mapping else "",
+                                settings=settings)
         try:
             index = run_reports(
                 input_path,

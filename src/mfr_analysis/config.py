@@ -1,10 +1,15 @@
-"""Defaults and names shared by every stage: environment variables, file names, limits."""
+"""Names shared by every stage: environment variables, file names, limits.
+
+The analysis settings (significance, correction, minimum clients, privacy minimum, MCID
+overrides, date order) and their defaults live in :mod:`mfr_analysis.settings`."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+
+from mfr_analysis.settings import DEFAULTS
 
 PSEUDONYM_KEY_ENV = "MFR_PSEUDONYM_KEY"
 PSEUDONYM_KEY_FILE_ENV = "MFR_PSEUDONYM_KEY_FILE"
@@ -16,12 +21,10 @@ CLEANING_REPORT_FILE = "cleaning_report.json"
 
 EARLIEST_SESSION_DATE = "1990-01-01"
 
-# CMS cell-size rule: counts of 1-10 clients are never shown in a report.
-MIN_REPORTED_CLIENTS = 11
-# Fewest clients in a claim x group cell before a model is fitted at all.
-MIN_CLIENTS_PER_CELL = 10
+# CMS cell-size rule: counts of 1-10 clients are never shown in a report. The default of
+# AnalysisSettings.min_reported_clients (the analysis settings' defaults live there only).
+MIN_REPORTED_CLIENTS = DEFAULTS.min_reported_clients
 
-ALPHA = 0.05
 AUDIENCE_GROUPS: tuple[str, ...] = ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 
 # Local worker processes (Dask clean, report runs): at most this many per usable core, and no

@@ -2,7 +2,8 @@
 
 Every fit returns a frozen :class:`ModelResult` (one row per coefficient, like pingouin's
 tables) and records each warning statsmodels raised instead of printing it, so callers can
-decide on a fallback and report why. Nothing here knows about claims; ``claims.py`` does.
+decide on a fallback and report why. Nothing here knows about claims;
+:mod:`mfr_analysis.claims` does.
 
 >>> import pandas as pd
 >>> data = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "x": [0.0, 1.0, 2.0, 3.0]})
@@ -93,6 +94,7 @@ class ModelResult:
     llf: float = math.nan
     warnings: tuple[str, ...] = ()
     results: Any = field(default=None, repr=False, compare=False)
+    in_units: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     def term(self, name: str) -> Estimate:
         """Return the coefficient ``name`` as an :class:`Estimate`."""
@@ -103,6 +105,12 @@ class ModelResult:
         return Estimate(*(float(row[c]) for c in COEFFICIENT_COLUMNS), df=self.df,
                         n_obs=self.n_obs, n_clients=self.n_clients, method=self.method,
                         warnings=self.warnings)
+
+    def statsmodels_results(self) -> Any:
+        """The statsmodels results of the fit, in the data's units with named terms (a
+        MixedLM, fitted on standardised columns, is refitted in the data's units from its
+        solution); None for a fit made from sums without a statsmodels model."""
+        return self.in_units() if self.in_units is not None else self.results
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per term with method, n and warnings."""
@@ -194,7 +202,29 @@ def fit_mixed(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *, names: Seque
     n = len(y)
     llf = float(res.llf) - (n - k if reml else n) * math.log(y_scale) - (
         float(np.sum(np.log(x_scale))) if reml else 0.0)
-    return ModelResult(table, method, n, _n_clients(clients), math.inf, llf, caught, res)
+
+    def in_units() -> Any:
+        """The same model in the data's units with named terms, started at this solution."""
+        re_names = ["intercept", "slope"][:1 if exog_re is None else exog_re.shape[1]]
+        unscaled = sm.MixedLM(pd.Series(y, name="y"), pd.DataFrame(X, columns=list(names)),
+                              groups=clients, exog_re=None if exog_re is None else
+                              pd.DataFrame(exog_re, columns=re_names))
+        relative = np.atleast_2d(np.asarray(res.cov_re, dtype=float)) / float(res.scale)
+        if exog_re is not None:
+            relative = relative / np.outer(re_scale, re_scale)
+        start_units = MixedLMParams.from_components(
+            fe_params=np.asarray(res.fe_params) * factor, cov_re=relative)
+        return _run(lambda: unscaled.fit(reml=reml, start_params=start_units), "MixedLM")[0]
+
+    return ModelResult(table, method, n, _n_clients(clients), math.inf, llf, caught, res,
+                       in_units)
+
+
+def _named(X: np.ndarray, names: Sequence[str]) -> pd.DataFrame | np.ndarray:
+    """The design with its term names (so that a results summary names them)."""
+    X = np.asarray(X)
+    return pd.DataFrame(X, columns=list(names)) if X.ndim == 2 and X.shape[1] == len(names) \
+        else X
 
 
 def _scale(values: np.ndarray) -> float:
@@ -208,7 +238,7 @@ def fit_ols(y: np.ndarray, X: np.ndarray, *, names: Sequence[str],
             cov_type: Literal["nonrobust", "HC1", "HC2", "cluster"] = "nonrobust",
             use_t: bool = True, alpha: float = 0.05) -> ModelResult:
     """OLS with classical, heteroscedasticity-robust or cluster-robust (by client) errors."""
-    model = sm.OLS(y, X)
+    model = sm.OLS(y, _named(X, names))
     if cov_type == "cluster":
         if clients is None:
             raise AnalysisError("cluster-robust OLS needs client ids")
@@ -231,7 +261,7 @@ def fit_gee(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *, names: Sequenc
     """GEE with an exchangeable (or independence) working correlation and robust SE."""
     fam = sm.families.Binomial() if family == "binomial" else sm.families.Gaussian()
     cov = sm.cov_struct.Exchangeable() if exchangeable else sm.cov_struct.Independence()
-    model = sm.GEE(y, X, groups=clients, family=fam, cov_struct=cov)
+    model = sm.GEE(y, _named(X, names), groups=clients, family=fam, cov_struct=cov)
     res, caught = _run(model.fit, "GEE")
     table = _table(names, res.params, res.bse, math.inf, alpha)
     method = f"GEE {family}, {'exchangeable' if exchangeable else 'independence'}, robust SE"
@@ -246,7 +276,7 @@ def fit_logit(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *,
     The same estimator as GEE with an independence working correlation, several times faster
     than GEE on a million sessions.
     """
-    model = sm.Logit(y, X)
+    model = sm.Logit(y, _named(X, names))
     res, caught = _run(lambda: model.fit(disp=0, cov_type="cluster",
                                          cov_kwds={"groups": clients}), "logistic regression")
     table = _table(names, res.params, res.bse, math.inf, alpha)

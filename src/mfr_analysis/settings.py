@@ -178,7 +178,8 @@ def _override_pairs(value: object) -> object:
 
 def _checked_overrides(overrides: object) -> dict[str, float]:
     """MCID overrides as floats, each a positive finite number for a registry key that
-    states a threshold (the registry's rules: :func:`mfr_analysis.claims.mcid_key_problem`)."""
+    states a threshold (the registry's rules:
+    :func:`mfr_analysis.claims.kinds.mcid_key_problem`)."""
     if overrides is None:
         return {}
     if not isinstance(overrides, Mapping):
@@ -191,7 +192,7 @@ def _checked_overrides(overrides: object) -> dict[str, float]:
             raise InputError(f"MCID override {key!r} must be a positive number, got {value!r}")
         checked[str(key)] = float(value)
     if checked:
-        from mfr_analysis.claims import mcid_key_problem  # the registry's keys
+        from mfr_analysis.claims.kinds import mcid_key_problem  # the registry's keys
 
         problem = mcid_key_problem(checked)
         if problem:

@@ -49,7 +49,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-from mfr_analysis.claims import claim_registry
+from mfr_analysis.claims import estimate_words
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.report.labels import (
     claim_label,
@@ -453,16 +453,13 @@ def _forest_panel(ax: Axes, panel: pd.DataFrame, claim_id: str, outcome: str,
 
 
 def _axis_words(claim_id: str, outcome: str = "") -> str:
-    """x-axis words of a claim's estimate (``data/palette.csv``, kind 'axis')."""
+    """x-axis words of a claim's estimate: ``data/palette.csv`` (kind 'axis') where it has
+    words for the claim, else its analysis kind's words for the registry row."""
     styles = _palette()
     for key in (f"{claim_id}:{outcome}", claim_id):
         if ("axis", key) in styles:
             return styles[("axis", key)]["label"]
-    registry = claim_registry().set_index("claim_id")
-    if claim_id in registry.index and registry.loc[claim_id, "analysis"] in {"change",
-                                                                              "change_per_measure"}:
-        return styles[("axis", "change")]["label"]
-    return str(registry.loc[claim_id, "test"]) if claim_id in registry.index else "estimate"
+    return estimate_words(claim_id, outcome) or "estimate"
 
 
 # ---------------------------------------------------------------- before and after ---

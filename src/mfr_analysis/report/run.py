@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from mfr_analysis.errors import ReportError
 from mfr_analysis.privacy import POOLED
 from mfr_analysis.report.disclosure import FolderPlan
 from mfr_analysis.report.results import SliceResult, load_claims  # noqa: F401 (their old home)
+from mfr_analysis.settings import AnalysisSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,57 +43,49 @@ NOTEBOOK_DIR_ENV = "MFR_NOTEBOOK_DIR"
 NOTEBOOK_PACKAGE = "mfr_analysis.report_notebooks"  # notebooks/reports/ (pyproject.toml)
 DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
 CLAIMS_NOTEBOOK = "claims_report.ipynb"
+# the analysis settings the report notebooks take as parameters (AnalysisSettings fields)
+NOTEBOOK_SETTINGS = ("alpha", "correction", "min_clients", "min_reported_clients",
+                     "mcid_overrides")
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """Parameters passed to every report notebook (papermill parameters)."""
+    """What a report run needs besides its input: the report's own options (title, mapping
+    file) and the analysis settings (validated when made: :class:`AnalysisSettings`)."""
 
     title: str = "Myofascial release claims"
-    alpha: float = 0.05
-    correction: str = "holm"
-    min_clients: int = 10
-    min_reported_clients: int = MIN_REPORTED_CLIENTS
-    mcid_overrides: dict[str, float] = field(default_factory=dict)
-    date_order: str = "dmy"
     mapping: str = ""
+    settings: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+    def record(self) -> dict:
+        """The run's options as plain values, for the index page (settings flattened)."""
+        return {"title": self.title, "mapping": self.mapping, **self.settings.to_dict()}
 
 
 TITLE_MAX = 120  # characters of --title
 
 
 def validate_options(options: ReportOptions) -> ReportOptions:
-    """The options with MCIDs as floats, or :class:`InputError` (one line) for the first bad one.
+    """The options, or :class:`InputError` (one line) for the first bad one.
 
     Run before any work (cleaning, notebooks): a setting that would make every report fail,
-    or show something it should not, is refused up front.
+    or show something it should not, is refused up front. The analysis settings were
+    checked when they were made; this checks the report's own options.
     """
-    from mfr_analysis.claims import _validate_options as claims_options  # same rules as claims
-    from mfr_analysis.errors import AnalysisError, InputError
+    from mfr_analysis.errors import InputError
 
-    alpha, min_clients = options.alpha, options.min_clients
-    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not 0 < alpha <= 0.5:
-        raise InputError(f"--alpha {alpha!r}: expected a number above 0 and at most 0.5")
-    if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 2:
-        raise InputError(f"--min-clients {min_clients!r}: expected a whole number of at least 2")
-    try:
-        mcid = claims_options(alpha, options.correction, min_clients, options.mcid_overrides)
-    except AnalysisError as error:
-        raise InputError(f"--mcid: {error}" if options.mcid_overrides else str(error)) from None
-    minimum = options.min_reported_clients
-    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
-        raise InputError(f"--min-reported-clients {minimum!r}: expected a whole number of at "
-                         f"least 1 (the CMS rule is {MIN_REPORTED_CLIENTS})")
+    if not isinstance(options.settings, AnalysisSettings):
+        raise InputError(f"settings: expected an AnalysisSettings, got "
+                         f"{type(options.settings).__name__}")
+    minimum = options.settings.min_reported_clients
     if minimum < MIN_REPORTED_CLIENTS:
         log.warning("--min-reported-clients %d is below the CMS cell-size rule (%d): these "
                     "reports are for internal use only", minimum, MIN_REPORTED_CLIENTS)
-    if options.date_order not in ("dmy", "mdy"):
-        raise InputError(f"--date-order {options.date_order!r}: expected dmy or mdy")
     _check_title(options.title)
     if options.mapping and not Path(options.mapping).is_file():
         raise InputError(f"--mapping {options.mapping}: no such file")
-    return replace(options, mcid_overrides=mcid)
+    return options
 
 
 def _check_title(title: str) -> None:
@@ -214,7 +207,7 @@ def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: Rep
         report = data_dir / CLEANING_REPORT_FILE
         return sessions, report if report.is_file() else None
     run_clean([Path(p) for p in inputs], data_dir, mapping=options.mapping or None,
-              date_order=options.date_order, progress=progress)
+              date_order=options.settings.date_order, progress=progress)
     return data_dir / SESSIONS_FILE, data_dir / CLEANING_REPORT_FILE
 
 
@@ -233,14 +226,12 @@ def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
         raise ReportError(f"--by {by}: the data has no {by} values")
 
     def evaluate(part: pd.DataFrame) -> pd.DataFrame:
-        return evaluate_claims(part, alpha=options.alpha, correction=options.correction,
-                               min_clients=options.min_clients,
-                               mcid_overrides=dict(options.mcid_overrides))
+        return evaluate_claims(part, settings=options.settings)
 
     label = group_label if by == "audience_group" else str
     with tqdm(total=1 + len(slice_values(sessions, by)), desc="claims", unit="slice",
               disable=not progress, file=sys.stderr) as bar:
-        return plan_folder(sessions, by, evaluate, minimum=options.min_reported_clients,
+        return plan_folder(sessions, by, evaluate, minimum=options.settings.min_reported_clients,
                            label=label, progress=lambda _name: bar.update())
 
 
@@ -254,11 +245,8 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         "sessions_path": str(sessions_path.resolve()),
         "cleaning_report_path": str(cleaning_report.resolve()) if cleaning_report else "",
         "title": options.title,
-        "alpha": options.alpha,
-        "correction": options.correction,
-        "min_clients": options.min_clients,
-        "min_reported_clients": options.min_reported_clients,
-        "mcid_overrides": dict(options.mcid_overrides),
+        **{name: value for name, value in options.settings.to_dict().items()
+           if name in NOTEBOOK_SETTINGS},
     }
     pooled = folder.slices[0]
     jobs = [SliceJob(DATA_QUALITY_NOTEBOOK, "data-quality", "Data quality",
@@ -276,7 +264,7 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
             parameters["title"] = f"{options.title}: {item.label}"
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
     noun = "audience group" if by == "audience_group" else (by or "slice")
-    return jobs, withheld_summary(folder.withheld, noun, options.min_reported_clients)
+    return jobs, withheld_summary(folder.withheld, noun, options.settings.min_reported_clients)
 
 
 def check_parameters(folder: Path, jobs: Sequence[SliceJob]) -> None:
@@ -760,7 +748,7 @@ def run_reports(
         results = run_jobs(jobs, stage, workers=workers, progress=progress,
                            scheduler=scheduler)
         cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
-        write_index(stage, results, withheld, options.title, asdict(options), cleaning)
+        write_index(stage, results, withheld, options.title, options.record(), cleaning)
     index = out / "index.html"
     failed = [r for r in results if r.error]
     if failed:

@@ -42,6 +42,7 @@ from mfr_analysis.report.labels import (
     verdict_text_colour,
 )
 from mfr_analysis.report.safe_text import html_text, markdown_code, markdown_text
+from mfr_analysis.settings import DEFAULTS, AnalysisSettings
 
 TITLE_LIMIT = 300  # characters of a report title shown (a title holds a site name for a slice)
 GROUP_ORDER = ("all", "athlete", "senior", "desk_worker", "rehab", "chronic_pain")
@@ -312,10 +313,13 @@ def findings(claims: pd.DataFrame, alpha: float = 0.05) -> Markdown:
     return Markdown("\n".join(lines))
 
 
-def design_caveat(sessions: pd.DataFrame, minimum_control_clients: int = 10) -> HTML | None:
-    """The uncontrolled-design warning, or None when a usable control arm exists."""
+def design_caveat(sessions: pd.DataFrame,
+                  settings: AnalysisSettings | None = None) -> HTML | None:
+    """The uncontrolled-design warning, or None when a usable control arm exists (at least
+    ``settings.min_clients`` control clients, the engine's rule for a controlled model)."""
+    minimum = (settings or DEFAULTS).min_clients
     control = sessions.loc[sessions["arm"] == "control", "client_id"].nunique()
-    if control >= minimum_control_clients:
+    if control >= minimum:
         return None
     return HTML(
         '<div class="mfr-caveat"><b>No control group.</b> These logs have no usable control '
@@ -588,14 +592,9 @@ MEASURE_COLUMNS = [
     "stress_post", "rom_pre", "rom_post", "duration_min", "pressure", "pace", "deep_breathing",
     "technique", "body_region", "adverse_event",
 ]
-FOREST_CLAIMS = ("pain", "tightness", "stress", "rom", "lasting_relief", "slow_pace",
-                 "breathing", "delivery", "consistency", "pressure_safety")
-
-
 def plotted_claims(claims: pd.DataFrame) -> list[str]:
-    """Claims with at least one estimate to draw, in the report's order."""
-    present = set(claims.loc[claims["estimate"].notna(), "claim_id"])
-    return [c for c in FOREST_CLAIMS if c in present]
+    """Every claim with at least one estimate to draw, in the table's (the registry's) order."""
+    return list(dict.fromkeys(claims.loc[claims["estimate"].notna(), "claim_id"].astype(str)))
 
 
 def reportable_sessions(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS,
@@ -609,9 +608,11 @@ def reportable_sessions(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIE
 
 
 def paired_outcomes(sessions: pd.DataFrame) -> list[str]:
-    """Self-rated outcomes with paired before/after values in the data."""
-    return [o for o in ("pain", "tightness", "stress")
-            if sessions[[f"{o}_pre", f"{o}_post"]].notna().all(axis=1).any()]
+    """Outcomes of the registry's before/after claims with paired values in the data."""
+    from mfr_analysis.claims import before_after_outcomes
+
+    return [o for o in before_after_outcomes() if {f"{o}_pre", f"{o}_post"} <= set(sessions)
+            and sessions[[f"{o}_pre", f"{o}_post"]].notna().all(axis=1).any()]
 
 
 RESPONDER_COLUMNS = ("claim_id", "outcome", "audience_group", "design", "mcid", "unit",
