@@ -53,7 +53,7 @@ sample: $(INSTALLED) ## regenerate data/sample from the simulator (deterministic
 		--out data/sample/truth/sessions_export.csv
 	mv data/sample/truth/sessions_export.csv $(SAMPLE_LOGS)/sessions_export.csv
 
-lab: $(INSTALLED_DEV) $(KERNEL) ## open JupyterLab on the notebooks
+lab: $(INSTALLED) $(KERNEL) ## open JupyterLab on the notebooks (reports/ holds the report ones)
 	$(BIN)/jupyter lab notebooks/explore.ipynb
 
 clean-reports: ## remove generated reports

@@ -10,23 +10,20 @@ never on pixels.
 from __future__ import annotations
 
 import itertools
+import json
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.markers import MarkerStyle
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.colors import to_hex, to_rgb  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.markers import MarkerStyle  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
-
-from mfr_analysis.report import figures  # noqa: E402
-from mfr_analysis.tables import load_table  # noqa: E402
+from mfr_analysis.report import figures
+from mfr_analysis.tables import load_table
 
 MINIMUM = 11
 
@@ -576,3 +573,158 @@ def test_verdict_colours_stay_apart_under_protanopia_and_deuteranopia() -> None:
                          for a, b in map(tuple, apart))
              for vision in CVD_MATRICES}
     assert min(worst.values()) >= VERDICT_MINIMUM_DELTA_E, worst
+
+
+# ------------------------------------------------ an analyst's notebook (seaborn-like) ---
+
+KERNEL_CHECK = """
+import json, matplotlib
+backend = matplotlib.get_backend()
+before = {key: repr(value) for key, value in matplotlib.rcParams.items()}
+from mfr_analysis.report import figures
+imported = {key: repr(value) for key, value in matplotlib.rcParams.items()}
+figures.row_flow({"rows_in": 10, "rows_clean": 8, "rows_quarantined": 1, "rows_duplicate": 1})
+import matplotlib.pyplot as plt
+drawn = {key: repr(value) for key, value in matplotlib.rcParams.items()}
+print(json.dumps({
+    "backend": [backend, matplotlib.get_backend()],
+    "changed_by_import": sorted(k for k in before if imported.get(k) != before[k]),
+    "changed_by_drawing": sorted(k for k in before if drawn.get(k) != before[k]),
+    "pyplot_figures": plt.get_fignums()}))
+plt.plot([1, 2], [2, 1])
+"""
+
+
+SHOWN_WHEN_RETURNED = """
+from mfr_analysis.report import figures
+figures.row_flow({"rows_in": 10, "rows_clean": 8, "rows_quarantined": 1, "rows_duplicate": 1})
+"""
+
+
+def run_in_kernel(*cells: str) -> list[list[dict]]:
+    """Run cells in a fresh Jupyter kernel of this environment; each one's output messages."""
+    from jupyter_client.manager import start_new_kernel
+
+    from mfr_analysis.report.run import ensure_kernel
+
+    manager, client = start_new_kernel(kernel_name=ensure_kernel())
+    outputs: list[list[dict]] = []
+    try:
+        for code in cells:
+            outputs.append([])
+            reply = client.execute_interactive(code, timeout=120,
+                                               output_hook=outputs[-1].append)
+            assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return outputs
+
+
+def images(messages: list[dict], kind: str) -> list[dict]:
+    return [m for m in messages if m["msg_type"] == kind and "image/png" in m["content"]["data"]]
+
+
+def test_importing_the_figures_changes_no_global_state_in_a_jupyter_kernel() -> None:
+    """The analyst's own inline plots keep showing: no backend switch, no theme, no rcParams
+    changed by importing the module or by drawing a report figure, no pyplot figure made."""
+    [messages] = run_in_kernel(KERNEL_CHECK)
+    printed = "".join(m["content"]["text"] for m in messages
+                      if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+    state = json.loads(printed)
+    before, after = state["backend"]
+    assert after == before and "inline" in before
+    assert state["changed_by_import"] == []
+    assert state["changed_by_drawing"] == []
+    assert state["pyplot_figures"] == []  # the report's figure is not pyplot's
+    assert len(images(messages, "display_data")) == 1  # the analyst's plt.plot, inline
+
+
+def test_a_returned_figure_shows_itself_in_a_notebook_without_pyplot() -> None:
+    [messages] = run_in_kernel(SHOWN_WHEN_RETURNED)
+    import base64
+    import io
+
+    from PIL import Image
+
+    [shown] = images(messages, "execute_result")
+    image = Image.open(io.BytesIO(base64.b64decode(shown["content"]["data"]["image/png"])))
+    width = shown["content"]["metadata"]["image/png"]["width"]  # CSS pixels, as in a report
+    assert width == round(image.width * 96 / figures.FIGURE_DPI)
+
+
+def outcome_claims() -> pd.DataFrame:
+    rows = forest_claims()
+    return pd.concat([rows, rows.assign(outcome="pain_followup", claim_id="pain")],
+                     ignore_index=True)
+
+
+def test_one_panel_figures_draw_into_the_callers_axes_and_return_it() -> None:
+    fig = Figure(layout="constrained")
+    left, right = fig.subplots(1, 2)
+    report = {"rows_in": 10, "rows_clean": 7, "rows_quarantined": 2, "rows_duplicate": 1}
+    assert figures.row_flow(report, ax=left) is left
+    assert [int(p.get_width()) for p in left.patches] == [1, 2, 7]
+    drawn = figures.pain_trajectories(weekly_sessions(), MINIMUM, ax=right)
+    assert drawn is right and right.get_legend() is not None and not fig.legends
+    assert fig.axes[:2] == [left, right]
+    assert isinstance(figures.row_flow(report), Figure)  # without ax: a new Figure
+
+
+def test_multi_panel_figures_take_the_place_of_the_callers_axes() -> None:
+    fig = Figure(layout="constrained")
+    mine, theirs = fig.subplots(1, 2)
+    area = figures.forest_plot(outcome_claims(), "pain", ax=theirs)
+    assert isinstance(area, SubFigure) and area in fig.subfigs
+    assert theirs not in fig.axes and mine in fig.axes
+    assert len(area.axes) == 2  # one panel per outcome, inside the caller's figure
+    fixed = Figure().add_axes((0.1, 0.1, 0.8, 0.8))
+    with pytest.raises(ValueError, match="grid"):
+        figures.rating_bars(pd.DataFrame({"audience_group": ["athlete"], "field": ["pain_pre"],
+                                          "low": [0], "high": [10], "share": [1.0]}), ax=fixed)
+
+
+def test_palette_is_a_mapping_or_a_seaborn_palette_name() -> None:
+    import seaborn as sns
+
+    sessions = weekly_sessions()
+    mine = {g: "#000000" if g == "athlete" else "#ff0000" for g in GROUPS}
+    fig = figures.pain_trajectories(sessions, MINIMUM, palette=mine)
+    colours = {to_hex(line.get_color()) for line in fig.axes[0].lines if len(line.get_xdata())}
+    assert colours == {"#000000", "#ff0000"}
+    named = figures.pain_trajectories(sessions, MINIMUM, palette="viridis")
+    colours = {to_hex(line.get_color()) for line in named.axes[0].lines
+               if len(line.get_xdata())}
+    assert colours == {to_hex(c) for c in sns.color_palette("viridis", len(GROUPS))}
+    with pytest.raises(ValueError, match="no colour for 'senior'"):
+        figures.pain_trajectories(sessions, MINIMUM, palette={"athlete": "red"})
+    arms = figures.paired_before_after(arm_sessions({"athlete": 20}), "pain", MINIMUM,
+                                       palette={"mfr": "#123456", "control": "#654321"})
+    lines = {to_hex(line.get_color()) for ax in arms.axes for line in ax.lines}
+    assert {"#123456", "#654321"} <= lines
+
+
+def test_the_report_look_is_applied_when_drawn_not_left_behind() -> None:
+    """Ticks are laid out when a figure is drawn, in the report's look (seaborn's notebook
+    context), whatever rcParams say then; rcParams are as they were."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    report = {"rows_in": 10, "rows_clean": 7, "rows_quarantined": 2, "rows_duplicate": 1}
+    with matplotlib.rc_context({"font.size": 4.0, "xtick.labelsize": 4.0}):
+        fig = figures.row_flow(report)
+        fig.canvas.draw()
+    sizes = {t.get_fontsize() for t in fig.axes[0].get_xticklabels()}
+    assert sizes == {11.0}  # seaborn notebook context, not the 4 pt in force
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_show_figure_takes_what_a_figure_function_returns() -> None:
+    from mfr_analysis.report.views import show_figure
+
+    fig = Figure(layout="constrained")
+    ax = fig.subplots()
+    report = {"rows_in": 10, "rows_clean": 7, "rows_quarantined": 2, "rows_duplicate": 1}
+    assert "data:image/png;base64," in show_figure(figures.row_flow(report, ax=ax),
+                                                   alt="rows").data
+

@@ -18,12 +18,6 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "mfr_analysis"
 
-# The one cycle known on this branch: the package helper's rewrite of the index page (issue
-# 12, point 6: the index rendered from a Jinja2 template) drops index.py's import of run.py.
-# Remove this exception once that is merged.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"mfr_analysis.report.index", "mfr_analysis.report.run"}),
-}
 
 
 def module_names(src: Path, package: str = PACKAGE) -> dict[str, Path]:
@@ -121,8 +115,7 @@ def _cycle_in(graph: Mapping[str, set[str]], group: set[str]) -> list[str]:
 
 def test_no_import_cycle_in_src() -> None:
     found = cycles(import_graph(SRC))
-    unknown = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
-    assert not unknown, "import cycles: " + "; ".join(" -> ".join(c) for c in unknown)
+    assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
 
 
 def test_the_engines_have_one_direction() -> None:

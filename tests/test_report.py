@@ -19,6 +19,7 @@ from mfr_analysis.report.run import (
     safe_slug,
 )
 from mfr_analysis.tables import load_table, normalise_token
+from tests.conftest import REPO
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 EXTERNAL_CSS = re.compile(r"""@import|url\(\s*["']?(?:https?:)?//""", re.IGNORECASE)
@@ -110,7 +111,7 @@ def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Pa
     job = SliceJob("explore.ipynb", "explore", "Explore", {
         "sessions_path": str(report_dir / "data" / "sessions.parquet"),
         "cleaning_report_path": str(report_dir / "data" / "cleaning_report.json")})
-    result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
+    result = run_job(job, str(REPO / "notebooks"), str(tmp_path), ensure_kernel())
     assert result.error == ""
     executed = json.loads((tmp_path / "notebooks" / "explore.ipynb").read_text())
     shown = "".join(
@@ -120,7 +121,10 @@ def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Pa
 
 
 def test_notebooks_are_committed_clean() -> None:
-    for path in notebook_dir().glob("*.ipynb"):
+    notebooks = [*notebook_dir().glob("*.ipynb"), *(REPO / "notebooks").glob("*.ipynb")]
+    assert {p.name for p in notebooks} == {CLAIMS_NOTEBOOK, "data_quality.ipynb",
+                                            "explore.ipynb"}
+    for path in notebooks:
         notebook = json.loads(path.read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
         assert "parameters" in code[0]["metadata"].get("tags", []), path.name
@@ -153,3 +157,37 @@ def test_site_slices_stay_inside_and_small_sites_are_withheld(tmp_path: Path) ->
         assert Path(job.parameters["claims_path"]).resolve().parent == out.resolve()
     assert len(withheld) == 2 and not any("tiny" in line for line in withheld)
     assert any(line.startswith("../../x: no report") for line in withheld)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at the top or inside a function."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_index_page_and_the_runner_do_not_import_each_other() -> None:
+    """The runner writes the index; the index reads the results from report/results.py."""
+    report = REPO / "src" / "mfr_analysis" / "report"
+    assert "mfr_analysis.report.index" in imported_modules(report / "run.py")
+    for module in ("index.py", "results.py"):
+        assert "mfr_analysis.report.run" not in imported_modules(report / module), module
+
+
+def test_the_index_page_is_a_template_rendered_with_autoescape(tmp_path: Path) -> None:
+    from mfr_analysis.report.index import TEMPLATE, _environment, write_index
+    from mfr_analysis.report.results import SliceResult
+
+    assert _environment().autoescape is True
+    assert (REPO / "src" / "mfr_analysis" / "templates" / TEMPLATE).is_file()
+    page = write_index(tmp_path, [SliceResult("claims-x", "<b>x</b>", CLAIMS_NOTEBOOK,
+                                              "claims-x.html", "")], ["{{ 7 * 7 }}"],
+                       "T & <i>", {}).read_text(encoding="utf-8")
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<h1>T &amp; &lt;i&gt;</h1>" in page
+    assert "{{ 7 * 7 }} (privacy rule)" in page  # data is never read as template code

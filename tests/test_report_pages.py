@@ -348,11 +348,12 @@ def test_findings_source_is_escaped_markdown() -> None:
 
 
 def test_a_report_notebook_passes_the_scorecard_its_settings() -> None:
-    notebook = json.loads((Path(__file__).parents[1] / "notebooks" /
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "reports" /
                            "claims_report.ipynb").read_text(encoding="utf-8"))
     code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    assert "v.scorecard(shown, alpha, min_reported_clients)" in code
-    assert "v.findings(shown, alpha)" in code
+    assert "v.scorecard(shown, settings.alpha, minimum)" in code
+    assert "minimum = settings.min_reported_clients" in code
+    assert "v.findings(shown, settings.alpha)" in code
 
 
 def test_no_association_cells_say_what_was_detectable_and_no_small_study_size() -> None:

@@ -485,11 +485,13 @@ def assert_plain_failure_page(page: str, slug: str, *forbidden: str) -> None:
 
 def test_a_notebook_failing_midway_shows_one_plain_sentence(hostile_report: Path,
                                                              tmp_path: Path) -> None:
+    broken = tmp_path / "claims-broken.json"  # settings are checked up front: a bad claims
+    broken.write_text("{not json", encoding="utf-8")  # file fails the run midway instead
     job = SliceJob(CLAIMS_NOTEBOOK, "claims-broken", "Broken", {
         "sessions_path": str(hostile_report / "data" / "sessions.parquet"),
-        "cleaning_report_path": "", "claims_path": "", "title": "Broken", "min_clients": 1})
+        "cleaning_report_path": "", "claims_path": str(broken), "title": "Broken"})
     result = run_job(job, str(notebook_dir()), str(tmp_path), ensure_kernel())
-    assert result.error.startswith("AnalysisError")
+    assert result.error.startswith("JSONDecodeError")
     page = (tmp_path / "claims-broken.html").read_text(encoding="utf-8")
     assert_plain_failure_page(page, "claims-broken", str(hostile_report), str(tmp_path))
     assert audit(page).h1 == ["Broken"]  # what ran before the failure is still shown

@@ -1,4 +1,4 @@
-"""Figures of the report: each function takes tidy frames and returns a matplotlib Figure.
+"""Figures of the report: each function takes tidy frames and draws one figure.
 
 Figures never show a group with fewer clients than the privacy minimum (callers pass frames
 already filtered with :func:`mfr_analysis.report.views.reportable_sessions`), nor any point
@@ -11,43 +11,57 @@ design styles live in ``data/palette.csv``; verdict colours in ``data/report_lab
 Wherever colour carries meaning a second cue carries it too (marker shape, hatch, line style
 or a direct label). Legends sit outside the plotted area. Figures are drawn at
 :data:`FIGURE_DPI` so that they stay sharp in print and on high-density screens.
+
+Using them in a notebook, as with seaborn:
+
+* Importing this module changes no global state: no backend switch, no theme, no rcParams.
+  Each function applies the report's look (seaborn's whitegrid style and notebook context,
+  no mathtext in data labels) only while it draws, and makes its own figures with
+  :class:`matplotlib.figure.Figure`, outside pyplot, so they need no display.
+* ``ax=``: one-panel figures (:func:`row_flow`, :func:`reason_bars`,
+  :func:`missingness_heatmap`, :func:`pain_trajectories`) draw into the caller's Axes and
+  return it; their legend then sits beside that Axes. Multi-panel figures
+  (:func:`forest_plot`, :func:`paired_before_after`, :func:`responder_bars`,
+  :func:`rating_bars`) fill the caller's Axes' place in its figure with a
+  :class:`~matplotlib.figure.SubFigure` holding their panels (the Axes is removed) and return
+  that SubFigure. Without ``ax`` every function returns the new Figure it made.
+* ``palette=``: a mapping key -> colour, or a seaborn palette name or list of colours (given
+  to :func:`seaborn.color_palette`); the keys are audience groups, arms (``mfr``,
+  ``control``), verdicts or row outcomes, as each function says. The default is the fixed
+  colour-blind-safe map. A mapping must name every key drawn (as in seaborn).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from functools import cache
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache, wraps
+from typing import Any, TypeVar
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-matplotlib.use("Agg")  # reports are rendered headless; no display is ever needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter  # noqa: E402
-
-from mfr_analysis.claims import estimate_words  # noqa: E402
-from mfr_analysis.config import MIN_REPORTED_CLIENTS  # noqa: E402
-from mfr_analysis.report.labels import (  # noqa: E402
+from mfr_analysis.claims import estimate_words
+from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.report.labels import (
     claim_label,
     group_label,
     outcome_suffix,
     verdict_colour,
     verdict_label,
 )
-from mfr_analysis.tables import load_table  # noqa: E402
+from mfr_analysis.tables import load_table
 
-sns.set_theme(style="whitegrid", context="notebook")
-# Figure text holds labels that come from data: never read "$...$" in it as mathtext (a label
-# could otherwise typeset math or fail to draw), and never hand it to a TeX installation.
-matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
+Palette = Mapping[str, Any] | str | Sequence[Any] | None
+FigureLike = Figure | SubFigure
 FIGURE_DPI = 150  # pixels per inch of the embedded PNG: sharp on 2x screens and in print
 INK = "#24292f"  # text and outlines
 QUIET = "#57606a"  # confidence intervals, reference lines
@@ -128,14 +142,24 @@ def _unit(rows: pd.DataFrame) -> str:
 CSS_PIXELS_PER_INCH = 96
 
 
-def png_bytes(fig: Figure) -> tuple[bytes, int]:
+def figure_of(drawing: Figure | SubFigure | Axes) -> Figure:
+    """The whole Figure a figure function drew (it returns a Figure, a SubFigure or an Axes)."""
+    figure = drawing
+    while not isinstance(figure, Figure):
+        figure = figure.figure
+    return figure
+
+
+def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
     """The figure as a PNG at its dpi (cropped to what it draws), reduced to a 256-colour
     palette (about 4x smaller, no visible change for flat-colour charts), and the width in
-    CSS pixels to lay it out at; the figure is closed."""
+    CSS pixels to lay it out at; a pyplot figure is closed (ours are not pyplot's)."""
     import io
 
+    from matplotlib import pyplot as plt
     from PIL import Image
 
+    fig = figure_of(drawing)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
     dpi = fig.get_dpi()
@@ -150,23 +174,125 @@ def png_bytes(fig: Figure) -> tuple[bytes, int]:
     return out.getvalue(), round(image.width * CSS_PIXELS_PER_INCH / dpi)
 
 
-def _new(width: float, height: float) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
-    return fig, ax
+# --------------------------------------------------------------- look and canvas ---
+
+@cache
+def _theme() -> dict[str, Any]:
+    """The report's look as rcParams: seaborn's whitegrid style, notebook context and colour
+    cycle, and figure text (it holds labels from data) never read as mathtext nor handed to
+    TeX. Applied only while a figure function draws (:func:`_themed`)."""
+    from cycler import cycler
+
+    return {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
+            "axes.prop_cycle": cycler(color=sns.color_palette("deep")),
+            "text.parse_math": False, "text.usetex": False}
+
+
+Drawn = TypeVar("Drawn", bound=Callable[..., Any])
+
+
+def _themed(function: Drawn) -> Drawn:
+    """Run a figure function inside the report's look (:func:`_theme`), restored after:
+    what it creates (axes, text, lines) takes that look."""
+    @wraps(function)
+    def themed(*args: Any, **kwargs: Any) -> Any:
+        with mpl.rc_context(_theme()):
+            return function(*args, **kwargs)
+
+    return themed  # type: ignore[return-value]
+
+
+class ReportFigure(Figure):
+    """A Figure that is also drawn in the report's look, wherever and whenever it is drawn
+    (saved, shown inline by Jupyter, ``canvas.draw()``): matplotlib reads some settings only
+    then (e.g. how many ticks fit, from the tick label size). rcParams are restored after."""
+
+    def draw(self, renderer: Any) -> None:
+        """Draw the figure within the report's look."""
+        with mpl.rc_context(_theme()):
+            super().draw(renderer)
+
+    def get_tightbbox(self, renderer: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """The tight bounding box as drawn (within the report's look)."""
+        with mpl.rc_context(_theme()):
+            return super().get_tightbbox(renderer, *args, **kwargs)
+
+    def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
+        """The figure as a notebook shows a returned figure (outside pyplot, no backend
+        needed), laid out at its size in CSS pixels as in the report."""
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=self.get_dpi(), bbox_inches="tight")
+        width = int.from_bytes(buffer.getvalue()[16:20], "big")  # the PNG header's width
+        return buffer.getvalue(), {"width": round(width * CSS_PIXELS_PER_INCH / self.get_dpi())}
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A Figure outside pyplot, on its own Agg canvas: drawn headless, no backend switched,
+    never shown twice by a notebook, and ``fig.canvas.draw()`` works as on any figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = ReportFigure(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _one_panel(ax: Axes | None, width: float, height: float) -> tuple[FigureLike, Axes]:
+    """The Axes a one-panel figure draws into: the caller's, or that of a new Figure (made
+    outside pyplot, so it needs no display and leaves pyplot's figures alone)."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = _new_figure(width, height)
+    return fig, fig.add_subplot()
+
+
+def _panel_area(ax: Axes | None, width: float, height: float) -> FigureLike:
+    """Where a multi-panel figure draws: a new Figure, or a SubFigure taking the place of
+    the caller's Axes in its grid (the Axes is removed)."""
+    if ax is None:
+        return _new_figure(width, height)
+    spec = ax.get_subplotspec()
+    if spec is None:
+        raise ValueError("ax: a multi-panel figure takes the place of an Axes laid out on a "
+                         "grid (plt.subplots, add_subplot); this one has a fixed position")
+    parent = ax.figure
+    ax.remove()
+    return parent.add_subfigure(spec)
+
+
+def _colours(palette: Palette, keys: Sequence[str], default: Callable[[str], Any],
+             drawn: Sequence[str] | None = None) -> dict[str, Any]:
+    """A colour per key: the fixed default map, the caller's mapping (it must name every key
+    drawn, as in seaborn), or a seaborn palette (name or list) taken in the keys' order."""
+    keys = list(dict.fromkeys(str(k) for k in keys))
+    if palette is None:
+        return {k: default(k) for k in keys}
+    if isinstance(palette, Mapping):
+        missing = [k for k in (keys if drawn is None else drawn) if k not in palette]
+        if missing:
+            raise ValueError(f"palette: no colour for {', '.join(map(repr, missing))}")
+        return {k: palette[k] if k in palette else default(k) for k in keys}
+    return dict(zip(keys, sns.color_palette(palette, n_colors=max(len(keys), 1)), strict=False))
+
+
+def _outside_legend(fig: FigureLike, handles: Sequence[Artist], labels: Sequence[str],
+                    ncols: int = 2, ax: Axes | None = None) -> None:
+    """One legend below every panel, outside the plotted area (constrained layout keeps
+    room for it), so it never covers data; beside the caller's Axes when drawing into one."""
+    if not handles:
+        return
+    if ax is not None:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  fontsize="small", frameon=False)
+        return
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)),
+               fontsize="small", frameon=False)
 
 
 def _ordered(groups: Sequence[str]) -> list[str]:
     values = list(dict.fromkeys(str(g) for g in groups))
     return [g for g in GROUP_ORDER if g in values] + sorted(set(values) - set(GROUP_ORDER))
-
-
-def _outside_legend(fig: Figure, handles: Sequence[Artist], labels: Sequence[str],
-                    ncols: int = 2) -> None:
-    """One legend below every panel, outside the plotted area (constrained layout keeps
-    room for it), so it never covers data."""
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)),
-                   fontsize="small", frameon=False)
 
 
 def _unique(pairs: list[tuple[Artist, str]]) -> tuple[list[Artist], list[str]]:
@@ -198,7 +324,7 @@ def _row_label(row: pd.Series, minimum: int) -> str:
     return f"{label}\n{int(n):,} clients"
 
 
-def _ratio_axis(ax: plt.Axes, low: float, high: float) -> None:
+def _ratio_axis(ax: Axes, low: float, high: float) -> None:
     """Log x axis labelled in ratios (×0.8, ×1, ×1.5), limits padded around ``low..high``."""
     low, high = min(low, 1.0), max(high, 1.0)
     span = math.log(high / low) if high > low else math.log(2.0)
@@ -214,7 +340,7 @@ def _ratio_axis(ax: plt.Axes, low: float, high: float) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def _threshold_lines(ax: plt.Axes, panel: pd.DataFrame, positions: np.ndarray,
+def _threshold_lines(ax: Axes, panel: pd.DataFrame, positions: np.ndarray,
                      unit: str) -> str:
     """Dashed MCID lines (one pair when every row shares it, short ticks per row otherwise);
     returns the threshold in words for the panel title ('MCID ±2 points'), rounded."""
@@ -236,8 +362,9 @@ def _threshold_lines(ax: plt.Axes, panel: pd.DataFrame, positions: np.ndarray,
     return f"MCID ±{shown[0]} to ±{shown[-1]}{unit_words}, per group"
 
 
-def forest_plot(claims: pd.DataFrame, claim_id: str,
-                minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+@_themed
+def forest_plot(claims: pd.DataFrame, claim_id: str, minimum: int = MIN_REPORTED_CLIENTS, *,
+                ax: Axes | None = None, palette: Palette = None) -> FigureLike:
     """Estimate and 95% CI per group for one claim, one panel per outcome (each its own unit).
 
     Each point's shape says its design (circle: vs control; triangle: before -> after, no
@@ -246,6 +373,10 @@ def forest_plot(claims: pd.DataFrame, claim_id: str,
     per group when groups differ) and the published effect. Odds ratios sit on a log axis
     labelled as ratios (×1.5). Each panel is titled with its outcome, so the two rows of
     lasting relief (change per week; follow-up) are named apart.
+
+    Multi-panel: ``ax`` is replaced by a SubFigure holding the panels, which is returned
+    (without ``ax``, the new Figure). ``palette``: verdict -> colour of the points (default
+    the verdict colours of the scorecard), or a seaborn palette.
     """
     rows = claims.loc[(claims["claim_id"] == claim_id) & claims["estimate"].notna()]
     if "verdict" in rows:
@@ -253,19 +384,21 @@ def forest_plot(claims: pd.DataFrame, claim_id: str,
     outcomes = list(dict.fromkeys(rows["outcome"]))
     counts = [int((rows["outcome"] == o).sum()) for o in outcomes]
     heights = [0.55 * n + 1.1 for n in counts]
-    fig, axes = plt.subplots(max(len(outcomes), 1), 1, figsize=(7.5, sum(heights) + 0.9),
-                             dpi=FIGURE_DPI, layout="constrained", squeeze=False,
-                             gridspec_kw={"height_ratios": heights or [1]})
+    verdicts = [str(v) for v in rows["verdict"]] if "verdict" in rows else ["inconclusive"]
+    colours = _colours(palette, verdicts, verdict_colour)
+    fig = _panel_area(ax, 7.5, sum(heights) + 0.9)
+    axes = fig.subplots(max(len(outcomes), 1), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": heights or [1]})
     legend: list[tuple[Artist, str]] = []
-    for ax, outcome in zip(axes[:, 0], outcomes, strict=False):
+    for panel_ax, outcome in zip(axes[:, 0], outcomes, strict=False):
         panel = rows.loc[rows["outcome"] == outcome]
-        legend += _forest_panel(ax, panel, claim_id, str(outcome), minimum)
+        legend += _forest_panel(panel_ax, panel, claim_id, str(outcome), minimum, colours)
     _outside_legend(fig, *_unique(legend))
     return fig
 
 
-def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str, outcome: str,
-                  minimum: int) -> list[tuple[Artist, str]]:
+def _forest_panel(ax: Axes, panel: pd.DataFrame, claim_id: str, outcome: str,
+                  minimum: int, colours: Mapping[str, Any]) -> list[tuple[Artist, str]]:
     ratio = _is_ratio(panel, claim_id)
     positions = np.arange(len(panel), dtype=float)[::-1]
     legend: list[tuple[Artist, str]] = []
@@ -277,7 +410,7 @@ def _forest_panel(ax: plt.Axes, panel: pd.DataFrame, claim_id: str, outcome: str
         chosen = (designs == design).to_numpy()
         sub = panel.loc[chosen]
         ax.scatter(sub["estimate"], positions[chosen], marker=design_marker(design),
-                   c=[verdict_colour(v) for v in sub.get("verdict", ["inconclusive"] * len(sub))],
+                   c=[colours[str(v)] for v in sub.get("verdict", ["inconclusive"] * len(sub))],
                    edgecolors=INK, linewidths=1.2, s=80, zorder=3)
         words = design_words(design) or "estimate"
         legend.append((Line2D([], [], marker=design_marker(design), linestyle="",
@@ -380,9 +513,11 @@ def _counts_words(sizes: dict[str, int], drawn: list[str], minimum: int,
     return text + (f" (no {missing[0]} clients)" if missing else "")
 
 
+@_themed
 def paired_before_after(sessions: pd.DataFrame, outcome: str,
                         minimum: int = MIN_REPORTED_CLIENTS,
-                        claims: pd.DataFrame | None = None) -> Figure:
+                        claims: pd.DataFrame | None = None, *, ax: Axes | None = None,
+                        palette: Palette = None) -> FigureLike:
     """Mean of the client means before and after a session with its 95% CI and the middle
     half of clients, MFR and control apart, one panel per audience group.
 
@@ -390,6 +525,10 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str,
     out. Each panel says how many clients each mean rests on, with the numbers of the
     protected claims table (``claims``, the outcome's change claim) when it shows them and
     they are the drawn clients; without ``claims`` no number is printed.
+
+    Multi-panel: ``ax`` is replaced by a SubFigure holding the panels, which is returned
+    (without ``ax``, the new Figure). ``palette``: arm (``mfr``, ``control``) -> colour, or a
+    seaborn palette; hatch and line style still tell the arms apart.
     """
     pre, post = f"{outcome}_pre", f"{outcome}_post"
     paired = sessions.dropna(subset=[pre, post])
@@ -408,14 +547,16 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str,
             panels.append((group, drawn, counts))
     ncols = min(max(len(panels), 1), 3)
     nrows = max(math.ceil(len(panels) / ncols), 1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols + 1.0, 3.3 * nrows + 0.9),
-                             dpi=FIGURE_DPI, sharey=True, layout="constrained", squeeze=False)
+    colours = _colours(palette, ["mfr", "control"], arm_colour,
+                       drawn=sorted({arm for _, drawn, _ in panels for arm in drawn}))
+    fig = _panel_area(ax, 2.5 * ncols + 1.0, 3.3 * nrows + 0.9)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     legend: list[tuple[Artist, str]] = []
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax, (group, drawn, counts) in zip(axes.flat, panels, strict=False):
+    for panel_ax in axes.flat[len(panels):]:
+        panel_ax.set_visible(False)
+    for ax, (group, drawn, counts) in zip(axes.flat, panels, strict=False):  # noqa: B020
         for offset, arm in zip((-0.06, 0.06), drawn, strict=False):
-            style = _style("arm", arm, "mfr")
+            style = {**_style("arm", arm, "mfr"), "colour": colours[arm]}
             clients = per_client.loc[(per_client["audience_group"] == group)
                                      & (per_client["_arm"] == arm), [pre, post]]
             means = clients.mean().to_numpy()
@@ -444,10 +585,15 @@ def paired_before_after(sessions: pd.DataFrame, outcome: str,
 
 # ------------------------------------------------------------------------ trajectory ---
 
-def pain_trajectories(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+@_themed
+def pain_trajectories(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS, *,
+                      ax: Axes | None = None, palette: Palette = None) -> Figure | Axes:
     """Mean pre-session pain by week since the client's first session, per audience group
     (fixed group colours, each with its own marker and line style); a week of a group with
-    fewer than ``minimum`` clients is not drawn."""
+    fewer than ``minimum`` clients is not drawn.
+
+    One panel: drawn into ``ax`` (returned, the legend beside it) or a new Figure (returned).
+    ``palette``: audience group -> colour, or a seaborn palette."""
     frame = sessions.dropna(subset=["pain_pre"]).assign(
         week=lambda d: np.floor(d["weeks_since_start"]).clip(upper=16)
     )
@@ -456,22 +602,24 @@ def pain_trajectories(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENT
     frame = frame.loc[clients >= minimum]
     frame = frame.assign(audience_group=frame["audience_group"].astype(str))
     groups = _ordered(frame["audience_group"])
-    fig, ax = _new(7.5, 4.4)
+    colours = _colours(palette, groups, group_colour)
+    given = ax
+    fig, ax = _one_panel(ax, 7.5, 4.4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # seaborn 0.13 on pandas 3 internals
         sns.lineplot(data=frame, x="week", y="pain_pre", hue="audience_group",
                      hue_order=groups, style="audience_group", style_order=groups,
-                     palette={g: group_colour(g) for g in groups},
+                     palette=colours,
                      markers={g: group_marker(g) for g in groups},
                      dashes={g: _dash(g) for g in groups},
                      errorbar=("ci", 95), n_boot=200, seed=0, ax=ax, legend=False)
     ax.set_xlabel("weeks since first session (16 = 16 or more)")
     ax.set_ylabel("pain before the session (0-10)")
     ax.set_title(f"Does pain fall over the weeks? (weeks with {minimum}+ clients)")
-    handles = [Line2D([], [], color=group_colour(g), marker=group_marker(g),
+    handles = [Line2D([], [], color=colours[g], marker=group_marker(g),
                       linestyle=_style("group", g)["linestyle"] or "solid") for g in groups]
-    _outside_legend(fig, handles, [group_label(g) for g in groups], ncols=3)
-    return fig
+    _outside_legend(fig, handles, [group_label(g) for g in groups], ncols=3, ax=given)
+    return fig if given is None else ax
 
 
 def _dash(group: str) -> tuple | str:
@@ -524,8 +672,9 @@ def _arm_share(row: pd.Series, arm: str, minimum: int) -> tuple[float, float, fl
     return WITHHELD
 
 
-def responder_bars(responders: pd.DataFrame,
-                   minimum: int = MIN_REPORTED_CLIENTS) -> Figure:
+@_themed
+def responder_bars(responders: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS, *,
+                   ax: Axes | None = None, palette: Palette = None) -> FigureLike:
     """Share of clients whose own average change reaches the MCID: one panel per outcome
     (each ROM measure and both lasting-relief rows apart), a row per audience group with the
     MFR and control bars side by side, the percentage printed on each bar and Wilson 95%
@@ -534,7 +683,12 @@ def responder_bars(responders: pd.DataFrame,
     Only numbers the protected claims table holds are drawn, and no bar whose responders or
     non-responders number 1 to ``minimum``-1: such an arm reads 'withheld'; a group (or an
     outcome) with no bar at all is left out and counted in a note under the legend.
+
+    Multi-panel: ``ax`` is replaced by a SubFigure holding the panels, which is returned
+    (without ``ax``, the new Figure). ``palette``: arm (``mfr``, ``control``) -> colour, or a
+    seaborn palette; the control bars keep their hatch.
     """
+    colours = _colours(palette, ["mfr", "control"], arm_colour)
     frame = responders.assign(_words=[_outcome_words(str(c), str(o)) for c, o in zip(
         responders["claim_id"], responders["outcome"], strict=True)])
     panels = []
@@ -559,8 +713,7 @@ def responder_bars(responders: pd.DataFrame,
     heights = [0.5 * len(bars) + 0.9 for _, bars in panels]
     split = _balanced(heights, columns)
     total = max((sum(heights[i] for i in part) for part in split), default=1.0)
-    fig = plt.figure(figsize=(7.5 if columns == 1 else 10.0, total + 1.1), dpi=FIGURE_DPI,
-                     layout="constrained")
+    fig = _panel_area(ax, 7.5 if columns == 1 else 10.0, total + 1.1)
     subfigs = fig.subfigures(1, columns, squeeze=False)[0]
     legend: list[tuple[Artist, str]] = []
     for subfig, part in zip(subfigs, split, strict=True):
@@ -571,10 +724,10 @@ def responder_bars(responders: pd.DataFrame,
         ratios = part_heights + ([filler] if filler > 0.05 else [])
         axes = subfig.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios},
                                squeeze=False)[:, 0]
-        for ax, i in zip(axes, part, strict=False):
-            legend += _responder_panel(ax, *panels[i], minimum)
-        for ax in axes[len(part):]:
-            ax.set_visible(False)
+        for panel_ax, i in zip(axes, part, strict=False):
+            legend += _responder_panel(panel_ax, *panels[i], minimum, colours)
+        for panel_ax in axes[len(part):]:
+            panel_ax.set_visible(False)
         axes[len(part) - 1].set_xlabel("clients whose own average change reaches the MCID",
                                        fontsize="small")
     handles, labels = _unique(legend)
@@ -607,9 +760,10 @@ def _balanced(heights: list[float], columns: int) -> list[list[int]]:
     return [list(range(len(heights))), []]
 
 
-def _responder_panel(ax: plt.Axes, words: str,
+def _responder_panel(ax: Axes, words: str,
                      bars: dict[str, dict[str, tuple[float, float, float]]],
-                     minimum: int = MIN_REPORTED_CLIENTS) -> list[tuple[Artist, str]]:
+                     minimum: int = MIN_REPORTED_CLIENTS,
+                     colours: Mapping[str, Any] | None = None) -> list[tuple[Artist, str]]:
     legend: list[tuple[Artist, str]] = []
     width = 0.38
     positions = np.arange(len(bars), dtype=float)[::-1]
@@ -617,6 +771,7 @@ def _responder_panel(ax: plt.Axes, words: str,
         for offset, arm in ((width / 2, "mfr"), (-width / 2, "control")):
             share, low, high = arms[arm]
             style = _style("arm", arm, "mfr")
+            style = {**style, "colour": (colours or {}).get(arm, style["colour"])}
             if share < 0:
                 note = NO_ARM_WORDS if share == NO_ARM[0] else (
                     f"{style['label'].split()[0]}: {WITHHELD_WORDS}")
@@ -650,48 +805,79 @@ def _responder_panel(ax: plt.Axes, words: str,
 
 # ---------------------------------------------------------------------- data quality ---
 
-def row_flow(report: dict) -> Figure:
-    """Where every input row went: clean, quarantined or duplicate (labelled bars)."""
+ROW_FLOW_COLOURS = {"clean": "#0b6e4f", "quarantined": "#b5520b", "duplicate": "#8c8c8c"}
+REASON_COLOUR = "#b5520b"
+
+
+@_themed
+def row_flow(report: dict, *, ax: Axes | None = None,
+             palette: Palette = None) -> Figure | Axes:
+    """Where every input row went: clean, quarantined or duplicate (labelled bars).
+
+    One panel: drawn into ``ax`` (returned) or a new Figure (returned). ``palette``: 'clean',
+    'quarantined', 'duplicate' -> colour, or a seaborn palette."""
     counts = pd.Series(
         {"clean": report["rows_clean"], "quarantined": report["rows_quarantined"],
          "duplicate": report["rows_duplicate"]}
     )
-    fig, ax = _new(7, 2.2)
-    ax.barh(counts.index[::-1], counts.to_numpy()[::-1], color=["#8c8c8c", "#b5520b", "#0b6e4f"])
+    colours = _colours(palette, list(counts.index), ROW_FLOW_COLOURS.__getitem__)
+    given = ax
+    fig, ax = _one_panel(ax, 7, 2.2)
+    ax.barh(counts.index[::-1], counts.to_numpy()[::-1],
+            color=[colours[k] for k in counts.index[::-1]])
     for y, value in enumerate(counts.to_numpy()[::-1]):
         ax.text(value, y, f" {value:,}", va="center")
     ax.set_xlim(0, max(counts.max(), 1) * 1.15)
     ax.set_xlabel(f"rows (of {report['rows_in']:,} read)")
     ax.set_title("Where the input rows went")
-    return fig
+    return fig if given is None else ax
 
 
-def reason_bars(reasons: pd.Series) -> Figure:
+@_themed
+def reason_bars(reasons: pd.Series, *, ax: Axes | None = None,
+                palette: Palette = None) -> Figure | Axes:
     """Rows per quarantine reason (the index holds the words, e.g. 'pain before: outside
-    0-10'), the count printed at each bar."""
+    0-10'), the count printed at each bar.
+
+    One panel: drawn into ``ax`` (returned) or a new Figure (returned). ``palette``: reason
+    -> colour, or a seaborn palette (default one colour for every bar)."""
     ordered = reasons.sort_values()
-    fig, ax = _new(7.5, 0.3 * max(len(ordered), 2) + 1.2)
-    ax.barh(list(ordered.index), ordered.to_numpy(), color="#b5520b")
+    colours = _colours(palette, [str(r) for r in ordered.index], lambda _reason: REASON_COLOUR)
+    given = ax
+    fig, ax = _one_panel(ax, 7.5, 0.3 * max(len(ordered), 2) + 1.2)
+    ax.barh(list(ordered.index), ordered.to_numpy(),
+            color=[colours[str(r)] for r in ordered.index] or REASON_COLOUR)
     for y, value in enumerate(ordered.to_numpy()):
         ax.text(value, y, f" {value:,}", va="center", fontsize="small")
     ax.set_xlim(0, max(ordered.max() if len(ordered) else 1, 1) * 1.15)
     ax.set_xlabel("rows (a row can have several reasons)")
     ax.set_title("Why rows were quarantined")
     ax.grid(axis="y", visible=False)
-    return fig
+    return fig if given is None else ax
 
 
+@_themed
 def missingness_heatmap(sessions: pd.DataFrame, columns: list[str],
-                        names: dict[str, str] | None = None) -> Figure:
+                        names: dict[str, str] | None = None, *, ax: Axes | None = None,
+                        palette: Palette = None) -> Figure | Axes:
     """Percent of missing values per measure (rows) and audience group (columns), printed in
-    every cell; tall rather than wide, so it stays readable on a phone."""
+    every cell; tall rather than wide, so it stays readable on a phone.
+
+    One panel: drawn into ``ax`` (returned; its colour bar takes room from it) or a new
+    Figure (returned). ``palette``: the colour map of the shares, as seaborn's heatmap takes
+    it (a name, a list of colours or a Colormap), default 'Greys'."""
+    if isinstance(palette, Mapping):
+        raise ValueError("palette: a heatmap takes a colour map (a name such as 'Greys', a "
+                         "list of colours or a Colormap), not a mapping")
     share = sessions[columns].isna().groupby(sessions["audience_group"], observed=True).mean()
     share = share.loc[[g for g in _ordered(share.index.astype(str)) if g in share.index]]
     share.index = [group_label(g) for g in share.index]
     share.columns = [(names or {}).get(c, c) for c in share.columns]
     share = share.T
-    fig, ax = _new(max(1.2 * share.shape[1] + 3.2, 5.5), 0.34 * len(share) + 1.6)
-    sns.heatmap(share, vmin=0, vmax=1, cmap="Greys", annot=True, fmt=".0%",
+    given = ax
+    fig, ax = _one_panel(ax, max(1.2 * share.shape[1] + 3.2, 5.5), 0.34 * len(share) + 1.6)
+    sns.heatmap(share, vmin=0, vmax=1, cmap="Greys" if palette is None else palette,
+                annot=True, fmt=".0%",
                 annot_kws={"fontsize": "small"}, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "share missing", "format": PercentFormatter(1.0, 0),
                           "shrink": 0.6}, ax=ax)
@@ -700,27 +886,32 @@ def missingness_heatmap(sessions: pd.DataFrame, columns: list[str],
     ax.tick_params(axis="both", length=0)
     ax.set_ylabel("")
     ax.set_title("Missing values by audience group (percent of sessions)", pad=24)
-    return fig
+    return fig if given is None else ax
 
 
-def rating_bars(shares: pd.DataFrame, names: dict[str, str] | None = None) -> Figure:
+@_themed
+def rating_bars(shares: pd.DataFrame, names: dict[str, str] | None = None, *,
+                ax: Axes | None = None, palette: Palette = None) -> FigureLike:
     """Bar charts of 0-10 ratings: share of a group's sessions at each value (values held by
     few clients pooled with their neighbours into one wider bar), one row of panels per
-    audience group, one column per measure. Bars never extend below 0 or above 10."""
+    audience group, one column per measure. Bars never extend below 0 or above 10.
+
+    Multi-panel: ``ax`` is replaced by a SubFigure holding the panels, which is returned
+    (without ``ax``, the new Figure). ``palette``: audience group -> colour, or a seaborn
+    palette; each row of panels is labelled with its group."""
     fields = list(dict.fromkeys(shares["field"]))
     groups = _ordered(shares["audience_group"].astype(str))
-    fig, axes = plt.subplots(max(len(groups), 1), max(len(fields), 1),
-                             figsize=(1.9 * max(len(fields), 1) + 1.2,
-                                      1.35 * max(len(groups), 1) + 1.2),
-                             dpi=FIGURE_DPI, layout="constrained", squeeze=False,
-                             sharex=True, sharey=True)
+    colours = _colours(palette, groups, group_colour)
+    fig = _panel_area(ax, 1.9 * max(len(fields), 1) + 1.2, 1.35 * max(len(groups), 1) + 1.2)
+    axes = fig.subplots(max(len(groups), 1), max(len(fields), 1), squeeze=False,
+                        sharex=True, sharey=True)
     for i, group in enumerate(groups):
         for j, field in enumerate(fields):
             ax = axes[i][j]
             cell = shares.loc[(shares["audience_group"].astype(str) == group)
                               & (shares["field"] == field)]
             ax.bar(cell["low"] - 0.45, cell["share"], width=cell["high"] - cell["low"] + 0.9,
-                   align="edge", color=group_colour(group), edgecolor="white")
+                   align="edge", color=colours[group], edgecolor="white")
             ax.set_xlim(-0.7, 10.7)
             ax.set_xticks([0, 5, 10])
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))

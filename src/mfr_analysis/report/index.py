@@ -1,12 +1,19 @@
-"""The index page: every report of a run, with its headline verdicts."""
+"""The index page: every report of a run, with its headline verdicts.
+
+The page is ``templates/index.html.j2``, rendered by Jinja2 with autoescaping: this module
+only gathers plain values (labels, verdicts, colours, counts) and never builds markup.
+"""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
 
 from mfr_analysis.errors import ReportError
 from mfr_analysis.io import write_atomic
@@ -22,26 +29,32 @@ from mfr_analysis.report.labels import (
     verdict_rule,
     verdict_text_colour,
 )
-from mfr_analysis.report.safe_text import CSP_META, html_text, unsafe_markup
+from mfr_analysis.report.results import SliceResult, load_claims
+from mfr_analysis.report.safe_text import CSP_META, DISPLAY_LIMIT, plain_text, unsafe_markup
 from mfr_analysis.version import package_version
-
-if TYPE_CHECKING:
-    from mfr_analysis.report.run import SliceResult
 
 LABEL_LIMIT = 120  # characters of a slice name shown in the index
 TITLE_LIMIT = 300
+TEMPLATE = "index.html.j2"  # in mfr_analysis/templates/
 
 
-def _chip(verdict: str) -> str:
-    return (f'<span class="chip" style="background:{verdict_colour(verdict)};'
-            f'color:{verdict_text_colour(verdict)}">{html_text(verdict_label(verdict))}</span>')
+@cache
+def _environment() -> jinja2.Environment:
+    """Jinja2 environment of the package's templates, escaping every value it shows."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("mfr_analysis", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    environment.filters["plain"] = lambda value, limit=DISPLAY_LIMIT: plain_text(value, limit)
+    return environment
 
 
-def _design_tag(design: str) -> str:
-    if not design:
-        return ""
-    return (f' <span class="design design-{html_text(design)}">'
-            f"{html_text(design_label(design))}</span>")
+def _verdict(verdict: str) -> dict[str, str]:
+    return {"label": verdict_label(verdict), "colour": verdict_colour(verdict),
+            "text_colour": verdict_text_colour(verdict)}
+
+
+def _design(design: str) -> dict[str, str]:
+    return {"name": design, "label": design_label(design) if design else ""}
 
 
 def verdict_tally(verdicts: Sequence[str]) -> str:
@@ -52,49 +65,42 @@ def verdict_tally(verdicts: Sequence[str]) -> str:
     return ", ".join(f"{counts[v]} {verdict_label(v)}" for v in order)
 
 
-def verdict_list(claims_path: str) -> str:
-    """Every claim's verdict for all clients of one report, grouped by claim, design marked."""
-    from mfr_analysis.report.run import load_claims
-
+def report_verdicts(claims_path: str) -> dict | None:
+    """Every claim's verdict for all clients of one report, grouped by claim, with designs
+    and the tally; None when the report saved no pooled rows."""
     claims = load_claims(claims_path) if claims_path else None
     if claims is None or claims.empty:
-        return ""
+        return None
     pooled = claims.loc[claims["audience_group"] == "all"]
     if pooled.empty:
-        return ""
+        return None
     items = []
     for claim_id, rows in pooled.groupby("claim_id", sort=False):
         results = []
         for _, row in rows.iterrows():
-            suffix = outcome_suffix(str(row["outcome"]), str(claim_id))
-            verdict = str(row["verdict"])
-            design = "" if verdict == "suppressed" else str(row.get("design") or "")
-            results.append((f"{html_text(suffix)}: " if suffix else "") + _chip(verdict)
-                           + _design_tag(design))
-        items.append(f'<li data-claim="{html_text(claim_id)}"><b>'
-                     f"{html_text(claim_label(str(claim_id)))}</b>: {'; '.join(results)}</li>")
-    tally = verdict_tally([str(v) for v in pooled["verdict"]])
-    return (f'<p class="tally"><small>{html_text(tally, None)}</small></p>'
-            f'<ul class="verdicts">{"".join(items)}</ul>')
+            verdict, design = str(row["verdict"]), row.get("design")
+            design = "" if verdict == "suppressed" or pd.isna(design) else str(design)
+            results.append({"suffix": outcome_suffix(str(row["outcome"]), str(claim_id)),
+                            "verdict": _verdict(verdict), "design": _design(design)})
+        items.append({"id": str(claim_id), "label": claim_label(str(claim_id)),
+                      "results": results})
+    return {"tally": verdict_tally([str(v) for v in pooled["verdict"]]), "rows": items}
 
 
 def quality_headline(cleaning: dict) -> str:
-    """Where the input rows went, in one line."""
+    """Where the input rows went, in one line ('' without a cleaning report)."""
     if not cleaning:
         return ""
-    return (f"<small>{cleaning['rows_in']:,} rows read: {cleaning['rows_clean']:,} clean, "
+    return (f"{cleaning['rows_in']:,} rows read: {cleaning['rows_clean']:,} clean, "
             f"{cleaning['rows_quarantined']:,} quarantined, {cleaning['rows_duplicate']:,} "
-            "duplicates</small>")
+            "duplicates")
 
 
-def index_legend() -> str:
+def legend_items() -> dict[str, list[dict]]:
     """The verdict and design words of the reports, for the index (same table, same words)."""
-    verdicts = "".join(f"<li>{_chip(v)} {html_text(verdict_rule(v), None)}</li>"
-                       for v in legend_verdicts())
-    tags = "".join(f"<li>{_design_tag(d).strip()} {html_text(design_rule(d), None)}</li>"
-                   for d in designs())
-    return ('<div class="legend"><p><b>What the verdicts and designs mean</b></p>'
-            f'<ul style="list-style:none;padding-left:0">{verdicts}{tags}</ul></div>')
+    return {"verdicts": [{"verdict": _verdict(v), "rule": verdict_rule(v)}
+                         for v in legend_verdicts()],
+            "designs": [{"design": _design(d), "rule": design_rule(d)} for d in designs()]}
 
 
 def settings_sentence(settings: dict) -> str:
@@ -120,67 +126,17 @@ def settings_sentence(settings: dict) -> str:
 def write_index(out: Path, results: Sequence[SliceResult], withheld: Sequence[str],
                 title: str, settings: dict, cleaning: dict | None = None) -> Path:
     """Write ``out/index.html`` linking every report; failed runs are listed, not hidden."""
-    rows = []
-    for result in results:
-        label = html_text(result.label, LABEL_LIMIT)
-        link = f'<a href="{html.escape(result.html)}">{label}</a>' if result.html else label
-        if result.error:  # the reason is in the run log; a clinician's page shows no error text
-            status = (f'<span class="failed">failed: this report is incomplete; the analyst '
-                      f"should look at the run log or notebooks/{html.escape(result.slug)}.ipynb"
-                      "</span>")
-        elif result.claims:
-            status = verdict_list(result.claims)
-        else:
-            status = quality_headline(cleaning or {})
-        rows.append(f"<tr><td>{link}</td><td>{status}</td></tr>")
-    for line in withheld:
-        rows.append(f'<tr><td colspan="2"><small>{html_text(line)} (privacy rule)</small>'
-                    "</td></tr>")
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-{CSP_META}
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html_text(title, TITLE_LIMIT)}: index of reports</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
-  max-width: 960px; margin: 2rem auto; padding: 0 1rem; color: #24292f;
-  overflow-wrap: break-word; }}
-table {{ border-collapse: collapse; width: 100%; table-layout: fixed; }}
-th:first-child {{ width: 35%; }}
-td, th {{ border-bottom: 1px solid #d0d7de; padding: 6px 8px; text-align: left;
-  vertical-align: top; }}
-.chip {{ display: inline-block; padding: 0 6px; margin: 1px; border: 1px solid #8c959f;
-  border-radius: 4px; font-size: 0.85rem; }}
-.design {{ font-size: 0.8rem; border: 1px solid #57606a; border-radius: 3px; padding: 0 3px;
-  white-space: nowrap; }}
-.design-uncontrolled {{ border-style: dashed; }}
-.design-observational {{ border-style: dotted; }}
-ul.verdicts {{ margin: 0.2rem 0; padding-left: 1rem; font-size: 0.9rem; }}
-ul.verdicts li {{ margin: 2px 0; }}
-.tally {{ margin: 0; color: #57606a; }}
-.legend li {{ margin: 2px 0; font-size: 0.85rem; }}
-.failed {{ color: #cf222e; }}
-@media (max-width: 600px) {{ body {{ margin: 1rem auto; padding: 0 0.5rem; }}
-  th:first-child {{ width: 28%; }} }}
-@media print {{ tr, li, .legend {{ break-inside: avoid; }} h1, h2 {{ break-after: avoid; }}
-  * {{ -webkit-print-color-adjust: exact; print-color-adjust: exact; }} }}
-</style></head><body>
-<h1>{html_text(title, TITLE_LIMIT)}</h1>
-<p>Reports generated {stamp} by mfr-analysis {html.escape(package_version())}. Open any report
-below; each works offline. Groups or sites with too few clients have no report of their own,
-and are not named.</p>
-<table><thead><tr><th>Report</th><th>Every claim's verdict for all clients of the report
-</th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
-{index_legend()}
-<p><small>Settings: {html_text(settings_sentence(settings), None)}.</small></p>
-<p><small>To share: the pages and the <code>claims-*.json</code> files. The <code>data/</code>
-and <code>notebooks/</code> folders are the analyst's record of the run (row-level,
-pseudonymised data and the executed notebooks): keep them within the clinic.</small></p>
-</body></html>
-"""
+    reports = [{"html": result.html, "label": result.label, "slug": result.slug,
+                "failed": bool(result.error), "claims_file": bool(result.claims),
+                "claims": None if result.error else report_verdicts(result.claims)}
+               for result in results]
+    page = _environment().get_template(TEMPLATE).render(
+        csp_meta=Markup(CSP_META), title=title, title_limit=TITLE_LIMIT,
+        label_limit=LABEL_LIMIT, stamp=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=package_version(), reports=reports, withheld=list(withheld),
+        quality=quality_headline(cleaning or {}), legend=legend_items(),
+        settings=settings_sentence(settings))
     problems = unsafe_markup(page)
-    if problems:  # cannot happen with the escaping above; a last guard, never a live page
+    if problems:  # cannot happen with autoescaping; a last guard, never a live page
         raise ReportError(f"index page failed the safety check: {problems[0]}")
     return write_atomic(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))

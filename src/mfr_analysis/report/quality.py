@@ -80,10 +80,41 @@ def reason_words(reason: str, field: str) -> str:
 
 
 def load_cleaning_report(path: str) -> dict:
-    """The cleaning report as a dict, or an empty dict when none is given."""
-    if not path or not Path(path).is_file():
+    """The cleaning report as a dict, or an empty dict when none is given; a path that does
+    not exist raises :class:`InputError` naming it whole."""
+    if not path:
         return {}
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(_existing(path, "cleaning_report_path").read_text(encoding="utf-8"))
+
+
+def _existing(path: str, parameter: str) -> Path:
+    from mfr_analysis.errors import InputError
+
+    file = Path(str(path)).expanduser()
+    if not file.is_file():
+        raise InputError(f"{parameter} {file.resolve()}: no such file"
+                         + ("" if file.is_absolute() else f" (read from {Path.cwd()})"))
+    return file
+
+
+def raw_input(sessions_path: str) -> bool:
+    """Whether a report's input is raw logs (cleaned in memory), not a clean table."""
+    from mfr_analysis.pipeline import clean_parquets
+
+    return clean_parquets([sessions_path], warn_unchecked=False) is None
+
+
+def cleaning_report_for(sessions_path: str, cleaning_report_path: str = "") -> str:
+    """The cleaning report of a report's input: the one given (it must exist), else the one
+    written in the same output set as the clean table; '' for raw logs, which are cleaned
+    in memory with no report kept, and for a clean table without one."""
+    from mfr_analysis.pipeline import clean_parquets, clean_table_report
+
+    if cleaning_report_path:
+        return str(_existing(cleaning_report_path, "cleaning_report_path"))
+    tables = clean_parquets([sessions_path], warn_unchecked=False)
+    report = clean_table_report(tables[0]) if tables is not None and len(tables) == 1 else None
+    return str(report) if report else ""
 
 
 def reason_counts(report: dict) -> pd.Series:
@@ -120,11 +151,20 @@ def reason_table(report: dict) -> pd.DataFrame:
     return table
 
 
-def quality_summary(cleaning_report_path: str) -> Markdown:
-    """One paragraph on where the input rows went, the commonest reasons in words."""
+RAW_WITHOUT_REPORT = ("_The input was raw logs, cleaned in memory for this report: where each "
+                      "row went was not recorded. `mfr-analysis report` or `mfr-analysis "
+                      "clean` writes the cleaning report and the quarantine file._")
+CLEAN_WITHOUT_REPORT = "_No cleaning report was given: the input was an already clean table._"
+
+
+def quality_summary(cleaning_report_path: str, sessions_path: str = "") -> Markdown:
+    """One paragraph on where the input rows went, the commonest reasons in words; without
+    a cleaning report, what the input was (``sessions_path``: raw logs or a clean table)."""
     report = load_cleaning_report(cleaning_report_path)
     if not report:
-        return Markdown("_No cleaning report was given: the input was an already clean table._")
+        if not sessions_path:
+            return Markdown("_No cleaning report was given._")
+        return Markdown(RAW_WITHOUT_REPORT if raw_input(sessions_path) else CLEAN_WITHOUT_REPORT)
     lines = reason_lines(report)
     top = "; ".join(f"{markdown_text(words)} ({n:,})" for words, n in lines.head(5).items())
     dropped = report.get("dropped_columns") or {}

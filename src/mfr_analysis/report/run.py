@@ -12,7 +12,6 @@ traceback), writes each executed ``.ipynb`` beside its HTML (the record of the r
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -34,12 +33,14 @@ from mfr_analysis.config import CLEANING_REPORT_FILE, MIN_REPORTED_CLIENTS, SESS
 from mfr_analysis.errors import ReportError
 from mfr_analysis.privacy import POOLED
 from mfr_analysis.report.disclosure import FolderPlan
+from mfr_analysis.report.results import SliceResult, load_claims  # noqa: F401 (their old home)
 from mfr_analysis.settings import AnalysisSettings
 
 log = logging.getLogger(__name__)
 
 KERNEL_NAME = "mfr-analysis"
 NOTEBOOK_DIR_ENV = "MFR_NOTEBOOK_DIR"
+NOTEBOOK_PACKAGE = "mfr_analysis.report_notebooks"  # notebooks/reports/ (pyproject.toml)
 DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
 CLAIMS_NOTEBOOK = "claims_report.ipynb"
 # the analysis settings the report notebooks take as parameters (AnalysisSettings fields)
@@ -110,30 +111,28 @@ class SliceJob:
     parameters: dict
 
 
-@dataclass(frozen=True)
-class SliceResult:
-    """Outcome of one job: paths written, and the error line if it failed."""
-
-    slug: str
-    label: str
-    notebook: str
-    html: str
-    claims: str
-    error: str = ""
-
-
 def notebook_dir() -> Path:
-    """Folder of the report notebooks: ``$MFR_NOTEBOOK_DIR`` or the repository's ``notebooks/``."""
+    """Folder of the report notebooks: ``$MFR_NOTEBOOK_DIR`` when set, else the installed
+    package ``mfr_analysis.report_notebooks``.
+
+    That package is the repository's ``notebooks/reports/`` folder itself (``pyproject.toml``
+    maps it): an editable install runs those files, a wheel carries them.
+    """
     configured = os.environ.get(NOTEBOOK_DIR_ENV)
-    candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[3] / "notebooks")
-    for candidate in candidates:
-        if (candidate / CLAIMS_NOTEBOOK).is_file():
-            return candidate
-    raise ReportError(
-        f"report notebooks not found; set {NOTEBOOK_DIR_ENV} to the folder holding "
-        f"{CLAIMS_NOTEBOOK}"
-    )
+    if configured:
+        folder = Path(configured).expanduser().resolve()
+        if not (folder / CLAIMS_NOTEBOOK).is_file():
+            raise ReportError(f"{NOTEBOOK_DIR_ENV}={configured}: no {CLAIMS_NOTEBOOK} in "
+                              f"{folder}")
+        return folder
+    from importlib.resources import files
+
+    shipped = files(NOTEBOOK_PACKAGE)
+    if not isinstance(shipped, Path) or not (shipped / CLAIMS_NOTEBOOK).is_file():
+        raise ReportError(f"report notebooks not found in the installed package "
+                          f"({NOTEBOOK_PACKAGE}: {shipped}); reinstall mfr-analysis or set "
+                          f"{NOTEBOOK_DIR_ENV} to the folder holding {CLAIMS_NOTEBOOK}")
+    return shipped
 
 
 def safe_slug(value: str) -> str:
@@ -758,10 +757,3 @@ def run_reports(
         raise SlicesFailed(index, failed, len(results))
     return index
 
-
-def load_claims(path: str | Path) -> pd.DataFrame | None:
-    """Read a claims table the claims notebook saved, or None when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))

@@ -10,10 +10,12 @@ import base64
 import hashlib
 import platform
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 from IPython.display import HTML, Markdown
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.report import wording as w
@@ -328,8 +330,11 @@ def design_caveat(sessions: pd.DataFrame,
     )
 
 
-def show_figure(fig: Figure, alt: str, caption: str = "") -> HTML:
+def show_figure(fig: Figure | SubFigure | Axes, alt: str, caption: str = "") -> HTML:
     """Embed a figure as an inline PNG with alt text (offline, accessible) and close it.
+
+    Takes what a figure function returns: its Figure, or the Axes or SubFigure it drew into
+    (the whole figure holding it is embedded).
 
     The PNG holds FIGURE_DPI pixels per inch but is laid out at the figure's size in CSS
     pixels (96 per inch): sharp on high-density screens and in print, text at its size."""
@@ -506,27 +511,64 @@ def ordered_groups(values: Iterable[str]) -> list[str]:
 
 
 def slice_sessions(sessions: pd.DataFrame, column: str = "", value: str = "") -> pd.DataFrame:
-    """The sessions of one slice (``column == value``), unused categories dropped."""
-    from mfr_analysis.errors import ReportError
+    """The sessions of one slice (``column == value``), unused categories dropped.
+
+    ``value`` is a value of the column or, for audience groups, its label as the reports show
+    it (``chronic_pain`` or 'Chronic pain', in any case); a value matching none of the data's
+    raises :class:`InputError` listing the valid ones."""
+    from mfr_analysis.errors import InputError
 
     if not column:
         return sessions
     if column not in sessions:
-        raise ReportError(f"cannot slice by {column!r}: no such column")
-    sliced = sessions.loc[sessions[column].astype("string") == value]
-    if sliced.empty:
-        raise ReportError(f"no sessions with {column} = the requested value")
+        raise InputError(f"slice_column {column!r}: no such column; use audience_group or "
+                         "site, or leave it empty for all clients")
+    values = sessions[column].astype("string")
+    code = slice_code(values, column, value)
+    sliced = sessions.loc[values == code]
     return sliced.assign(**{
         c: sliced[c].cat.remove_unused_categories()
         for c in sliced.select_dtypes("category").columns
     })
 
 
+def slice_code(values: pd.Series, column: str, value: str) -> str:
+    """The data's value a slice parameter names: itself, or the value whose code or label
+    (audience groups) it is, ignoring case, spaces and underscores; InputError listing the
+    valid values when there is none or more than one."""
+    from mfr_analysis.errors import InputError
+    from mfr_analysis.tables import normalise_token
+
+    present = sorted(set(values.dropna()))
+    if value in present:
+        return str(value)
+    label = group_label if column == "audience_group" else str
+    wanted = normalise_token(str(value))
+    matches = [v for v in present if wanted in {normalise_token(v), normalise_token(label(v))}]
+    if len(matches) == 1:
+        return matches[0]
+    valid = ", ".join(f"{v} ({label(v)})" if label(v) != v else v for v in present)
+    why = "matches several values" if matches else f"is not a {column} of these sessions"
+    raise InputError(f"slice_value {value!r} {why}; valid values: {valid or 'none'}")
+
+
 def load_slice(sessions_path: str, column: str = "", value: str = "") -> pd.DataFrame:
-    """The derived session table, restricted to one slice when ``column`` is given."""
+    """The derived session table, restricted to one slice when ``column`` is given.
+
+    ``sessions_path`` is a clean ``sessions.parquet`` (or its folder) or raw logs (cleaned in
+    memory); a path that does not exist raises :class:`InputError` naming it whole, as read
+    from the working folder (a notebook's runs from where papermill or JupyterLab started
+    it)."""
+    from mfr_analysis.errors import InputError
     from mfr_analysis.pipeline import load_sessions
 
-    return slice_sessions(load_sessions([sessions_path]), column, value)
+    path = Path(str(sessions_path)).expanduser()
+    if not str(sessions_path).strip():
+        raise InputError("sessions_path: empty; give a clean sessions.parquet or raw logs")
+    if not path.exists():
+        raise InputError(f"sessions_path {path.resolve()}: no such file or folder"
+                         + ("" if path.is_absolute() else f" (read from {Path.cwd()})"))
+    return slice_sessions(load_sessions([path]), column, value)
 
 
 def withheld_groups(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> list[str]:
