@@ -481,6 +481,12 @@ def test_date_parser_never_raises(text: str, order: str) -> None:
     assert reason is None or (found is None and reason in reason_codes())
 
 
+def test_an_eight_character_decimal_is_no_yyyymmdd_date() -> None:
+    # "200000.0" has 8 characters and starts with 20: it once reached int(".0") and raised
+    assert parse_date("200000.0", "dmy", 2025) == (None, "unparseable_date")
+    assert parse_date("20240305", "dmy", 2025) == (dt.date(2024, 3, 5), None)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=20), st.sampled_from(
     ["audience_group", "arm", "technique", "body_region", "pace", "adverse_event", "rom_measure",

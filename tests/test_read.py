@@ -270,6 +270,9 @@ def test_truncated_last_line_is_quarantined_as_malformed(tmp_path: Path) -> None
     assert "malformed_row" in result.quarantine["reasons"].iloc[0]
 
 
-def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="nope.csv: no such file"):
-        read_logs([tmp_path / "nope.csv"])
+def test_missing_file_is_an_input_error_naming_the_whole_path(tmp_path: Path) -> None:
+    import re
+
+    missing = tmp_path / "sub" / "nope.csv"
+    with pytest.raises(InputError, match=re.escape(f"{missing}: no such file")):
+        read_logs([missing])

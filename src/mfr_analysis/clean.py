@@ -305,7 +305,7 @@ def parse_date(text: object, order: str = "dmy",
     t = _TIME_PART.sub("", t).strip()
     pivot = pivot_year if pivot_year is not None else dt.date.today().year
     if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        if len(t) == 8 and t[:2] in ("19", "20"):
+        if len(t) == 8 and t.isdigit() and t[:2] in ("19", "20"):  # yyyymmdd
             found = _make_date(int(t[:4]), int(t[4:6]), int(t[6:]))
             return (found, None) if found else (None, "unparseable_date")
         serial = float(t)

@@ -1203,7 +1203,7 @@ def expand_inputs(paths: Sequence[str | Path] | str | Path) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise InputError(f"{p.name}: no such file")
+            raise InputError(f"{p}: no such file")
     if not out:
         raise InputError(f"{', '.join(map(str, paths)) or 'input'}: no data files found")
     seen: set[Path] = set()
