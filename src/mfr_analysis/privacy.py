@@ -52,11 +52,6 @@ WITHHELD_NOTE = ("withheld for privacy: fewer than {minimum} clients, or a cell 
 Cell = tuple[str, str, str]  # (slice, group, measure)
 
 
-def is_small(count: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> pd.Series:
-    """True where a client count lies in 1..minimum-1 and must not be shown."""
-    return count.between(1, minimum - 1)
-
-
 def _small(value: float, minimum: int) -> bool:
     return 1 <= abs(value) < minimum
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from mfr_analysis.tables import categories, load_table
+from mfr_analysis.tables import VOCABULARY_FIELDS, categories, load_table
 
 
 def _bounds(field: str) -> dict[str, float | bool]:
@@ -18,19 +18,12 @@ def _bounds(field: str) -> dict[str, float | bool]:
             "include_min": bool(row["low_inclusive"]), "include_max": bool(row["high_inclusive"])}
 
 
-def _in_bounds(field: str) -> pa.Check:
-    return pa.Check.in_range(in_range=_bounds(field), ignore_na=True)
-
-
 def _category(field: str) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(categories=list(categories(field)), ordered=False)
 
 
 CATEGORY_DTYPES: dict[str, pd.CategoricalDtype] = {
-    field: _category(field)
-    for field in ("audience_group", "arm", "technique", "body_region", "pace",
-                  "adverse_event", "rom_measure")
-}
+    field: _category(field) for field in VOCABULARY_FIELDS}
 CATEGORY_DTYPES["delivery"] = pd.CategoricalDtype(["practitioner", "self"])
 AudienceGroupDtype = CATEGORY_DTYPES["audience_group"]
 ArmDtype = CATEGORY_DTYPES["arm"]
@@ -41,14 +34,6 @@ PaceDtype = CATEGORY_DTYPES["pace"]
 AdverseEventDtype = CATEGORY_DTYPES["adverse_event"]
 RomMeasureDtype = CATEGORY_DTYPES["rom_measure"]
 
-RATING_FIELDS: tuple[str, ...] = (
-    "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post",
-    "stress_pre", "stress_post", "pressure",
-)
-NUMERIC_FIELDS: tuple[str, ...] = (
-    "duration_min", "pressure", "pain_pre", "pain_post", "pain_followup", "followup_hours",
-    "rom_pre", "rom_post", "tightness_pre", "tightness_post", "stress_pre", "stress_post",
-)
 
 
 class CleanSessions(pa.DataFrameModel):
@@ -98,10 +83,6 @@ class CleanSessions(pa.DataFrameModel):
         return df["session_date"] >= pd.Timestamp("1990-01-01")
 
 
-DERIVED_FIELDS: tuple[str, ...] = (
-    "pain_change", "rom_change", "tightness_change", "stress_change",
-    "session_index", "weeks_since_start", "sessions_per_week",
-)
 
 
 class DerivedSessions(CleanSessions):

@@ -24,11 +24,6 @@ def claim_label(claim_id: str) -> str:
     return _get("claim", claim_id, "label")
 
 
-def claim_plain(claim_id: str) -> str:
-    """What the claim says, in plain words."""
-    return _get("claim", claim_id, "plain")
-
-
 def group_label(group: str) -> str:
     """Title of an audience group, e.g. 'Desk workers'."""
     return _get("group", group, "label")

@@ -587,11 +587,6 @@ def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> HTML:
                 f"<p>{_size(sessions, minimum)}, {period(sessions)}.</p>")
 
 
-MEASURE_COLUMNS = [
-    "pain_pre", "pain_post", "pain_followup", "tightness_pre", "tightness_post", "stress_pre",
-    "stress_post", "rom_pre", "rom_post", "duration_min", "pressure", "pace", "deep_breathing",
-    "technique", "body_region", "adverse_event",
-]
 def plotted_claims(claims: pd.DataFrame) -> list[str]:
     """Every claim with at least one estimate to draw, in the table's (the registry's) order."""
     return list(dict.fromkeys(claims.loc[claims["estimate"].notna(), "claim_id"].astype(str)))
