@@ -137,6 +137,8 @@ def fit_cells(job: Job, key: str, fit_cell: Callable[..., CellFit],
         if fit.status == "degenerate" and not fit.design:  # the model failed
             fit = replace(fit, design=intended_design(series.shape, units,
                                                       job.settings.min_clients))
+        if fit.model is not None and not job.keep_models:  # its data are large: let go
+            fit = replace(fit, model=None)
         fits.append((cell, fit))
     return fits
 
