@@ -71,8 +71,7 @@ def series_key(claim: pd.Series, outcome: str) -> str:
 def text(claim: pd.Series, column: str) -> str:
     """A registry cell as text ('' when empty or absent)."""
     value = claim.get(column)
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else str(value).strip()
+    return "" if value is None or bool(pd.isna(value)) else str(value).strip()
 
 
 def words(name: str) -> str:
