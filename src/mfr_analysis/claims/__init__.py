@@ -9,7 +9,10 @@ Layout: one module per analysis kind, each a :class:`~mfr_analysis.claims.base.K
 it extracts from a session table into per-client inputs, its session limit, its fit),
 registered in one table, :data:`~mfr_analysis.claims.kinds.KINDS`, by the ``analysis`` names
 of ``data/claims.csv`` (:mod:`~mfr_analysis.claims.registry`). A new claim on a known kind
-is one row of that file; a new kind is one module and one entry of ``KINDS``.
+is one row of that file; a new kind is one module and one entry of ``KINDS``. To try a
+claim without changing the installed file, copy the file, add the row and pass its path
+(``evaluate_claims(sessions, registry=path)``), or set ``MFR_CLAIMS_REGISTRY=path`` so
+that every step (settings, claims, report figures and views) uses it.
 
 * :mod:`~mfr_analysis.claims.change`: within-session change (tightness, pain, stress,
   circulation measures); :mod:`~mfr_analysis.claims.change_per_measure`: range of motion,

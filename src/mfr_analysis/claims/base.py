@@ -71,8 +71,7 @@ def series_key(claim: pd.Series, outcome: str) -> str:
 def text(claim: pd.Series, column: str) -> str:
     """A registry cell as text ('' when empty or absent)."""
     value = claim.get(column)
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else str(value).strip()
+    return "" if value is None or bool(pd.isna(value)) else str(value).strip()
 
 
 def words(name: str) -> str:
@@ -137,6 +136,8 @@ def fit_cells(job: Job, key: str, fit_cell: Callable[..., CellFit],
         if fit.status == "degenerate" and not fit.design:  # the model failed
             fit = replace(fit, design=intended_design(series.shape, units,
                                                       job.settings.min_clients))
+        if fit.model is not None and not job.keep_models:  # its data are large: let go
+            fit = replace(fit, model=None)
         fits.append((cell, fit))
     return fits
 

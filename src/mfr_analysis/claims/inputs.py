@@ -94,13 +94,18 @@ def _has(sessions: pd.DataFrame, column: str) -> bool:
     return column in sessions.columns and bool(sessions[column].notna().any())
 
 
-def _change(sessions: pd.DataFrame, outcome: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(change, pre) of one outcome: given ``*_change`` filled from post - pre, or None."""
-    pre = _floats(sessions[f"{outcome}_pre"]) if f"{outcome}_pre" in sessions else None
-    post = _floats(sessions[f"{outcome}_post"]) if f"{outcome}_post" in sessions else None
+def _change(sessions: pd.DataFrame, order: np.ndarray,
+            outcome: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(change, pre) of one outcome, sessions in ``order``: given ``*_change`` filled from
+    post - pre, or None."""
+    def floats(column: str) -> np.ndarray:
+        return _floats(sessions[column])[order]
+
+    pre = floats(f"{outcome}_pre") if f"{outcome}_pre" in sessions else None
+    post = floats(f"{outcome}_post") if f"{outcome}_post" in sessions else None
     computed = post - pre if pre is not None and post is not None else None
     if _has(sessions, f"{outcome}_change"):
-        given = _floats(sessions[f"{outcome}_change"])
+        given = floats(f"{outcome}_change")
         change = given if computed is None else np.where(np.isnan(given), computed, given)
     else:
         change = computed
@@ -156,13 +161,16 @@ _DERIVED: dict[str, Callable[[pd.DataFrame], pd.Series | None]] = {
 
 @dataclass(frozen=True)
 class Prepared:
-    """The session table sorted by client, with the arrays every series needs.
+    """The session table's sessions sorted by client, with the arrays every series needs.
 
-    Columns are read lazily and once (:meth:`values`, :meth:`change`, :meth:`levels`...),
-    so each analysis kind asks for what its claims name and nothing else is converted.
+    ``table`` holds the sessions with a client id in their original order and ``order``
+    sorts them; columns are read lazily, sorted and once (:meth:`values`, :meth:`change`,
+    :meth:`levels`...), so each analysis kind asks for what its claims name and nothing
+    else is copied or converted.
     """
 
     table: pd.DataFrame = field(repr=False)
+    order: np.ndarray = field(repr=False)
     clients: np.ndarray
     client_labels: np.ndarray
     group: np.ndarray
@@ -180,14 +188,15 @@ class Prepared:
         return self._cache[key]
 
     def column(self, name: str) -> pd.Series | None:
-        """A column with at least one value (derived when it can be), else None."""
-        def find() -> pd.Series | None:
-            if _has(self.table, name):
-                return self.table[name]
-            derive = _DERIVED.get(name)
-            derived = derive(self.table) if derive is not None else None
-            return derived if derived is not None and derived.notna().any() else None
-        return self._cached(("column", name), find)  # type: ignore[return-value]
+        """A column with at least one value (derived when it can be), sorted, else None
+        (not kept: the arrays made from it are)."""
+        if _has(self.table, name):
+            return self.table[name].iloc[self.order]
+        derive = _DERIVED.get(name)
+        derived = derive(self.table) if derive is not None else None
+        if derived is None or not derived.notna().any():
+            return None
+        return derived.iloc[self.order]
 
     def values(self, name: str) -> np.ndarray | None:
         """A numeric column as floats (NaN where missing), or None without any value."""
@@ -199,7 +208,7 @@ class Prepared:
     def change(self, outcome: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(change, pre) of an outcome from ``*_change`` or ``*_post - *_pre``, or None."""
         return self._cached(("change", outcome),  # type: ignore[return-value]
-                            lambda: _change(self.table, outcome))
+                            lambda: _change(self.table, self.order, outcome))
 
     def labels(self, name: str) -> np.ndarray | None:
         """A text column as stripped labels ('' for missing), or None without any value."""
@@ -256,15 +265,14 @@ def prepare(sessions: pd.DataFrame) -> Prepared:
     order_frame = pd.DataFrame({"_client": client_codes,
                                 **{k: table[k].to_numpy() for k in keys}})
     order = order_frame.sort_values(["_client", *keys], kind="stable").index.to_numpy()
-    table = table.iloc[order]
     clients = client_codes[order].astype(np.int64)
-    group = (_labels(table["audience_group"]) if "audience_group" in table
+    group = (_labels(table["audience_group"])[order] if "audience_group" in table
              else np.full(len(table), NO_GROUP, dtype=object))
     control = (_coded(table["arm"], lambda v: 1.0 if v.strip().lower() == "control"
-                      else math.nan) == 1.0) if "arm" in table \
+                      else math.nan)[order] == 1.0) if "arm" in table \
         else np.zeros(len(table), dtype=bool)
     labels = np.asarray(client_labels.astype(str), dtype=object)
-    return Prepared(table, clients, labels, group, control)
+    return Prepared(table, order, clients, labels, group, control)
 
 
 def finite(*arrays: np.ndarray) -> np.ndarray:
