@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import pickle
@@ -86,3 +87,24 @@ def test_from_parameters_refuses_unknown_or_unreadable_values(parameters: dict) 
         AnalysisSettings.from_parameters(**parameters)
     assert "\n" not in str(error.value)
     assert next(iter(parameters)) in str(error.value)
+
+
+@pytest.mark.parametrize("notebook", ["reports/claims_report.ipynb",
+                                      "reports/data_quality.ipynb", "explore.ipynb"])
+def test_notebook_parameter_defaults_are_the_settings_defaults(notebook: str) -> None:
+    """Papermill needs literal defaults in a ``parameters`` cell: they must not drift."""
+    from pathlib import Path
+
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    cell = next(c for c in nbformat.read(path, as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    declared = {p.name: p.default for p in PythonTranslator.inspect(cell)}
+    checked = 0
+    for name in ("alpha", "correction", "min_clients", "min_reported_clients", "date_order"):
+        if name in declared:
+            assert ast.literal_eval(declared[name]) == getattr(DEFAULTS, name), name
+            checked += 1
+    assert checked >= 4

@@ -31,6 +31,7 @@ from mfr_analysis.report.labels import (
 )
 from mfr_analysis.report.results import SliceResult, load_claims
 from mfr_analysis.report.safe_text import CSP_META, DISPLAY_LIMIT, plain_text, unsafe_markup
+from mfr_analysis.settings import DEFAULTS
 from mfr_analysis.version import package_version
 
 LABEL_LIMIT = 120  # characters of a slice name shown in the index
@@ -107,9 +108,9 @@ def settings_sentence(settings: dict) -> str:
     """The run's settings in words: significance, correction, privacy rule, overrides."""
     from mfr_analysis.report.views import settings_words
 
-    words = settings_words(float(settings.get("alpha", 0.05)),
-                           str(settings.get("correction", "holm")),
-                           int(settings.get("min_reported_clients", 11)))
+    words = settings_words(float(settings.get("alpha", DEFAULTS.alpha)),
+                           str(settings.get("correction", DEFAULTS.correction)),
+                           int(settings.get("min_reported_clients", DEFAULTS.min_reported_clients)))
     # worded so that no count of clients is read into it ("at least 10 clients")
     extra = [f"fewest clients for a model: {settings['min_clients']}"
              if "min_clients" in settings else ""]

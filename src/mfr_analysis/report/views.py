@@ -162,7 +162,8 @@ def _row_threshold(rows: pd.DataFrame, with_source: bool = False) -> str:
     return f"threshold {w.threshold_text(row)}" + (f" ({source})" if source else "")
 
 
-def heterogeneity_note(rows: pd.DataFrame, alpha: float = 0.05, short: bool = False) -> str:
+def heterogeneity_note(rows: pd.DataFrame, alpha: float = DEFAULTS.alpha,
+                       short: bool = False) -> str:
     """'Do groups differ? …' for a claim row shown for several groups, else ''."""
     pooled = _pooled(rows)
     if pooled is None or rows["audience_group"].nunique() < 3:  # pooled + at least two groups
@@ -207,7 +208,7 @@ def legend() -> str:
     )
 
 
-def scorecard(claims: pd.DataFrame, alpha: float = 0.05,
+def scorecard(claims: pd.DataFrame, alpha: float = DEFAULTS.alpha,
               minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
     """One-screen table of verdicts per claim (rows) and audience group (columns)."""
     groups = ordered_groups(claims["audience_group"].astype(str))
@@ -287,7 +288,7 @@ def _outcome_findings(claim_id: str, outcome: str, rows: pd.DataFrame, alpha: fl
     return (f"{suffix[:1].upper()}{suffix[1:]}: " if suffix else "") + ". ".join(sentences) + "."
 
 
-def findings(claims: pd.DataFrame, alpha: float = 0.05) -> Markdown:
+def findings(claims: pd.DataFrame, alpha: float = DEFAULTS.alpha) -> Markdown:
     """Plain-language findings: per claim and design, groups gathered by verdict, each
     estimate in words ('compared with control clients', 'from before to after a session',
     associations said not to show cause)."""
@@ -434,8 +435,8 @@ def settings_words(alpha: float, correction: str, minimum: int) -> str:
 def verdict_methods(claims: pd.DataFrame, parameters: dict) -> str:
     """The verdict rules, designs, thresholds, power and heterogeneity, as Markdown: the
     same words as the scorecard legend (``data/report_labels.csv``)."""
-    alpha = float(parameters.get("alpha", 0.05))
-    correction = str(parameters.get("correction", "holm"))
+    alpha = float(parameters.get("alpha", DEFAULTS.alpha))
+    correction = str(parameters.get("correction", DEFAULTS.correction))
     verdicts = "\n".join(f"- *{markdown_text(verdict_label(v))}*: "
                          f"{markdown_text(verdict_rule(v), None)}" for v in legend_verdicts())
     design_lines = "\n".join(f"- *{markdown_text(design_label(d))}*: "

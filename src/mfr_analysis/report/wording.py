@@ -21,6 +21,7 @@ from mfr_analysis.report.labels import (
     report_label,
     report_text,
 )
+from mfr_analysis.settings import DEFAULTS
 
 MINUS = "\u2212"  # a real minus sign: a hyphen reads as a dash next to a number
 RATIO_MARK = "\u00d7"
@@ -243,7 +244,7 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2f}" if p >= 0.01 else f"p = {p:.3f}"
 
 
-def heterogeneity_text(p: float, alpha: float = 0.05, short: bool = False) -> str:
+def heterogeneity_text(p: float, alpha: float = DEFAULTS.alpha, short: bool = False) -> str:
     """'Do groups differ?' answered in words with its p-value, or '' when not tested."""
     if not math.isfinite(p):
         return ""
