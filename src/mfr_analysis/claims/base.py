@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mfr_analysis.claims.adjusted import adjusted_columns
 from mfr_analysis.claims.fits import CellFit, Options, guarded, heterogeneity
 from mfr_analysis.claims.inputs import ClaimInputs, Prepared, SeriesData, pool_units
 from mfr_analysis.models import equal_effects_p, tost_p
@@ -221,6 +222,7 @@ def row(claim: pd.Series, group: str, outcome: str, fit: CellFit, *, notes: Sequ
             else "inconclusive"),
         "_effect": fit.estimate, "_direction": direction, "_sd_baseline": fit.sd_baseline,
         "_model": fit.model if keep_model else None,
+        **adjusted_columns(fit, outcome),
     }
 
 

@@ -14,6 +14,7 @@ the mixed model's fixed effect when clients are balanced). With a control arm of
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -32,7 +33,9 @@ from mfr_analysis.claims.base import (
     session_frame,
     text,
 )
+from mfr_analysis.claims.evalue import pooled_sd, pooled_sd_from_sums
 from mfr_analysis.claims.fits import (
+    Adjustment,
     CellFit,
     HetData,
     Options,
@@ -48,7 +51,7 @@ from mfr_analysis.claims.fits import (
     warned,
 )
 from mfr_analysis.claims.inputs import Prepared, SeriesData, change_sums, make_series
-from mfr_analysis.models import fit_ols
+from mfr_analysis.models import FitFailed, ModelResult, fit_ols, recorded_warnings
 
 MIXED_MAX_SESSIONS = 5_000  # session limit: MixedLM on sessions up to it, client means above
 UNCONTROLLED_NOTE = ("uncontrolled: {span}, no control group: the change includes placebo, "
@@ -181,9 +184,14 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
         mfr_flag = (~sessions["control"].to_numpy(dtype=bool)).astype(float)
         columns = [np.ones(len(y))] + ([mfr_flag] if controlled else []) + (
             [centre(pre)] if controlled and has_pre else [])
-        result, fallback_notes = mixed_or_ols(y, np.column_stack(columns),
-                                              codes(sessions["client_id"]), names, settings)
+        clients = codes(sessions["client_id"])
+        result, fallback_notes = mixed_or_ols(y, np.column_stack(columns), clients, names,
+                                              settings)
         fit = from_estimate(result, term, notes=(*notes, *fallback_notes), het=het, **extra)
+        if controlled:
+            fit = replace(fit, adjustment=_adjustment(
+                (lambda: _unadjusted_on_sessions(y, mfr_flag, clients, result, settings))
+                if has_pre else None, units, suffix, unit_pre, unit_ctrl))
         return replace(fit, method=f"{fit.method}: {label}")
     # large cell: one row per client (and arm), OLS on client means
     if controlled:
@@ -194,9 +202,51 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
         result = fit_ols(unit_y, np.ones((len(unit_y), 1)), names=names,
                          alpha=settings.alpha)
     fit = from_estimate(result, term, notes=(*notes, *warned(result)), het=het, **extra)
+    if controlled:
+        fit = replace(fit, adjustment=_adjustment(
+            (lambda: fit_ols(unit_y, Xc[:, :2], names=names[:2], cov_type="HC1",
+                             alpha=settings.alpha)) if has_pre else None,
+            units, suffix, unit_pre, unit_ctrl))
     return replace(fit, n_sessions=n_sessions, method=(
         f"client-level {result.method} on per-client means: {label} "
         f"(cell above {limit:,} sessions)"))
+
+
+def _unadjusted_on_sessions(y: np.ndarray, mfr_flag: np.ndarray, clients: np.ndarray,
+                            adjusted: ModelResult, settings: Options) -> ModelResult:
+    """``change ~ arm`` on a small cell's sessions, in the adjusted row's model family (a
+    MixedLM with the same checks and fallback, or cluster-robust OLS)."""
+    X = np.column_stack([np.ones(len(y)), mfr_flag])
+    names = ["intercept", "mfr_vs_control"]
+    if adjusted.method.startswith("MixedLM"):
+        return mixed_or_ols(y, X, clients, names, settings)[0]
+    return fit_ols(y, X, names=names, clients=clients, cov_type="cluster",
+                   alpha=settings.alpha)
+
+
+def _adjustment(unadjusted: Callable[[], ModelResult] | None, units: pd.DataFrame,
+                suffix: str, unit_pre: np.ndarray | None, unit_ctrl: np.ndarray) -> Adjustment:
+    """What a controlled cell's model adjusted for, from its per-client sums on either route:
+    the pre-session value (when ``unadjusted`` fits the model without it), the arms'
+    client-mean baselines, the analysed sessions' pooled within-arm SD of the change, and
+    the unadjusted difference. A failed unadjusted fit leaves the difference NaN and never
+    touches the adjusted row (its warnings are not the row's)."""
+    spread = pooled_sd_from_sums(col(units, f"n_sessions{suffix}"),
+                                 col(units, f"sum_change{suffix}"),
+                                 col(units, f"sum_change_sq{suffix}"), unit_ctrl)
+    if unadjusted is None or unit_pre is None:
+        return Adjustment(outcome_sd=spread)
+    finite = np.isfinite(unit_pre)
+    baseline = {"baseline_mfr": float(np.mean(unit_pre[finite & ~unit_ctrl])),
+                "baseline_control": float(np.mean(unit_pre[finite & unit_ctrl])),
+                "baseline_sd": pooled_sd(unit_pre, unit_ctrl), "outcome_sd": spread}
+    try:
+        with recorded_warnings():
+            est = unadjusted().term("mfr_vs_control")
+    except (FitFailed, np.linalg.LinAlgError, ValueError, ZeroDivisionError,
+            FloatingPointError):
+        return Adjustment(covariates=("pre",), **baseline)
+    return Adjustment(est.estimate, est.ci_low, est.ci_high, ("pre",), **baseline)
 
 
 def fit_change_cell(y: np.ndarray, pre: np.ndarray, clients: np.ndarray,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from mfr_analysis import config
+from mfr_analysis.claims.adjusted import ADJUSTED_COLUMNS, FLOAT_COLUMNS, TEXT_COLUMNS
 from mfr_analysis.claims.base import ALL, Cell, Extraction, Job, series_key
 from mfr_analysis.claims.inputs import ClaimInputs, Prepared, prepare
 from mfr_analysis.claims.kinds import KINDS, Registry, kind_of, mcid_key_problem, resolve
@@ -46,7 +47,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "unit", "design", "n_control_clients", "threshold_source", "se", "tost_p",
     "responder_share", "responders", "responder_clients", "responders_control",
     "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
-    "literature_effect", "literature_smd", "literature_reference",
+    "literature_effect", "literature_smd", "literature_reference", *ADJUSTED_COLUMNS,
 )
 
 
@@ -361,9 +362,9 @@ def _finish(rows: list[dict], settings: AnalysisSettings) -> pd.DataFrame:
     floats = ["estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mcid", "se", "tost_p",
               "responder_share", "responders", "responder_clients", "responders_control",
               "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
-              "literature_effect", "literature_smd"]
+              "literature_effect", "literature_smd", *FLOAT_COLUMNS]
     texts = ["claim_id", "audience_group", "outcome", "method", "verdict", "note", "unit",
-             "design", "threshold_source", "literature_reference"]
+             "design", "threshold_source", "literature_reference", *TEXT_COLUMNS]
     table = table.astype({**dict.fromkeys(floats, "float64"), **dict.fromkeys(texts, "str"),
                           "n_clients": "int64", "n_sessions": "int64",
                           "n_control_clients": "int64"})

@@ -57,6 +57,24 @@ class HetData:
 
 
 @dataclass(frozen=True)
+class Adjustment:
+    """What a controlled cell's adjusted model used, and the same comparison without it: the
+    unadjusted MFR-minus-control difference (same outcome, clients and model family, no
+    covariate), the covariates by name (``pre``: the pre-session value) and the arms'
+    client-mean baseline (for the words of why), and the outcome's SD (for E-values). A
+    controlled fit without one (a trend) has no covariate: its estimate is unadjusted."""
+
+    estimate: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    covariates: tuple[str, ...] = ()
+    baseline_mfr: float = math.nan
+    baseline_control: float = math.nan
+    baseline_sd: float = math.nan  # pooled within-arm SD of the client-mean baselines
+    outcome_sd: float = math.nan  # pooled within-arm SD of the analysed sessions' outcome
+
+
+@dataclass(frozen=True)
 class CellFit:
     """Result of one claim in one cell, before multiplicity and verdicts."""
 
@@ -83,6 +101,7 @@ class CellFit:
     sd_baseline: float = math.nan
     log_scale: bool = False
     het: HetData | None = field(default=None, repr=False)
+    adjustment: Adjustment | None = field(default=None, repr=False)
     model: ModelResult | None = field(default=None, repr=False, compare=False)
 
 

@@ -322,11 +322,13 @@ def change_sums(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-unit sums of a change series (columns ``y``: the change, ``pre``)."""
     finite_pre = np.isfinite(frame["pre"].to_numpy(dtype=float))
     y = frame["y"].to_numpy(dtype=float)
+    yb = np.where(finite_pre, y, np.nan)
     work = frame[list(KEYS)].assign(
-        y=y, yb=np.where(finite_pre, y, np.nan), fp=finite_pre.astype(np.int64),
+        y=y, yb=yb, fp=finite_pre.astype(np.int64), yy=y * y, yyb=yb * yb,
         pre=np.where(finite_pre, frame["pre"].to_numpy(dtype=float), 0.0))
     return aggregate(work, KEYS, {
         "n_sessions": ("y", "size"), "sum_change": ("y", "sum"),
+        "sum_change_sq": ("yy", "sum"), "sum_change_sq_with_pre": ("yyb", "sum"),
         "min_change": ("y", "min"), "max_change": ("y", "max"),
         "n_sessions_with_pre": ("fp", "sum"), "sum_change_with_pre": ("yb", "sum"),
         "min_change_with_pre": ("yb", "min"), "max_change_with_pre": ("yb", "max"),
