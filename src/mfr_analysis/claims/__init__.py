@@ -83,6 +83,7 @@ fields as keyword arguments.
 
 from __future__ import annotations
 
+from mfr_analysis.claims.adjusted import ADJUSTED_COLUMNS
 from mfr_analysis.claims.base import Kind
 from mfr_analysis.claims.engine import (
     CLAIMS_COLUMNS,
@@ -93,6 +94,7 @@ from mfr_analysis.claims.engine import (
     extract_inputs,
     refit,
 )
+from mfr_analysis.claims.evalue import e_value_sentence
 from mfr_analysis.claims.fits import CellFit
 from mfr_analysis.claims.inputs import ClaimInputs, combine_inputs, prepare
 from mfr_analysis.claims.kinds import (
@@ -107,6 +109,7 @@ from mfr_analysis.claims.verdicts import DESIGNS, VERDICTS, decide_verdict
 from mfr_analysis.errors import AnalysisError
 
 __all__ = [
+    "ADJUSTED_COLUMNS",
     "CLAIMS_COLUMNS",
     "DESIGNS",
     "EXTRA_COLUMNS",
@@ -123,6 +126,7 @@ __all__ = [
     "claim_registry",
     "combine_inputs",
     "decide_verdict",
+    "e_value_sentence",
     "estimate_words",
     "evaluate_claims",
     "evaluate_inputs",
