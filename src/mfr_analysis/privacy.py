@@ -13,9 +13,11 @@ whole folder at once, as statistical agencies do for linked tables:
   any session in the cell: titles, counts tables, figures) or one claims row
   (``claim_id|outcome``: its ``n_clients`` and ``n_sessions``).
 * **Lines.** A published total and its published parts: in every report, the pooled row and
-  the group rows of each measure; across reports sliced by site, the pooled report's cell
-  and the sites' cells of the same group and measure; sliced by audience group, the pooled
-  total and the group reports.
+  the group rows of each measure; every family ``<table>:<what>#<part>`` of a describe
+  table (:mod:`mfr_analysis.describe`: arms, classes, levels, reasons), whose total is the
+  sum of its parts (a hidden family total hides its parts); across reports sliced by site,
+  the pooled report's cell and the sites' cells of the same group and measure; sliced by
+  audience group, the pooled total and the group reports.
 * **Primary suppression.** A cell of 1 to ``minimum - 1`` clients is hidden.
 * **Complementary suppression.** While some line's total minus its published parts (clients
   or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), the
@@ -202,6 +204,43 @@ class DisclosurePlan:
         """True when the slice gets no report of its own."""
         return slice_value in self.withheld
 
+    def for_slice(self, slice_value: str) -> DisclosurePlan:
+        """The plan of one report: its hidden cells only, no other slice named."""
+        return DisclosurePlan(self.minimum, self.by, frozenset(
+            c for c in self.hidden if c[0] == slice_value))
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (e.g. a notebook parameter): minimum, by and hidden cells."""
+        return {"minimum": self.minimum, "by": self.by or "",
+                "hidden": [list(c) for c in sorted(self.hidden)],
+                "withheld": dict(self.withheld)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> DisclosurePlan:
+        """The plan :meth:`to_dict` wrote."""
+        return cls(int(data["minimum"]), data.get("by") or None,
+                   frozenset(tuple(str(x) for x in c) for c in data.get("hidden", ())),
+                   dict(data.get("withheld", {})))
+
+
+def is_described(measure: str) -> bool:
+    """True for a measure of a describe table (``<table>:<what>`` or ``<table>:<what>#<part>``),
+    False for ``clients`` and claims rows (``claim_id|outcome``, whose outcome may hold ':')."""
+    head, colon, _ = measure.partition(":")
+    return bool(colon) and "|" not in head
+
+
+def _families(cells: Iterable[Cell]) -> list[Line]:
+    """Every describe family ``base#part`` of one report and group: total = sum of parts
+    (the arms of a count, the classes of a reliable-change table, the levels and missing of
+    a baseline variable), so a hidden part cannot be worked out from its total and the rest."""
+    parts: dict[Cell, list[Cell]] = {}
+    for s, g, m in cells:
+        base, hash_, _ = m.rpartition("#")
+        if hash_ and is_described(base):
+            parts.setdefault((s, g, base), []).append((s, g, m))
+    return [Line(total, tuple(sorted(members))) for total, members in sorted(parts.items())]
+
 
 def _lines(cells: Iterable[Cell], by: str | None) -> list[Line]:
     """Every (total, parts) relation a reader can use within and across the reports."""
@@ -211,6 +250,7 @@ def _lines(cells: Iterable[Cell], by: str | None) -> list[Line]:
     measures = sorted({m for _, _, m in cells})
     lines = [Line((s, ALL, m), tuple((s, g, m) for g in groups)) for s in slices
              for m in measures]
+    lines += _families(cells)
     others = [s for s in slices if s != POOLED]
     if by and others:
         across = [ALL] if by == "audience_group" else [ALL, *groups]
@@ -259,6 +299,7 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
                 twins.setdefault(one, set()).add(other)
                 twins.setdefault(other, set()).add(one)
     lines = _lines(cells, by)
+    family_parts = {line.total: line.parts for line in _families(cells)}
     slices = {s for s, _, _ in cells}
     hidden: set[Cell] = set()
     withheld: dict[str, str] = {}
@@ -272,7 +313,9 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
             hidden.add(current)
             todo.extend(twins.get(current, ()))
             s, g, m = current
-            if m != CLIENTS and "#" not in m:  # a hidden claims row hides all its parts
+            if is_described(m):  # a hidden family total: its parts would add up to it
+                todo.extend(family_parts.get(current, ()))
+            elif m != CLIENTS and "#" not in m:  # a hidden claims row hides all its parts
                 todo.extend((s, g, f"{m}#{part}") for part in PARTS)
             elif m.rsplit("#", 1)[-1] in _ARM_PARTS:  # arm sizes give away the denominators
                 base = m.rsplit("#", 1)[0]

@@ -34,6 +34,9 @@ class ProtectedSlice:
     label: str
     claims: pd.DataFrame
     hidden_groups: tuple[str, ...]
+    #: the plan's cells of this report only (for describe.protect in its notebook; pass it
+    #: as ``plan.to_dict()`` and rebuild with ``DisclosurePlan.from_dict``)
+    plan: DisclosurePlan | None = None
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,27 @@ def slice_values(sessions: pd.DataFrame, by: str | None) -> list[str]:
     return [v for v in order if v in present]
 
 
+def described_counts(sessions: pd.DataFrame, cleaning_report: dict | None,
+                     claims: pd.DataFrame, slice_value: str) -> pd.DataFrame:
+    """The cells of every describe table of one report (:data:`DESCRIBED_CELLS`). The
+    cleaning report's row counts belong to the all-clients report only."""
+    from mfr_analysis.describe import DESCRIBED_CELLS
+
+    report = (cleaning_report or {}) if slice_value == POOLED else {}
+    frames = [cells(sessions, report, claims, slice_value) for cells in DESCRIBED_CELLS]
+    return pd.concat(frames, ignore_index=True)
+
+
 def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction, *,
                 minimum: int, label: Callable[[str], str] = str,
-                progress: Callable[[str], None] | None = None) -> FolderPlan:
+                progress: Callable[[str], None] | None = None,
+                cleaning_report: dict | None = None) -> FolderPlan:
     """Claims of the pooled report and of each slice, protected across the whole folder.
 
     ``evaluate`` turns a session table into a claims table (the same settings for every
-    slice); slices with fewer than ``minimum`` clients are never evaluated."""
+    slice); slices with fewer than ``minimum`` clients are never evaluated. The counts of
+    every describe table (flow, baseline, individual results, ...) of each report are
+    planned with the claims, before any notebook runs."""
     from mfr_analysis.report.views import slice_sessions
 
     counts = [session_counts(sessions, POOLED)]
@@ -92,11 +109,13 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
         if progress is not None:
             progress(label(value) if value != POOLED else "all clients")
         counts.append(claim_counts(tables[value], value))
+        counts.append(described_counts(part, cleaning_report, tables[value], value))
     plan = plan_disclosure(pd.concat(counts, ignore_index=True), by=by, minimum=minimum,
                            withhold=[v for v in small if v != POOLED])
     shown = tuple(
         ProtectedSlice(value, label(value) if value != POOLED else "All clients",
-                       protect_claims(table, plan, value), tuple(plan.hidden_groups(value)))
+                       protect_claims(table, plan, value), tuple(plan.hidden_groups(value)),
+                       plan.for_slice(value))
         for value, table in tables.items() if value == POOLED or not plan.is_withheld(value))
     withheld = tuple(WithheldSlice(value, label(value), reason)
                      for value, reason in plan.withheld.items())

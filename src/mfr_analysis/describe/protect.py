@@ -1,0 +1,69 @@
+"""Apply a report folder's disclosure plan to a describe table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfr_analysis.privacy import ALL, SUPPRESSED, DisclosurePlan
+
+#: count column -> the column naming its disclosure cell
+COUNT_CELLS: dict[str, str] = {"clients": "measure", "rows": "measure",
+                               "missing": "missing_measure", "total": "total_measure"}
+#: columns that are labels or settings, never blanked
+KEPT = frozenset({"audience_group", "arm", "variable", "label", "level", "statistic", "stage",
+                  "parent", "kind", "rci_class", "measure", "missing_measure",
+                  "total_measure", "available", "note", "smd_method", "privacy"})
+
+
+def marker(value: object, minimum: int) -> str:
+    """'fewer than 11' for a hidden count of 1..minimum-1, else 'suppressed'."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return (f"fewer than {minimum}" if not pd.isna(number) and 1 <= abs(number) < minimum
+            else SUPPRESSED)
+
+
+def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.DataFrame:
+    """The table as a report may publish it: each hidden count reads 'fewer than 11' or
+    'suppressed' (its column then holds text), and every number of a row with a hidden
+    count (mean, SD, median, quartiles, share, interval, sessions) is blanked. A table with
+    ``smd`` also loses the SMD of a variable whose rows in either arm are touched.
+    ``privacy`` says what was withheld on each row ('' when nothing)."""
+    group = (table["audience_group"].astype("str") if "audience_group" in table
+             else pd.Series(ALL, index=table.index))
+    hidden: dict[str, np.ndarray] = {}
+    for count, cell in COUNT_CELLS.items():
+        if count in table and cell in table:
+            hidden[count] = np.array([
+                bool(m) and plan.is_hidden(slice_value, g, str(m))
+                for g, m in zip(group, table[cell].fillna("").astype("str"), strict=True)],
+                dtype=bool)
+    touched = np.zeros(len(table), dtype=bool)
+    for mask in hidden.values():
+        touched |= mask
+    protected = table.copy()
+    for count, mask in hidden.items():
+        if mask.any():
+            text = [marker(v, plan.minimum) if h else v
+                    for v, h in zip(table[count], mask, strict=True)]
+            protected[count] = pd.Series(text, index=table.index, dtype="object")
+    numeric = [c for c in table.columns if c not in KEPT and c not in hidden
+               and pd.api.types.is_numeric_dtype(table[c])
+               and not pd.api.types.is_bool_dtype(table[c])]
+    if "rows" in table and "rows" not in hidden:
+        numeric.append("rows")
+    for column in numeric:
+        protected[column] = protected[column].astype("Float64").where(~touched)
+    if "smd" in table and "variable" in table:
+        # one SMD per variable (per level for a continuous one, e.g. each ROM measure)
+        shares = (table["statistic"] == "share") if "statistic" in table else False
+        level = table["level"].where(~shares, "") if "level" in table else ""
+        keys = list(zip(group, table["variable"], pd.Series(level, index=table.index),
+                        strict=True))
+        spoilt = {k for k, t in zip(keys, touched, strict=True) if t}
+        gone = np.array([k in spoilt for k in keys], dtype=bool)
+        protected["smd"] = protected["smd"].astype("Float64").where(~gone)
+        if "smd_flag" in protected:
+            protected["smd_flag"] = protected["smd_flag"].astype("boolean").where(~gone)
+    protected["privacy"] = np.where(touched, "withheld for privacy", "")
+    return protected
