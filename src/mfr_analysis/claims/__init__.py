@@ -91,6 +91,7 @@ from mfr_analysis.claims.engine import (
     evaluate_claims,
     evaluate_inputs,
     extract_inputs,
+    primary_rows,
     refit,
 )
 from mfr_analysis.claims.fits import CellFit
@@ -130,5 +131,6 @@ __all__ = [
     "literature",
     "mcid_key_problem",
     "prepare",
+    "primary_rows",
     "refit",
 ]
