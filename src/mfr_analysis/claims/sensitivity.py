@@ -171,7 +171,7 @@ def pool_rubin(estimates: Sequence[float], variances: Sequence[float],
 
     >>> q, t, df = pool_rubin([1.0, 1.2, 1.4], [0.04, 0.05, 0.06])
     >>> round(q, 6), round(t, 6), round(df, 2)
-    (1.2, 0.103333, 7.42)
+    (1.2, 0.103333, 7.51)
     """
     q = np.asarray(estimates, dtype=float)
     u = np.asarray(variances, dtype=float)
