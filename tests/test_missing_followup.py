@@ -147,3 +147,38 @@ def test_robustness_sentence_says_when_the_verdict_changes() -> None:
     assert "changes under multiple imputation" in changed
     assert "read the main result with care" in changed
     assert "inverse probability weighting" not in changed.split("(")[0]
+
+
+def test_followup_tables_on_a_hand_case() -> None:
+    from mfr_analysis.describe.followup import (
+        followup_cells,
+        followup_comparison,
+        followup_completeness,
+    )
+
+    sessions = pd.DataFrame({
+        "client_id": ["a", "a", "b", "c", "d"],
+        "audience_group": ["senior", "senior", "senior", "rehab", "rehab"],
+        "arm": ["mfr", "mfr", "control", "mfr", "mfr"],
+        "pain_pre": [6.0, 5.0, 7.0, 4.0, 8.0], "pain_post": [4.0, 3.0, 7.0, 3.0, 5.0],
+        "pain_followup": [np.nan, 4.0, np.nan, 3.0, np.nan],
+        "weeks_since_start": [0.0, 2.0, 0.0, 0.0, 0.0]})
+    table = followup_completeness(sessions).set_index(["audience_group", "arm"])
+    assert table.loc[("all", "all"), ["clients", "clients_with_followup", "sessions",
+                                      "sessions_with_followup"]].tolist() == [4, 2, 5, 2]
+    assert table.loc[("all", "all"), "share_clients_with_followup"] == 0.5
+    assert table.loc[("senior", "control"), "clients_with_followup"] == 0
+    assert table.loc[("rehab", "mfr"), "share_sessions_with_followup"] == 0.5
+    compared = followup_comparison(sessions).set_index(["audience_group", "variable"])
+    row = compared.loc[("all", "response")]
+    # with: a (-2), c (-1): mean -1.5, sd 0.7071; without: b (0), d (-3): mean -1.5
+    assert row["mean_with"] == -1.5 and row["mean_without"] == -1.5
+    assert row["std_difference"] == 0.0
+    pre = compared.loc[("all", "pain_pre")]
+    # with: a 5.5, c 4 (mean 4.75, sd 1.0607); without: b 7, d 8 (mean 7.5, sd 0.7071)
+    assert pre["std_difference"] == pytest.approx(-2.75 / math.sqrt((1.125 + 0.5) / 2))
+    cells = followup_cells(sessions, {}, None, "").set_index(["group", "measure"])
+    assert cells.loc[("all", "followup:clients"), "clients"] == 4
+    assert cells.loc[("all", "followup:clients#with"), "clients"] + cells.loc[
+        ("all", "followup:clients#without"), "clients"] == 4
+    assert cells.loc[("senior", "followup:clients@control#without"), "clients"] == 1
