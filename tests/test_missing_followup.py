@@ -182,3 +182,28 @@ def test_followup_tables_on_a_hand_case() -> None:
     assert cells.loc[("all", "followup:clients#with"), "clients"] + cells.loc[
         ("all", "followup:clients#without"), "clients"] == 4
     assert cells.loc[("senior", "followup:clients@control#without"), "clients"] == 1
+
+
+def test_sensitivity_rows_are_distinct_disclosure_cells_tied_to_the_followed_up() -> None:
+    from mfr_analysis.privacy import claim_counts
+
+    base = {"claim_id": "lasting_relief", "outcome": "pain_followup", "audience_group": "all",
+            "design": "uncontrolled", "note": ""}
+    claims = pd.DataFrame([
+        {**base, "sensitivity": "", "n_clients": 40, "n_sessions": 90},
+        {**base, "sensitivity": "complete_case", "n_clients": 40, "n_sessions": 90},
+        {**base, "sensitivity": "multiple_imputation", "n_clients": 45, "n_sessions": 100},
+        {**base, "sensitivity": "inverse_probability_weighting", "n_clients": 40,
+         "n_sessions": 90},
+        {**base, "sensitivity": "last_observation_carried_forward", "n_clients": 45,
+         "n_sessions": 100}])
+    cells = claim_counts(claims)
+    measures = set(cells["measure"])
+    assert {"lasting_relief|pain_followup",
+            "lasting_relief|pain_followup@multiple_imputation"} <= measures
+    family = cells.loc[cells["measure"].str.startswith("lasting_relief|pain_followup@followup")]
+    by = family.drop_duplicates("measure").set_index("measure")["clients"]
+    assert by["lasting_relief|pain_followup@followup#without"] == 5  # 45 - 40: a part
+    assert by["lasting_relief|pain_followup@followup"] == 45
+    twins = set(family["twin"])
+    assert "lasting_relief|pain_followup@complete_case" in twins

@@ -48,6 +48,17 @@ drawn with symmetric noise that narrows near the ends of the 0-10 scale and are 
 stochastically to the rating grid, so clipping and rounding add no bias: the expected value of
 every simulated mean is exactly the planted number. Pain follow-up (24 or 48 h) keeps
 :data:`FOLLOWUP_RETENTION` of the expected within-session change.
+
+Missing follow-up is planted informative (:data:`FOLLOWUP_DROPOUT`): a client is ever
+followed up with a probability that falls with their session response (their mean
+within-session pain change, observed in the log but outside the follow-up ANCOVA), and their
+follow-up pain keeps :data:`FOLLOWUP_RESPONSE_CARRY` times that response's deviation from its
+planted expectation (mean zero). Poor responders are missing more often and would have had
+worse follow-up, so complete-case follow-up relief is biased towards more relief (about
+-0.3 points in the MFR arm); methods that use the earlier response (multiple imputation,
+inverse probability weighting) recover the truth, :func:`planted_followup`, which the truth
+json states with the mechanism (key ``followup``). The drop-out draws use a stream of their
+own, so every other column is what it was before drop-out was planted.
 """
 
 from __future__ import annotations
