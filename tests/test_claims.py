@@ -519,7 +519,7 @@ def test_inputs_of_client_partitions_combine_into_the_whole_table() -> None:
                                   "pressure_logodds": 0.4})
     with pytest.MonkeyPatch.context() as patch:
         lower_limits(patch, 400)
-        whole = claims.evaluate_claims(data)
+        whole = claims.primary_rows(claims.evaluate_claims(data))
         part = pd.factorize(data["client_id"])[0] % 3
         pieces = [claims.claim_inputs(data[part == k]) for k in range(3)]
         combined = claims.evaluate_inputs(combine_inputs(pieces[::-1]))

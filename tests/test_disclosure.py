@@ -100,6 +100,8 @@ def published_counts(folder: Path) -> pd.DataFrame:
         report = "pooled" if path.stem == "claims-all" else path.stem
         for row in json.loads(path.read_text(encoding="utf-8")):
             measure = f"{row['claim_id']}|{row['outcome']}"
+            if row.get("sensitivity"):  # a missing-data sensitivity row: a cell of its own
+                measure = f"{measure}@{row['sensitivity']}"
             records.append({"report": report, "file": path.name, "measure": measure,
                             "group": row["audience_group"],
                             "clients": _number(row.get("n_clients")),
@@ -344,10 +346,11 @@ def test_the_attack_finds_leaks_in_a_naively_suppressed_folder(
         (naive / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     pooled = json.loads((naive / "claims-all.json").read_text(encoding="utf-8"))
     claims = evaluate_claims(load_sessions([hostile_sessions]))
-    raw = {(r["claim_id"], r["audience_group"], r["outcome"]): r
+    raw = {(r["claim_id"], r["audience_group"], r["outcome"], r["sensitivity"]): r
            for r in claims.to_dict("records")}
     for row in pooled:
-        full = raw[(row["claim_id"], row["audience_group"], row["outcome"])]
+        full = raw[(row["claim_id"], row["audience_group"], row["outcome"],
+                    row.get("sensitivity", ""))]
         if full["n_clients"] >= MINIMUM:
             row["n_clients"], row["n_sessions"] = full["n_clients"], full["n_sessions"]
     (naive / "claims-all.json").write_text(json.dumps(pooled), encoding="utf-8")

@@ -253,7 +253,7 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
             if kind.session_limit >= 0:  # dose is always on client sums
                 monkeypatch.setitem(claims.KINDS, name, replace(kind, session_limit=limit))
     run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False, blocksize=30_000)
-    full = evaluate_claims(load_sessions([tmp_path]))
+    full = claims.primary_rows(evaluate_claims(load_sessions([tmp_path])))
     reduced = evaluate_claims_at_scale(tmp_path, scheduler=cluster, in_memory_max=0)
     stated = reduced["note"].str.extract(r"(reduced on a Dask cluster to per-client sums "
                                          r"\(([\d,]+) sessions in (\d+) partitions.*)$")

@@ -85,7 +85,11 @@ def evaluate_claims_at_scale(dataset: str | Path, *, scheduler: str | None = Non
                              in_memory_max: int = IN_MEMORY_SESSIONS,
                              **options: Any) -> pd.DataFrame:
     """:func:`mfr_analysis.claims.evaluate_claims` on a clean dataset of any size, reduced
-    first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``."""
+    first by :func:`claim_inputs_at_scale`; a reduction on the cluster is stated in ``note``.
+
+    The primary rows only: the lasting-relief missing-data sensitivity rows
+    (:mod:`mfr_analysis.claims.sensitivity`) need the client-level follow-up table and are
+    computed by the in-memory engine (their ``sensitivity`` column is "" on every row here)."""
     inputs, note = claim_inputs_at_scale(dataset, scheduler=scheduler, n_workers=n_workers,
                                          progress=bool(options.get("progress")),
                                          in_memory_max=in_memory_max)

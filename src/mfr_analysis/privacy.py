@@ -78,9 +78,55 @@ def session_counts(sessions: pd.DataFrame, slice_value: str = POOLED,
     return pd.concat([pooled, rows], ignore_index=True)
 
 
-def claim_measure(claim_id: str, outcome: str) -> str:
-    """The measure name of one claims row: ``claim_id|outcome``."""
-    return f"{claim_id}|{outcome}"
+def claim_measure(claim_id: str, outcome: str, sensitivity: str = "") -> str:
+    """The measure name of one claims row: ``claim_id|outcome``, and for a missing-data
+    sensitivity row ``claim_id|outcome@sensitivity`` (a distinct cell)."""
+    return f"{claim_id}|{outcome}" + (f"@{sensitivity}" if sensitivity else "")
+
+
+def _measures(claims: pd.DataFrame) -> list[str]:
+    """The measure of every claims row (sensitivity rows apart from the primary ones)."""
+    sensitivity = (claims["sensitivity"].fillna("").astype("str") if "sensitivity" in claims
+                   else pd.Series("", index=claims.index))
+    return [claim_measure(c, o, v) for c, o, v in zip(
+        claims["claim_id"], claims["outcome"], sensitivity, strict=True)]
+
+
+#: The sensitivity rows that analyse every client (imputed or carried forward) and those that
+#: analyse the clients with follow-up: their difference is the clients without follow-up, so
+#: they are tied to a family ``<claim>|<outcome>@followup`` (total) with parts ``#with`` and
+#: ``#without`` that a plan treats as a line.
+_EVERY_CLIENT = ("multiple_imputation", "last_observation_carried_forward")
+_FOLLOWED = ("complete_case", "inverse_probability_weighting")
+
+
+def _sensitivity_family(claims: pd.DataFrame, slice_value: str) -> pd.DataFrame:
+    """Cells that tie the sensitivity rows of each group to the clients with and without
+    follow-up (twins: the rows counting the same people)."""
+    if "sensitivity" not in claims:
+        return pd.DataFrame()
+    rows = []
+    keyed = claims.assign(_s=claims["sensitivity"].fillna("").astype("str"))
+    keyed = keyed.loc[keyed["_s"] != ""]
+    for (claim_id, outcome, group), cell in keyed.groupby(
+            ["claim_id", "outcome", "audience_group"], sort=False):
+        by = cell.set_index("_s")
+        if not ({*_EVERY_CLIENT, *_FOLLOWED} <= set(by.index)):
+            continue
+        base = f"{claim_id}|{outcome}@followup"
+        every = by.loc[_EVERY_CLIENT[0]]
+        followed = by.loc[_FOLLOWED[0]]
+        clients = (int(every["n_clients"]), int(followed["n_clients"]))
+        sessions = (int(every["n_sessions"]), int(followed["n_sessions"]))
+        for measure, n, m, twins in (
+                (base, clients[0], sessions[0], _EVERY_CLIENT),
+                (f"{base}#with", clients[1], sessions[1], _FOLLOWED),
+                (f"{base}#without", clients[0] - clients[1], sessions[0] - sessions[1], ("",))):
+            for twin in twins:
+                rows.append({"slice": slice_value, "group": str(group), "measure": measure,
+                             "clients": n, "sessions": m, "twin": claim_measure(
+                                 claim_id, outcome, twin) if twin else ""})
+    return pd.DataFrame(rows)
 
 
 #: Counts inside a claims row that a reader could also combine across rows: each is a measure
@@ -147,8 +193,7 @@ def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFram
     ``n_sessions`` of the row, and the clients of each of its :data:`PARTS`."""
     clients = pd.to_numeric(claims["n_clients"], errors="coerce").fillna(0)
     sessions = pd.to_numeric(claims["n_sessions"], errors="coerce").fillna(0)
-    measures = [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
-                                                     strict=True)]
+    measures = _measures(claims)
     groups = claims["audience_group"].astype("str").to_numpy()
     frames = [pd.DataFrame({"slice": slice_value, "group": groups, "measure": measures,
                             "clients": clients.to_numpy(dtype=np.int64),
@@ -167,6 +212,9 @@ def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFram
             # an uncontrolled row's MFR clients are its clients: hidden together
             "twin": [m if part == "treated" and u else "" for m, u in zip(
                 kept, uncontrolled[present], strict=True)]}))
+    family = _sensitivity_family(claims, slice_value)
+    if not family.empty:
+        frames.append(family)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -389,8 +437,7 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
     a shown row loses the parts the plan hides (arm sizes, responder counts and shares, see
     :data:`PARTS`) and every count of 1..minimum-1 from its note and method."""
     minimum = plan.minimum
-    measures = [claim_measure(c, o) for c, o in zip(claims["claim_id"], claims["outcome"],
-                                                     strict=True)]
+    measures = _measures(claims)
     groups = claims["audience_group"].astype("str").tolist()
     hidden = np.array([plan.is_hidden(slice_value, g, m) for g, m in zip(groups, measures,
                                                                           strict=True)],

@@ -48,6 +48,17 @@ drawn with symmetric noise that narrows near the ends of the 0-10 scale and are 
 stochastically to the rating grid, so clipping and rounding add no bias: the expected value of
 every simulated mean is exactly the planted number. Pain follow-up (24 or 48 h) keeps
 :data:`FOLLOWUP_RETENTION` of the expected within-session change.
+
+Missing follow-up is planted informative (:data:`FOLLOWUP_DROPOUT`): a client is ever
+followed up with a probability that falls with their session response (their mean
+within-session pain change, observed in the log but outside the follow-up ANCOVA), and their
+follow-up pain keeps :data:`FOLLOWUP_RESPONSE_CARRY` times that response's deviation from its
+planted expectation (mean zero). Poor responders are missing more often and would have had
+worse follow-up, so complete-case follow-up relief is biased towards more relief (about
+-0.3 points in the MFR arm); methods that use the earlier response (multiple imputation,
+inverse probability weighting) recover the truth, :func:`planted_followup`, which the truth
+json states with the mechanism (key ``followup``). The drop-out draws use a stream of their
+own, so every other column is what it was before drop-out was planted.
 """
 
 from __future__ import annotations
@@ -81,6 +92,7 @@ __all__ = [
     "TRUTH_COLUMNS",
     "make_messy",
     "planted_effects",
+    "planted_followup",
     "simulate_sessions",
     "write_simulation",
 ]
@@ -105,6 +117,18 @@ LAST_DATE = np.datetime64("2025-12-31", "D")
 """Latest simulated session date: nothing lies on or after 2026-01-01."""
 FOLLOWUP_RETENTION: float = 0.5
 """Share of the expected within-session pain change still present at the follow-up."""
+FOLLOWUP_RESPONSE_CARRY: float = 1.5
+"""How much of a client's own deviation in session response (their mean within-session pain
+change minus its planted expectation, mean zero) shows at follow-up: poor responders in the
+sessions have worse follow-up pain."""
+FOLLOWUP_DROPOUT: dict[str, float] = {"intercept": -1.0, "per_point": -1.5,
+                                      "session_share": 0.55}
+"""Informative drop-out: a client is ever followed up with probability
+``1 / (1 + exp(-(intercept + per_point * response)))``, ``response`` their mean
+within-session pain change (negative = relief), so a client whose pain fell 2 points is
+followed up with probability 0.88 and one whose pain did not fall with 0.27; a followed-up
+client's sessions have follow-up with probability ``session_share``."""
+_FOLLOWUP_STREAM = 0x666F6C6C  # the drop-out draws: a stream of their own
 
 SITES: tuple[str, ...] = ("Northgate Physio", "Harbour Sports Clinic", "Riverside Rehab Centre")
 _SITE_P = np.array([0.40, 0.35, 0.25])
@@ -448,9 +472,15 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     stress_delta = eff["stress"][a, g] + eff["breathing"][a, g] * (breathing - _P_BREATHING[g])
     stress_pre = _bounded(rng, stress_base[client], 1.5, 1.0)
     stress_post = _bounded(rng, stress_base[client] + stress_delta, 2.0, 1.0)
-    has_followup = rng.random(n) < _RECORDED["followup"]
+    followup_draw = rng.random(n)
     followup_hours = np.where(rng.random(n) < 0.6, 24.0, 48.0)
-    pain_followup = _bounded(rng, pain_mean + FOLLOWUP_RETENTION * pain_delta, 2.0, pain_step)
+    # Informative drop-out (see FOLLOWUP_DROPOUT): a client's own session response carries
+    # into follow-up pain, and poor responders are rarely followed up.
+    response, deviation = _session_response(client, c, pain_post - pain_pre, pain_delta)
+    pain_followup = _bounded(rng, pain_mean + FOLLOWUP_RETENTION * pain_delta
+                             + FOLLOWUP_RESPONSE_CARRY * deviation[client], 2.0, pain_step)
+    followed = _followed_up(np.random.default_rng([seed, _FOLLOWUP_STREAM]), response)
+    has_followup = followed[client] & (followup_draw < FOLLOWUP_DROPOUT["session_share"])
     m = measure[client]
     bounds = load_table("rom_bounds").set_index("rom_measure").loc[list(measures)]
     low, high = bounds["accept_low"].to_numpy(float)[m], bounds["accept_high"].to_numpy(float)[m]
@@ -517,6 +547,68 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     })
     truth = _truth_table(plan, group, arm, np.where(has_rom, measure, -1))
     return clean[list(SIM_COLUMNS)], truth
+
+
+def _session_response(client: np.ndarray, n_clients: int, change: np.ndarray,
+                      expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per client: the mean within-session pain change (post minus pre, the response seen in
+    their sessions) and its deviation from the planted expectation (mean zero)."""
+    count = np.maximum(np.bincount(client, minlength=n_clients), 1)
+    response = np.bincount(client, weights=change, minlength=n_clients) / count
+    deviation = response - np.bincount(client, weights=expected, minlength=n_clients) / count
+    return response, deviation
+
+
+def _followed_up(rng: np.random.Generator, response: np.ndarray) -> np.ndarray:
+    """Which clients are ever followed up: a logistic model of their session response."""
+    logit = FOLLOWUP_DROPOUT["intercept"] + FOLLOWUP_DROPOUT["per_point"] * response
+    return rng.random(len(response)) < 1.0 / (1.0 + np.exp(-logit))
+
+
+def planted_followup(truth: pd.DataFrame) -> pd.DataFrame:
+    """The true lasting-relief follow-up estimand per audience group (incl. ``all``).
+
+    Follow-up minus pre-session pain is :data:`FOLLOWUP_RETENTION` times the planted
+    within-session pain change, in each arm (the carried response deviation has mean zero),
+    whatever the drop-out. Columns: ``audience_group``, ``outcome`` (``pain_followup``),
+    ``planted_change`` (MFR arm), ``placebo_change`` (control arm), ``planted_effect``
+    (MFR minus control), ``unit``."""
+    pain = truth.loc[truth["claim_id"] == "pain",
+                     ["audience_group", "planted_change", "placebo_change"]]
+    return pain.assign(
+        outcome="pain_followup",
+        planted_change=FOLLOWUP_RETENTION * pain["planted_change"],
+        placebo_change=FOLLOWUP_RETENTION * pain["placebo_change"],
+        planted_effect=lambda t: (t["planted_change"] - t["placebo_change"]).round(12),
+        unit="points",
+    )[["audience_group", "outcome", "planted_change", "placebo_change", "planted_effect",
+       "unit"]].reset_index(drop=True)
+
+
+def _followup_truth(clean: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """The truth json's ``followup`` block: the estimand, the mechanism and what it did."""
+    per_client = (clean.assign(_f=clean["pain_followup"].notna())
+                  .groupby("client_id", observed=True)["_f"].any())
+    return {
+        "estimand": "follow-up pain minus pre-session pain of the same session (points), "
+                    f"{FOLLOWUP_RETENTION:g} x the planted within-session pain change",
+        "mechanism": (
+            "missing at random given the session response: a client is ever followed up "
+            "with probability 1 / (1 + exp(-(intercept + per_point x response))), response = "
+            "the client's mean within-session pain change (post minus pre, all sessions); a "
+            "followed-up client's sessions have follow-up with probability session_share. "
+            "Follow-up pain keeps response_carry x the client's deviation of that response "
+            "from its planted expectation, so poor responders (pain fell little) have worse "
+            "follow-up and are missing more often: complete-case follow-up relief is biased "
+            "towards more relief; baseline pain alone does not explain the drop-out."),
+        "intercept": FOLLOWUP_DROPOUT["intercept"],
+        "per_point": FOLLOWUP_DROPOUT["per_point"],
+        "session_share": FOLLOWUP_DROPOUT["session_share"],
+        "response_carry": FOLLOWUP_RESPONSE_CARRY,
+        "clients_followed_up": int(per_client.sum()),
+        "clients": int(len(per_client)),
+        "truth": planted_followup(truth).to_dict(orient="records"),
+    }
 
 
 def _truth_table(plan: pd.DataFrame, group: np.ndarray, arm: np.ndarray,
@@ -1175,6 +1267,7 @@ def write_simulation(n_clients: int, seed: int, out: Path) -> dict[str, Path]:
         "log_file": out.name,
         "log_format": suffix.lstrip("."),
         "sessions": len(clean),
+        "followup": _followup_truth(clean, truth),
         **report,
     }
     text = json.dumps(parameters, indent=2, ensure_ascii=False) + "\n"

@@ -92,6 +92,7 @@ from mfr_analysis.claims.engine import (
     evaluate_claims,
     evaluate_inputs,
     extract_inputs,
+    primary_rows,
     refit,
 )
 from mfr_analysis.claims.evalue import e_value_sentence
@@ -134,5 +135,6 @@ __all__ = [
     "literature",
     "mcid_key_problem",
     "prepare",
+    "primary_rows",
     "refit",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from mfr_analysis import config
+from mfr_analysis.claims import sensitivity
 from mfr_analysis.claims.adjusted import ADJUSTED_COLUMNS, FLOAT_COLUMNS, TEXT_COLUMNS
 from mfr_analysis.claims.base import ALL, Cell, Extraction, Job, series_key
 from mfr_analysis.claims.inputs import ClaimInputs, Prepared, prepare
@@ -33,6 +34,7 @@ __all__ = [
     "CLAIMS_COLUMNS",
     "EXTRA_COLUMNS",
     "claim_inputs",
+    "primary_rows",
     "evaluate_claims",
     "evaluate_inputs",
     "extract_inputs",
@@ -48,6 +50,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "responder_share", "responders", "responder_clients", "responders_control",
     "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
     "literature_effect", "literature_smd", "literature_reference", *ADJUSTED_COLUMNS,
+    "sensitivity",
 )
 
 
@@ -202,8 +205,37 @@ def evaluate_claims(
     chosen = analysis_settings(settings, alpha=alpha, correction=correction,
                                min_clients=min_clients, mcid_overrides=mcid_overrides)
     table = _checked(chosen, registry)  # before the costly part
-    return evaluate_inputs(claim_inputs(sessions, registry=table), settings=chosen,
-                           groups=groups, progress=progress, registry=table)
+    inputs = claim_inputs(sessions, registry=table)
+    claims = evaluate_inputs(inputs, settings=chosen, groups=groups, progress=progress,
+                             registry=table)
+    return with_sensitivity(claims, sessions, table, [c.name for c in _cells(inputs, groups)],
+                            chosen)
+
+
+def with_sensitivity(claims: pd.DataFrame, sessions: pd.DataFrame, registry: pd.DataFrame,
+                     groups: Sequence[str], settings: AnalysisSettings) -> pd.DataFrame:
+    """The claims table followed by the lasting-relief missing-data sensitivity rows
+    (:mod:`mfr_analysis.claims.sensitivity`; primary rows unchanged, outside the
+    multiplicity family)."""
+    lasting = registry.loc[registry["claim_id"] == sensitivity.CLAIM_ID]
+    if claims.empty or lasting.empty or not (
+            (claims["claim_id"] == sensitivity.CLAIM_ID)
+            & (claims["outcome"] == sensitivity.OUTCOME)).any():
+        return claims
+    rows = sensitivity.sensitivity_rows(sessions, lasting.iloc[0], groups, settings=settings)
+    if rows.empty:
+        return claims
+    rows = rows.reindex(columns=claims.columns).astype(claims.dtypes.to_dict())
+    return pd.concat([claims, rows], ignore_index=True)
+
+
+def primary_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    """The primary rows of a claims table (``sensitivity == ""``): the rows the scorecard,
+    findings, figures and index list; a table without the column is returned as it is."""
+    if "sensitivity" not in claims:
+        return claims
+    keep = claims["sensitivity"].fillna("").astype("str") == ""
+    return claims.loc[keep].reset_index(drop=True)
 
 
 def refit(sessions: pd.DataFrame, claim_id: str, audience_group: str = ALL,
@@ -363,8 +395,10 @@ def _finish(rows: list[dict], settings: AnalysisSettings) -> pd.DataFrame:
               "responder_share", "responders", "responder_clients", "responders_control",
               "responder_clients_control", "mde", "clients_needed", "heterogeneity_p",
               "literature_effect", "literature_smd", *FLOAT_COLUMNS]
+    table["sensitivity"] = ""
     texts = ["claim_id", "audience_group", "outcome", "method", "verdict", "note", "unit",
-             "design", "threshold_source", "literature_reference", *TEXT_COLUMNS]
+             "design", "threshold_source", "literature_reference", *TEXT_COLUMNS,
+             "sensitivity"]
     table = table.astype({**dict.fromkeys(floats, "float64"), **dict.fromkeys(texts, "str"),
                           "n_clients": "int64", "n_sessions": "int64",
                           "n_control_clients": "int64"})

@@ -13,6 +13,9 @@ report and the claims table), and each says which reporting-standard item it ans
   each client's reliable change (Jacobson & Truax 1991) and counts by class per arm with
   Wilson intervals. CONSORT-PRO (interpretation of PRO results at the individual level);
   SAMPL (state the clinically important difference) kept apart from the group MCID.
+* :func:`followup_completeness` and :func:`followup_comparison` (``describe/followup.py``):
+  follow-up completeness by group and arm, and clients with vs without follow-up on their
+  baseline and earlier response. CONSORT-PRO item P12a (missing PRO data); STROBE item 12c.
 
 Every table that publishes counts of clients gives them to the disclosure plan as cells
 (``<table>_cells(table, slice_value)``: columns ``slice, group, measure, clients, sessions,
@@ -31,6 +34,11 @@ import pandas as pd
 
 from mfr_analysis.describe.baseline import baseline_cells, baseline_table
 from mfr_analysis.describe.flow import client_flow, flow_cells
+from mfr_analysis.describe.followup import (
+    followup_cells,
+    followup_comparison,
+    followup_completeness,
+)
 from mfr_analysis.describe.individual import (
     individual_cells,
     individual_change,
@@ -60,11 +68,11 @@ def individual_cells_of(sessions: pd.DataFrame, cleaning_report: dict, claims: p
 
 
 #: Every describe table's cells, planned with the claims before any notebook runs.
-#: The lead adds helper "missing"'s ``followup_cells`` here (describe/followup.py).
 DESCRIBED_CELLS: tuple[CellsFunction, ...] = (
     flow_cells_of,
     baseline_cells_of,
     individual_cells_of,
+    followup_cells,
 )
 
 __all__ = [
@@ -73,6 +81,9 @@ __all__ = [
     "baseline_table",
     "client_flow",
     "flow_cells",
+    "followup_cells",
+    "followup_comparison",
+    "followup_completeness",
     "individual_cells",
     "individual_change",
     "individual_summary",

@@ -49,7 +49,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-from mfr_analysis.claims import estimate_words
+from mfr_analysis.claims import estimate_words, primary_rows
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.report.labels import (
     claim_label,
@@ -378,6 +378,7 @@ def forest_plot(claims: pd.DataFrame, claim_id: str, minimum: int = MIN_REPORTED
     (without ``ax``, the new Figure). ``palette``: verdict -> colour of the points (default
     the verdict colours of the scorecard), or a seaborn palette.
     """
+    claims = primary_rows(claims)  # sensitivity rows have a section of their own
     rows = claims.loc[(claims["claim_id"] == claim_id) & claims["estimate"].notna()]
     if "verdict" in rows:
         rows = rows.loc[rows["verdict"] != "suppressed"]

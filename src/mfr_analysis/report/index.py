@@ -15,6 +15,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from mfr_analysis.claims import primary_rows
 from mfr_analysis.errors import ReportError
 from mfr_analysis.io import write_atomic
 from mfr_analysis.report.labels import (
@@ -72,6 +73,7 @@ def report_verdicts(claims_path: str) -> dict | None:
     claims = load_claims(claims_path) if claims_path else None
     if claims is None or claims.empty:
         return None
+    claims = primary_rows(claims)  # the sensitivity rows are not claims of their own
     pooled = claims.loc[claims["audience_group"] == "all"]
     if pooled.empty:
         return None

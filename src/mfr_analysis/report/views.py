@@ -74,6 +74,13 @@ def load_protected_claims(path: str) -> pd.DataFrame:
     return claims
 
 
+def _primary(claims: pd.DataFrame) -> pd.DataFrame:
+    """The primary rows of a claims table (not the missing-data sensitivity rows)."""
+    from mfr_analysis.claims import primary_rows
+
+    return primary_rows(claims)
+
+
 def single_group_view(claims: pd.DataFrame) -> pd.DataFrame:
     """Drop the pooled rows when the table holds one audience group only (a slice report)."""
     groups = set(claims["audience_group"]) - {"all"}
@@ -211,6 +218,7 @@ def legend() -> str:
 def scorecard(claims: pd.DataFrame, alpha: float = DEFAULTS.alpha,
               minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
     """One-screen table of verdicts per claim (rows) and audience group (columns)."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     groups = ordered_groups(claims["audience_group"].astype(str))
     header = "".join(f'<th scope="col">{html_text(group_label(g))}</th>' for g in groups)
     body = []
@@ -292,6 +300,7 @@ def findings(claims: pd.DataFrame, alpha: float = DEFAULTS.alpha) -> Markdown:
     """Plain-language findings: per claim and design, groups gathered by verdict, each
     estimate in words ('compared with control clients', 'from before to after a session',
     associations said not to show cause)."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     lines = []
     for claim_id, rows in claims.groupby("claim_id", sort=False):
         claim_id = str(claim_id)
@@ -407,6 +416,7 @@ def key_fingerprint(sessions_path: str) -> str:
 def threshold_lines(claims: pd.DataFrame) -> list[str]:
     """Markdown list: per claim why it has the threshold it has (the registry's rationale),
     then each row's threshold with its source."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     from mfr_analysis.claims import claim_registry
 
     registry = claim_registry().set_index("claim_id")
@@ -469,6 +479,7 @@ all-clients row); below {alpha:g} the groups differ more than chance would expla
 def methods(claims: pd.DataFrame, sessions: pd.DataFrame, parameters: dict,
             minimum: int = MIN_REPORTED_CLIENTS, fingerprint: str = "") -> Markdown:
     """Methods appendix: models used per claim, sample sizes, versions, data fingerprint."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     import statsmodels
 
     used = (
@@ -590,6 +601,7 @@ def title_block(title: str, sessions: pd.DataFrame, minimum: int) -> HTML:
 
 def plotted_claims(claims: pd.DataFrame) -> list[str]:
     """Every claim with at least one estimate to draw, in the table's (the registry's) order."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     return list(dict.fromkeys(claims.loc[claims["estimate"].notna(), "claim_id"].astype(str)))
 
 
@@ -619,6 +631,7 @@ RESPONDER_COLUMNS = ("claim_id", "outcome", "audience_group", "design", "mcid", 
 def responder_table(claims: pd.DataFrame) -> pd.DataFrame:
     """Responder numbers per claim, outcome (each ROM measure and lasting-relief row apart)
     and group, as the protected claims table holds them, for the responder figure."""
+    claims = _primary(claims)  # sensitivity rows: their own section
     columns = [c for c in RESPONDER_COLUMNS if c in claims]
     numbers = [c for c in ("responder_share", "responders", "responders_control") if c in claims]
     if not numbers:

@@ -1,0 +1,134 @@
+"""Missing follow-up: how complete follow-up pain is (by audience group and arm), and how
+clients with a follow-up score differ from those without one.
+
+Tidy tables of a derived session table (not changed). A client "has follow-up" when any of
+their sessions has a follow-up pain score. The earlier response is the client's mean
+within-session pain change (post minus pre): in session logs, clients who felt little relief
+answer follow-up less often, which biases complete-case results at follow-up (see
+:mod:`mfr_analysis.claims.sensitivity`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["followup_cells", "followup_comparison", "followup_completeness"]
+
+ALL = "all"
+ARMS = ("all", "mfr", "control")
+MEASURE = "followup"
+COMPARED = {
+    "pain_pre": "pain before the session (client mean)",
+    "response": "pain change within sessions (client mean, post minus pre)",
+    "sessions": "sessions",
+    "weeks": "weeks in treatment",
+}
+
+
+def _per_client(sessions: pd.DataFrame) -> pd.DataFrame:
+    """One row per (audience group, client): arm, sessions, sessions with follow-up and the
+    compared values."""
+    followup = (sessions["pain_followup"] if "pain_followup" in sessions
+                else pd.Series(np.nan, index=sessions.index))
+    frame = pd.DataFrame({
+        "audience_group": sessions["audience_group"].astype("str"),
+        "arm": sessions["arm"].astype("str"),
+        "client_id": sessions["client_id"].astype("str"),
+        "with_followup": followup.notna().to_numpy(),
+        "pain_pre": sessions["pain_pre"].to_numpy(dtype=float),
+        "response": (sessions["pain_post"] - sessions["pain_pre"]).to_numpy(dtype=float),
+        "weeks": (sessions["weeks_since_start"].to_numpy(dtype=float)
+                  if "weeks_since_start" in sessions else np.zeros(len(sessions))),
+    })
+    return frame.groupby(["audience_group", "client_id"], sort=True).agg(
+        arm=("arm", "first"), sessions=("with_followup", "size"),
+        sessions_with=("with_followup", "sum"), pain_pre=("pain_pre", "mean"),
+        response=("response", "mean"), weeks=("weeks", "max")).reset_index().assign(
+        has_followup=lambda d: d["sessions_with"] > 0)
+
+
+def _cells(clients: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(audience group, arm, clients) of every cell: each group and all, each arm and all
+    (a client seen in several groups is one client of ``all``)."""
+    pooled = clients.groupby("client_id", sort=True).agg(
+        arm=("arm", "first"), sessions=("sessions", "sum"),
+        sessions_with=("sessions_with", "sum"), has_followup=("has_followup", "any"),
+        pain_pre=("pain_pre", "mean"), response=("response", "mean"),
+        weeks=("weeks", "max")).reset_index()
+    out = []
+    for group, frame in [(ALL, pooled), *((g, f) for g, f in clients.groupby(
+            "audience_group", sort=True))]:
+        for arm in ARMS:
+            cell = frame if arm == ALL else frame.loc[frame["arm"] == arm]
+            if len(cell):
+                out.append((str(group), arm, cell))
+    return out
+
+
+def followup_completeness(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Clients and sessions with a follow-up pain score, by audience group (incl. ``all``)
+    and arm (incl. ``all``): ``clients``, ``clients_with_followup``,
+    ``share_clients_with_followup``, ``sessions``, ``sessions_with_followup``,
+    ``share_sessions_with_followup``."""
+    rows = []
+    for group, arm, cell in _cells(_per_client(sessions)):
+        clients, with_clients = len(cell), int(cell["has_followup"].sum())
+        n_sessions, with_sessions = int(cell["sessions"].sum()), int(cell["sessions_with"].sum())
+        rows.append({
+            "audience_group": group, "arm": arm, "clients": clients,
+            "clients_with_followup": with_clients,
+            "share_clients_with_followup": with_clients / clients if clients else np.nan,
+            "sessions": n_sessions, "sessions_with_followup": with_sessions,
+            "share_sessions_with_followup": with_sessions / n_sessions if n_sessions
+            else np.nan})
+    return pd.DataFrame(rows)
+
+
+def followup_comparison(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Clients with and without any follow-up score, compared per audience group (incl.
+    ``all``, arms together): one row per (group, variable) with ``mean``/``sd`` of each
+    side, the clients of each side and the standardized difference (with minus without,
+    over the pooled SD ``sqrt((sd_with^2 + sd_without^2) / 2)``)."""
+    rows = []
+    for group, arm, cell in _cells(_per_client(sessions)):
+        if arm != ALL:
+            continue
+        has = cell["has_followup"].to_numpy(dtype=bool)
+        for column, words in COMPARED.items():
+            values = cell[column].to_numpy(dtype=float)
+            with_, without = values[has & np.isfinite(values)], values[~has & np.isfinite(values)]
+            sd_with = float(np.std(with_, ddof=1)) if len(with_) > 1 else np.nan
+            sd_without = float(np.std(without, ddof=1)) if len(without) > 1 else np.nan
+            pooled = np.sqrt((sd_with**2 + sd_without**2) / 2)
+            mean_with = float(with_.mean()) if len(with_) else np.nan
+            mean_without = float(without.mean()) if len(without) else np.nan
+            rows.append({
+                "audience_group": group, "variable": column, "label": words,
+                "clients_with_followup": int(has.sum()),
+                "clients_without_followup": int((~has).sum()),
+                "mean_with": mean_with, "sd_with": sd_with,
+                "mean_without": mean_without, "sd_without": sd_without,
+                "std_difference": (mean_with - mean_without) / pooled
+                if np.isfinite(pooled) and pooled > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def followup_cells(sessions: pd.DataFrame, cleaning_report: object, claims: object,
+                   slice_value: str) -> pd.DataFrame:
+    """The client counts the follow-up tables publish, as disclosure cells (columns
+    ``slice, group, measure, clients, sessions``): per group and arm the family
+    ``followup:clients[@arm]`` with parts ``#with`` and ``#without`` (total = with +
+    without), so that a hidden part cannot be worked out by subtraction."""
+    table = followup_completeness(sessions)
+    rows = []
+    for r in table.itertuples(index=False):
+        base = f"{MEASURE}:clients" + ("" if r.arm == ALL else f"@{r.arm}")
+        without_sessions = r.sessions - r.sessions_with_followup
+        for measure, clients, n_sessions in (
+                (base, r.clients, r.sessions),
+                (f"{base}#with", r.clients_with_followup, r.sessions_with_followup),
+                (f"{base}#without", r.clients - r.clients_with_followup, without_sessions)):
+            rows.append({"slice": slice_value, "group": r.audience_group, "measure": measure,
+                         "clients": int(clients), "sessions": int(n_sessions)})
+    return pd.DataFrame(rows, columns=["slice", "group", "measure", "clients", "sessions"])

@@ -1,0 +1,209 @@
+"""Missing follow-up (issue 13): Rubin's rules, IPW and LOCF on hand cases, and the key test:
+on simulated data with informative drop-out, complete case is biased and MI / IPW with the
+earlier response as auxiliary variable move the estimate back toward the planted truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfr_analysis.claims import claim_registry, primary_rows
+from mfr_analysis.claims.sensitivity import (
+    APPROACHES,
+    followup_clients,
+    ipw_estimate,
+    ipw_weights,
+    pool_rubin,
+    robustness_sentence,
+    sensitivity_rows,
+)
+from mfr_analysis.settings import AnalysisSettings
+
+
+def test_rubin_pooling_matches_a_hand_computation() -> None:
+    # 3 imputations: q = 1.0, 1.2, 1.4; U = 0.04, 0.05, 0.06. By hand (Rubin 1987):
+    # qbar = 1.2; W = 0.05; B = (0.2^2 + 0 + 0.2^2) / 2 = 0.04; T = W + (1 + 1/3) B = 0.103333
+    # lambda = (4/3 * 0.04) / T = 0.516129; df_Rubin = (m - 1) / lambda^2 = 7.5078
+    q, total, df = pool_rubin([1.0, 1.2, 1.4], [0.04, 0.05, 0.06])
+    assert q == pytest.approx(1.2)
+    assert total == pytest.approx(0.05 + 4 / 3 * 0.04)
+    assert df == pytest.approx(2 / (0.0533333 / 0.1033333) ** 2, rel=1e-4)
+    assert df == pytest.approx(7.5078, abs=1e-3)
+    # Barnard-Rubin (1999) with complete-data df 10: df_obs = 11/13 * 10 * (1 - lambda)
+    # = 4.0943; df = 1 / (1/7.5078 + 1/4.0943) = 2.6494
+    _, _, df_br = pool_rubin([1.0, 1.2, 1.4], [0.04, 0.05, 0.06], df_complete=10)
+    assert df_br == pytest.approx(2.6494, abs=1e-3)
+    with pytest.raises(ValueError):
+        pool_rubin([1.0], [0.1])
+
+
+def test_ipw_weights_and_estimate_on_a_hand_case() -> None:
+    # x = 0: 4 clients, 2 followed up; x = 1: 4 clients, 3 followed up. The logistic model
+    # on x is saturated: P(obs | x=0) = 0.5, P(obs | x=1) = 0.75; P(obs) = 5/8, so the
+    # stabilised weights are 0.625/0.5 = 1.25 and 0.625/0.75 = 0.8333.
+    x = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=float)
+    observed = np.array([1, 1, 0, 0, 1, 1, 1, 0], dtype=bool)
+    y = np.array([-2.0, -1.0, np.nan, np.nan, -3.0, -4.0, -5.0, np.nan])
+    covariates = pd.DataFrame({"x": x})
+    weights = ipw_weights(observed, covariates)
+    np.testing.assert_allclose(weights, [1.25, 1.25, 5 / 6, 5 / 6, 5 / 6], rtol=1e-3)
+    # weighted mean: (1.25 * (-3) + 0.8333 * (-12)) / (2.5 + 2.5) = -2.75 (plain mean -3)
+    estimate, se, _ = ipw_estimate(y, observed, covariates, np.ones((8, 1)), False)
+    assert estimate == pytest.approx(-2.75, abs=1e-3)
+    assert se > 0
+
+
+def test_locf_carries_the_post_session_score_forward() -> None:
+    sessions = pd.DataFrame({
+        "client_id": ["a", "a", "b"], "audience_group": ["senior"] * 3,
+        "arm": ["mfr"] * 3, "pain_pre": [6.0, 5.0, 7.0], "pain_post": [4.0, 3.0, 5.0],
+        "pain_followup": [np.nan, 4.0, np.nan], "weeks_since_start": [0.0, 1.0, 0.0]})
+    clients = followup_clients(sessions).set_index("client_id")
+    # a: complete case uses the one follow-up, 4 - 5 = -1; LOCF (4 - 6, 4 - 5) = -1.5
+    assert clients.loc["a", "y"] == -1.0
+    assert clients.loc["a", "y_locf"] == -1.5
+    assert clients.loc["a", "response"] == -2.0
+    # b has no follow-up: missing for complete case, 5 - 7 = -2 carried forward
+    assert math.isnan(clients.loc["b", "y"])
+    assert clients.loc["b", "y_locf"] == -2.0
+
+
+def _derived(simulated: pd.DataFrame) -> pd.DataFrame:
+    from mfr_analysis import derive
+
+    codes = pd.factorize(simulated["client_id"])[0]
+    return derive.derive(simulated.assign(
+        session_id=[f"s_{i:016x}" for i in range(len(simulated))],
+        client_id=[f"c_{code:016x}" for code in codes],
+        source_file="sim.csv", source_line=np.arange(2, len(simulated) + 2)))
+
+
+@pytest.fixture(scope="module")
+def dropout_rows() -> tuple[pd.DataFrame, float]:
+    """Sensitivity rows of 800 simulated MFR clients with planted informative drop-out."""
+    from mfr_analysis import simulate
+
+    clean, truth = simulate.simulate_sessions(800, 5, control_share=0.0)
+    planted = simulate.planted_followup(truth).set_index("audience_group")
+    lasting = claim_registry().set_index("claim_id", drop=False).loc["lasting_relief"]
+    rows = sensitivity_rows(_derived(clean), lasting, [], settings=AnalysisSettings())
+    return rows.set_index("sensitivity"), float(planted.loc["all", "planted_change"])
+
+
+def test_mi_and_ipw_undo_the_bias_of_complete_cases(dropout_rows) -> None:
+    rows, truth = dropout_rows
+    assert list(rows.index) == list(APPROACHES)
+    cc = rows.loc["complete_case", "estimate"]
+    bias = cc - truth
+    # poor responders miss follow-up: complete cases look like more relief than planted
+    assert bias < -0.15, (cc, truth)
+    for approach in ("multiple_imputation", "inverse_probability_weighting"):
+        estimate = rows.loc[approach, "estimate"]
+        assert bias < estimate - truth < 0.6 * abs(bias) + 0.05, (approach, estimate, truth)
+        assert (truth - estimate) / (truth - cc) < 0.6, (approach, estimate, cc, truth)
+    # MI and LOCF use every client; IPW and complete case the followed-up ones
+    assert rows.loc["multiple_imputation", "n_clients"] > rows.loc["complete_case", "n_clients"]
+    assert rows.loc["last_observation_carried_forward", "n_clients"] == rows.loc[
+        "multiple_imputation", "n_clients"]
+    assert rows.loc["inverse_probability_weighting", "n_clients"] == rows.loc[
+        "complete_case", "n_clients"]
+    assert (rows["design"] == "uncontrolled").all()
+    assert rows["p_adjusted"].isna().all()
+    assert rows["note"].str.contains("outside the multiplicity correction").all()
+
+
+def test_sensitivity_rows_follow_the_primary_rows_and_change_none() -> None:
+    from mfr_analysis import simulate
+    from mfr_analysis.claims import evaluate_claims
+
+    clean, _ = simulate.simulate_sessions(150, 2)
+    sessions = _derived(clean)
+    table = evaluate_claims(sessions, groups=["senior"])
+    primary = primary_rows(table)
+    extra = table.loc[table["sensitivity"] != ""]
+    assert (primary["sensitivity"] == "").all()
+    assert set(extra["sensitivity"]) == set(APPROACHES)
+    assert (extra["claim_id"] == "lasting_relief").all()
+    assert (extra["outcome"] == "pain_followup").all()
+    assert sorted(set(extra["audience_group"])) == ["all", "senior"]
+    assert table.index[: len(primary)].tolist() == list(range(len(primary)))
+    sentence = robustness_sentence(table, "all")
+    assert sentence.startswith(("The verdict at follow-up", "Too few clients"))
+
+
+def test_robustness_sentence_says_when_the_verdict_changes() -> None:
+    def table(mi: str) -> pd.DataFrame:
+        return pd.DataFrame({
+            "claim_id": "lasting_relief", "outcome": "pain_followup", "audience_group": "all",
+            "sensitivity": list(APPROACHES),
+            "verdict": ["supported", mi, "supported", "supported"]})
+
+    same = robustness_sentence(table("supported"))
+    assert "is the same under multiple imputation and inverse probability weighting" in same
+    changed = robustness_sentence(table("below_threshold"))
+    assert "changes under multiple imputation" in changed
+    assert "read the main result with care" in changed
+    assert "inverse probability weighting" not in changed.split("(")[0]
+
+
+def test_followup_tables_on_a_hand_case() -> None:
+    from mfr_analysis.describe.followup import (
+        followup_cells,
+        followup_comparison,
+        followup_completeness,
+    )
+
+    sessions = pd.DataFrame({
+        "client_id": ["a", "a", "b", "c", "d"],
+        "audience_group": ["senior", "senior", "senior", "rehab", "rehab"],
+        "arm": ["mfr", "mfr", "control", "mfr", "mfr"],
+        "pain_pre": [6.0, 5.0, 7.0, 4.0, 8.0], "pain_post": [4.0, 3.0, 7.0, 3.0, 5.0],
+        "pain_followup": [np.nan, 4.0, np.nan, 3.0, np.nan],
+        "weeks_since_start": [0.0, 2.0, 0.0, 0.0, 0.0]})
+    table = followup_completeness(sessions).set_index(["audience_group", "arm"])
+    assert table.loc[("all", "all"), ["clients", "clients_with_followup", "sessions",
+                                      "sessions_with_followup"]].tolist() == [4, 2, 5, 2]
+    assert table.loc[("all", "all"), "share_clients_with_followup"] == 0.5
+    assert table.loc[("senior", "control"), "clients_with_followup"] == 0
+    assert table.loc[("rehab", "mfr"), "share_sessions_with_followup"] == 0.5
+    compared = followup_comparison(sessions).set_index(["audience_group", "variable"])
+    row = compared.loc[("all", "response")]
+    # with: a (-2), c (-1): mean -1.5, sd 0.7071; without: b (0), d (-3): mean -1.5
+    assert row["mean_with"] == -1.5 and row["mean_without"] == -1.5
+    assert row["std_difference"] == 0.0
+    pre = compared.loc[("all", "pain_pre")]
+    # with: a 5.5, c 4 (mean 4.75, sd 1.0607); without: b 7, d 8 (mean 7.5, sd 0.7071)
+    assert pre["std_difference"] == pytest.approx(-2.75 / math.sqrt((1.125 + 0.5) / 2))
+    cells = followup_cells(sessions, {}, None, "").set_index(["group", "measure"])
+    assert cells.loc[("all", "followup:clients"), "clients"] == 4
+    assert cells.loc[("all", "followup:clients#with"), "clients"] + cells.loc[
+        ("all", "followup:clients#without"), "clients"] == 4
+    assert cells.loc[("senior", "followup:clients@control#without"), "clients"] == 1
+
+
+def test_sensitivity_rows_are_distinct_disclosure_cells_tied_to_the_followed_up() -> None:
+    from mfr_analysis.privacy import claim_counts
+
+    base = {"claim_id": "lasting_relief", "outcome": "pain_followup", "audience_group": "all",
+            "design": "uncontrolled", "note": ""}
+    claims = pd.DataFrame([
+        {**base, "sensitivity": "", "n_clients": 40, "n_sessions": 90},
+        {**base, "sensitivity": "complete_case", "n_clients": 40, "n_sessions": 90},
+        {**base, "sensitivity": "multiple_imputation", "n_clients": 45, "n_sessions": 100},
+        {**base, "sensitivity": "inverse_probability_weighting", "n_clients": 40,
+         "n_sessions": 90},
+        {**base, "sensitivity": "last_observation_carried_forward", "n_clients": 45,
+         "n_sessions": 100}])
+    cells = claim_counts(claims)
+    measures = set(cells["measure"])
+    assert {"lasting_relief|pain_followup",
+            "lasting_relief|pain_followup@multiple_imputation"} <= measures
+    family = cells.loc[cells["measure"].str.startswith("lasting_relief|pain_followup@followup")]
+    by = family.drop_duplicates("measure").set_index("measure")["clients"]
+    assert by["lasting_relief|pain_followup@followup#without"] == 5  # 45 - 40: a part
+    assert by["lasting_relief|pain_followup@followup"] == 45
+    twins = set(family["twin"])
+    assert "lasting_relief|pain_followup@complete_case" in twins
