@@ -207,3 +207,26 @@ def test_sensitivity_rows_are_distinct_disclosure_cells_tied_to_the_followed_up(
     assert by["lasting_relief|pain_followup@followup"] == 45
     twins = set(family["twin"])
     assert "lasting_relief|pain_followup@complete_case" in twins
+
+
+def test_a_few_clients_without_follow_up_hide_the_followed_up_rows_counts() -> None:
+    """Multiple imputation counts every client, complete case the followed-up ones: their
+    difference (5 clients without follow-up) must not be worked out by subtraction."""
+    from mfr_analysis.privacy import claim_measure, plan_disclosure
+
+    family = "lasting_relief|pain_followup@followup"
+    complete = claim_measure("lasting_relief", "pain_followup", "complete_case")
+    counts = pd.DataFrame([
+        {"slice": "", "group": "all", "measure": family, "clients": 100, "sessions": 400,
+         "twin": ""},
+        {"slice": "", "group": "all", "measure": f"{family}#with", "clients": 95,
+         "sessions": 380, "twin": complete},
+        {"slice": "", "group": "all", "measure": f"{family}#without", "clients": 5,
+         "sessions": 20, "twin": ""},
+        {"slice": "", "group": "all", "measure": complete, "clients": 95, "sessions": 380,
+         "twin": ""},
+    ])
+    hidden = plan_disclosure(counts).hidden
+    assert {("", "all", f"{family}#without"), ("", "all", f"{family}#with"),
+            ("", "all", complete)} <= hidden
+    assert ("", "all", family) not in hidden

@@ -98,6 +98,7 @@ def _measures(claims: pd.DataFrame) -> list[str]:
 #: ``#without`` that a plan treats as a line.
 _EVERY_CLIENT = ("multiple_imputation", "last_observation_carried_forward")
 _FOLLOWED = ("complete_case", "inverse_probability_weighting")
+_FOLLOWUP_FAMILY = "@followup"  # a family line too: every client = with + without follow-up
 
 
 def _sensitivity_family(claims: pd.DataFrame, slice_value: str) -> pd.DataFrame:
@@ -113,7 +114,7 @@ def _sensitivity_family(claims: pd.DataFrame, slice_value: str) -> pd.DataFrame:
         by = cell.set_index("_s")
         if not ({*_EVERY_CLIENT, *_FOLLOWED} <= set(by.index)):
             continue
-        base = f"{claim_id}|{outcome}@followup"
+        base = f"{claim_id}|{outcome}{_FOLLOWUP_FAMILY}"
         every = by.loc[_EVERY_CLIENT[0]]
         followed = by.loc[_FOLLOWED[0]]
         clients = (int(every["n_clients"]), int(followed["n_clients"]))
@@ -279,13 +280,14 @@ def is_described(measure: str) -> bool:
 
 
 def _families(cells: Iterable[Cell]) -> list[Line]:
-    """Every describe family ``base#part`` of one report and group: total = sum of parts
-    (the arms of a count, the classes of a reliable-change table, the levels and missing of
-    a baseline variable), so a hidden part cannot be worked out from its total and the rest."""
+    """Every describe family ``base#part`` of one report and group, and the follow-up family
+    of the sensitivity rows: total = sum of parts (the arms of a count, the classes of a
+    reliable-change table, the levels and missing of a baseline variable, clients with and
+    without follow-up), so a hidden part cannot be worked out from its total and the rest."""
     parts: dict[Cell, list[Cell]] = {}
     for s, g, m in cells:
         base, hash_, _ = m.rpartition("#")
-        if hash_ and is_described(base):
+        if hash_ and (is_described(base) or base.endswith(_FOLLOWUP_FAMILY)):
             parts.setdefault((s, g, base), []).append((s, g, m))
     return [Line(total, tuple(sorted(members))) for total, members in sorted(parts.items())]
 
