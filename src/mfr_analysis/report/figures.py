@@ -1019,10 +1019,10 @@ class _FlowBox:
         self.title = _wrap(str(row.get("label") or row["stage"]), FLOW_TITLE_PT)
         counts = _flow_counts(row)
         self.counts = _wrap(counts, FLOW_TEXT_PT) if counts else ["not available"]
-        self.listed = [w for line in listed for w in _wrap("• " + line, FLOW_TEXT_PT - 0.5)]
+        self.listed = [w for line in listed for w in _wrap("• " + line, FLOW_TEXT_PT)]
         self.height = (len(self.title) * _line_height(FLOW_TITLE_PT)
                        + len(self.counts) * _line_height(FLOW_TEXT_PT)
-                       + len(self.listed) * _line_height(FLOW_TEXT_PT - 0.5) + 0.22)
+                       + len(self.listed) * _line_height(FLOW_TEXT_PT) + 0.22)
         self.x = 0.0  # centre
         self.y = 0.0  # top
 
@@ -1182,9 +1182,9 @@ def flow_diagram(flow_table: pd.DataFrame, *, ax: Axes | None = None,
             ax.text(box.x, y, line, ha="center", va="top", fontsize=FLOW_TEXT_PT, color=INK)
             y += _line_height(FLOW_TEXT_PT)
         for line in box.listed:
-            ax.text(left + 0.1, y, line, ha="left", va="top", fontsize=FLOW_TEXT_PT - 0.5,
+            ax.text(left + 0.1, y, line, ha="left", va="top", fontsize=FLOW_TEXT_PT,
                     color=INK)
-            y += _line_height(FLOW_TEXT_PT - 0.5)
+            y += _line_height(FLOW_TEXT_PT)
     for parent, child in arrows:
         style = {"arrowstyle": "-|>", "color": QUIET, "linewidth": 1.0,
                  "shrinkA": 0, "shrinkB": 0}
@@ -1288,8 +1288,8 @@ def jacobson_truax_plot(individual: pd.DataFrame, mcid: float | None = None,
     for panel, arm in zip(axes, arms, strict=True):
         values = frame.loc[frame["arm"].astype("string").fillna("mfr") == arm]
         edges, counts = _squares(values, width, minimum)
-        cmap = LinearSegmentedColormap.from_list(f"rci-{arm}", ["#f2f2f2", colours[arm]])
-        cmap.set_bad((0, 0, 0, 0))
+        cmap = LinearSegmentedColormap.from_list(
+            f"rci-{arm}", ["#f2f2f2", colours[arm]]).with_extremes(bad=(0, 0, 0, 0))
         mesh = panel.pcolormesh(edges, edges, counts, cmap=cmap, vmin=minimum,
                                 vmax=max(float(counts.max() or minimum), minimum + 1))
         bar = fig.colorbar(mesh, ax=panel, shrink=0.7, pad=0.02)
