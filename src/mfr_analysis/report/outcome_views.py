@@ -584,15 +584,16 @@ def checklist_section(checklist: pd.DataFrame | None = None,
         where = _where(str(row["anchor"]), str(row["reason"]), names)
         available = "" if str(row["anchor"]) else ' class="mfr-not-available"'
         body.append(f"<tr{available}><th scope=\"row\">{html_text(row['item_id'])}</th>"
-                    f"<td>{html_text(row['standard'])}</td><td>{html_text(row['item'], None)}"
-                    f"</td><td>{where}</td></tr>")
+                    f"<td class=\"mfr-wide-only\">{html_text(row['standard'])}</td>"
+                    f"<td>{html_text(row['item'], None)}</td><td>{where}</td></tr>")
     intro = _para("Reviewers judge an outcome report against reporting standards: CONSORT and "
                   "its patient-reported-outcome extension, STROBE and its extension for "
                   "routinely collected data (RECORD), and SAMPL for statistics. Each item that "
                   "applies to session logs links to where this report answers it; items these "
                   "logs cannot answer say why.")
     table_html_ = ('<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-table">'
-                   "<thead><tr><th scope=\"col\">Item</th><th scope=\"col\">Standard</th>"
+                   "<thead><tr><th scope=\"col\">Item</th>"
+                   "<th scope=\"col\" class=\"mfr-wide-only\">Standard</th>"
                    "<th scope=\"col\">What it asks</th><th scope=\"col\">Where</th></tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table></div>")
     return _section("checklist", "Reporting checklist", [intro, table_html_])
