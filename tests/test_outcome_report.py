@@ -317,3 +317,12 @@ def test_checklist_covers_each_standard_and_says_why_not() -> None:
     missing = checklist.loc[checklist["anchor"] == ""]
     assert len(missing) and missing["reason"].str.startswith("not available in these logs").all()
     assert set(ov.ANCHORS) - {"checklist"} <= set(checklist["anchor"])
+
+
+def test_followup_tables_show_whole_counts_and_hide_small_ones() -> None:
+    completeness = pd.DataFrame({"audience_group": ["all", "senior"], "arm": ["mfr", "mfr"],
+                                 "with_followup": [150, 7], "share": [0.68, 0.5],
+                                 "mean_pain_pre": [6.25, 5.0]})
+    html = ov.missing_data_section(claims_rows(), completeness).data
+    assert ">150<" in html and ">fewer than 11<" in html and ">7<" not in html
+    assert ">68%<" in html and ">6.25<" in html and "Seniors" in html

@@ -95,20 +95,24 @@ def heading(anchor: str, title: str, level: int = 2) -> str:
 
 
 def table_html(frame: pd.DataFrame, headers: Mapping[str, str] | None = None,
-               caption: str = "", row_header: bool = True) -> str:
+               caption: str = "", row_header: bool = True,
+               indent: Sequence[int] | None = None) -> str:
     """A table of already-formatted cells, every cell and header escaped; the first column
-    is the row header. Wrapped to scroll sideways on a phone."""
+    is the row header, indented by ``indent`` levels per row (a tree such as the flow).
+    Wrapped to scroll sideways on a phone."""
     headers = dict(headers or {c: str(c) for c in frame.columns})
     columns = [c for c in headers if c in frame.columns]
     head = "".join(f'<th scope="col">{html_text(headers[c])}</th>' for c in columns)
     body = []
-    for _, row in frame.iterrows():
+    for position, (_, row) in enumerate(frame.iterrows()):
         cells = []
         for i, column in enumerate(columns):
             value = row[column]
             text = "" if _missing(value) else html_text(value, None)
             tag = "th" if i == 0 and row_header else "td"
             scope = ' scope="row"' if tag == "th" else ""
+            if i == 0 and indent is not None and indent[position]:
+                scope += f' style="padding-left:{0.5 + 1.2 * int(indent[position]):.1f}em"'
             cells.append(f"<{tag}{scope}>{text}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     cap = f"<caption>{html_text(caption, None)}</caption>" if caption else ""
@@ -165,10 +169,10 @@ def flow_rows(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> 
     labels = []
     for _, row in flow_table.iterrows():
         arm = _arm(row.get("arm"))
-        label = str(row["label"]) + (f" ({arm} arm)" if arm and arm.lower() not in str(
-            row["label"]).lower() else "")
-        labels.append("\u2003" * depth(str(row["stage"])) + label)
+        labels.append(str(row["label"]) + (f" ({arm} arm)" if arm and arm.lower() not in str(
+            row["label"]).lower() else ""))
     return pd.DataFrame({
+        "depth": [depth(str(s)) for s in flow_table["stage"]],
         "label": labels,
         "sessions": [count_text(v, 0) for v in flow_table["sessions"]],
         "clients": [count_text(v, minimum) for v in flow_table["clients"]],
@@ -185,7 +189,8 @@ def flow_section(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) 
              "each arm, those with a usable before/after pair and a follow-up rating, and the "
              "clients each claim analysed. Boxes to the right leave the main line at that "
              f"step. A count of fewer than {minimum} clients reads 'suppressed'.")
-    table = table_html(flow_rows(flow_table, minimum), FLOW_HEADERS,
+    rows = flow_rows(flow_table, minimum)
+    table = table_html(rows, FLOW_HEADERS, indent=list(rows["depth"]),
                        caption="Every step of the flow, with every quarantine reason")
     figure = _figure(flow_diagram(flow_table),
                      alt="Flow diagram: rows read, set aside, clean sessions, clients by arm, "
@@ -337,7 +342,10 @@ def _tidy_table(frame: pd.DataFrame | None, minimum: int, caption: str) -> str:
             shown[column] = [_group(v) for v in values]
         elif column == "arm":
             shown[column] = [_arm(v) for v in values]
-        elif "client" in str(column) or str(column) in {"n", "count", "sessions"}:
+        elif "client" in str(column) or str(column) in {"n", "count", "sessions"} or (
+                pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+                and "share" not in str(column) and values.dropna().mod(1).eq(0).all()):
+            # a count (a whole number): protected like every count of clients
             shown[column] = [count_text(v, minimum) for v in values]
         elif "share" in str(column) or "percent" in str(column):
             shown[column] = [f"{float(v):.0%}" if isinstance(v, int | float) and not _missing(v)
