@@ -326,3 +326,12 @@ def test_followup_tables_show_whole_counts_and_hide_small_ones() -> None:
     html = ov.missing_data_section(claims_rows(), completeness).data
     assert ">150<" in html and ">fewer than 11<" in html and ">7<" not in html
     assert ">68%<" in html and ">6.25<" in html and "Seniors" in html
+
+
+def test_claim_mcid_reads_the_pooled_pain_row() -> None:
+    claims = pd.DataFrame({"claim_id": ["pain", "pain", "stress"],
+                           "outcome": ["pain", "pain", "stress"],
+                           "audience_group": ["senior", "all", "all"],
+                           "mcid": [2.5, 1.5, 2.0]})
+    assert ov.claim_mcid(claims) == 1.5
+    assert ov.claim_mcid(claims, "rom") is None

@@ -606,3 +606,14 @@ def checklist_section(checklist: pd.DataFrame | None = None,
                    f"<tbody>{''.join(body)}</tbody></table></div>")
     return _section("checklist", "Reporting checklist", [intro, table_html_])
 
+
+
+def claim_mcid(claims: pd.DataFrame, claim_id: str = "pain") -> float | None:
+    """The MCID the claims table used for a claim (its pooled row first; overrides
+    included), for the individual-level figures; None when it states none."""
+    if "mcid" not in claims:
+        return None
+    rows = claims.loc[(claims["claim_id"] == claim_id) & (claims["outcome"] == claim_id)]
+    rows = rows.sort_values("audience_group", key=lambda g: g != "all")
+    values = pd.to_numeric(rows["mcid"], errors="coerce").dropna()
+    return float(values.iloc[0]) if len(values) else None
