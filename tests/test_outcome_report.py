@@ -335,3 +335,10 @@ def test_claim_mcid_reads_the_pooled_pain_row() -> None:
                            "mcid": [2.5, 1.5, 2.0]})
     assert ov.claim_mcid(claims) == 1.5
     assert ov.claim_mcid(claims, "rom") is None
+
+
+def test_robustness_section_says_each_e_value_in_a_sentence() -> None:
+    html = ov.robustness_section(claims_rows()).data
+    assert 'id="robustness"' in html and "What the E-values mean" in html
+    assert "by a factor of 1.90 each" in html and "by 1.40 to move its interval" in html
+    assert "-1.60 [-2.40 to -0.80]" in html and "pain before the session" in html

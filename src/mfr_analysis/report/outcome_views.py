@@ -545,8 +545,15 @@ def robustness_section(claims: pd.DataFrame) -> HTML:
         parts.append(_para("No claim has a control arm large enough for a controlled estimate: "
                            "every estimate is before → after or an association."))
     else:
-        parts.append(table_html(shown, ROBUSTNESS_HEADERS,
+        table_headers = {k: v for k, v in ROBUSTNESS_HEADERS.items() if k != "meaning"}
+        parts.append(table_html(shown, table_headers,
                                 caption="Controlled estimates, adjusted and unadjusted"))
+        said = [f"<li><b>{html_text(r['claim'])}, {html_text(r['group'])}</b>: "
+                f"{html_text(r['meaning'], None)}</li>" for _, r in shown.iterrows()
+                if r["meaning"]]
+        if said:  # one sentence per E-value, under the table (narrow enough for a phone)
+            parts.append(f'<p><b>What the E-values mean</b></p><ul class="mfr-evalues">'
+                         f"{''.join(said)}</ul>")
     return _section("robustness", "Adjusted estimates and unmeasured confounding", parts)
 
 
