@@ -19,12 +19,13 @@ Using them in a notebook, as with seaborn:
   no mathtext in data labels) only while it draws, and makes its own figures with
   :class:`matplotlib.figure.Figure`, outside pyplot, so they need no display.
 * ``ax=``: one-panel figures (:func:`row_flow`, :func:`reason_bars`,
-  :func:`missingness_heatmap`, :func:`pain_trajectories`) draw into the caller's Axes and
+  :func:`missingness_heatmap`, :func:`pain_trajectories`, :func:`flow_diagram`,
+  :func:`change_ecdf`) draw into the caller's Axes and
   return it; their legend then sits beside that Axes. Multi-panel figures
   (:func:`forest_plot`, :func:`paired_before_after`, :func:`responder_bars`,
-  :func:`rating_bars`) fill the caller's Axes' place in its figure with a
-  :class:`~matplotlib.figure.SubFigure` holding their panels (the Axes is removed) and return
-  that SubFigure. Without ``ax`` every function returns the new Figure it made.
+  :func:`rating_bars`, :func:`jacobson_truax_plot`) fill the caller's Axes' place in its
+  figure with a :class:`~matplotlib.figure.SubFigure` holding their panels (the Axes is
+  removed) and return that SubFigure. Without ``ax`` every function returns the new Figure it made.
 * ``palette=``: a mapping key -> colour, or a seaborn palette name or list of colours (given
   to :func:`seaborn.color_palette`); the keys are audience groups, arms (``mfr``,
   ``control``), verdicts or row outcomes, as each function says. The default is the fixed
