@@ -342,3 +342,12 @@ def test_robustness_section_says_each_e_value_in_a_sentence() -> None:
     assert 'id="robustness"' in html and "What the E-values mean" in html
     assert "by a factor of 1.90 each" in html and "by 1.40 to move its interval" in html
     assert "-1.60 [-2.40 to -0.80]" in html and "pain before the session" in html
+
+
+def test_reliability_from_a_data_table_row_with_its_source() -> None:
+    row = pd.Series({"outcome": "pain", "measure": "test-retest reliability", "value": 0.87,
+                     "source": "Author et al. 2000"})
+    summary = pd.DataFrame({"arm": ["mfr"], "rci_class": ["improved"], "clients": [40]})
+    html = ov.individual_section(summary, individual(), 2.0, row).data
+    assert "r = 0.87" in html and "Source: Author et al. 2000." in html
+    assert "more than 2.4 points" in html  # 1.96 x S_diff 1.2 = 2.35

@@ -435,7 +435,7 @@ def individual_section(summary: pd.DataFrame, individual: pd.DataFrame | None = 
         "inside it, the client is counted as unchanged. Recovered means the client also ended "
         "below the functional cut-off, where one exists. This is not the same question as "
         "whether the average change reaches the MCID.")]
-    if reliability:
+    if reliability is not None and len(reliability):  # a mapping or a row of a data table
         value = reliability.get("value", reliability.get("reliability"))
         measure = reliability.get("measure", "test-retest reliability")
         source = reliability.get("source", "")
