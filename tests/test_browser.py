@@ -316,7 +316,7 @@ ANCHOR_BOXES = """anchors => anchors.map(id => {
   const el = document.getElementById(id);
   if (!el) return {id, found: false};
   const box = el.getBoundingClientRect();
-  const section = el.closest('section') || el.parentElement;
+  const section = el.closest('div.mfr-section') || el.parentElement;
   const wide = section ? section.scrollWidth : 0;
   return {id, found: true, shown: box.width > 0 && box.height > 0, text: el.innerText,
           sectionWidth: wide};
@@ -338,7 +338,7 @@ def test_outcome_sections_render_offline_with_their_anchors(browser: object, rep
     anchors = outcome_anchors()
     boxes = page.evaluate(ANCHOR_BOXES, anchors)
     links = page.eval_on_selector_all(
-        "#checklist ~ * a[href^='#'], section.mfr-checklist a[href^='#']",
+        "div.mfr-checklist a[href^='#']",
         "links => links.map(a => a.getAttribute('href').slice(1))")
     landing = page.evaluate("ids => ids.filter(id => !document.getElementById(id))",
                             sorted(set(links)))

@@ -295,7 +295,10 @@ def render(path: Path, outputs: list) -> str:
 
 
 def test_every_section_anchor_and_checklist_link_survives_nbconvert(tmp_path: Path) -> None:
+    from tests.test_report_safety import assert_inert
+
     page = render(tmp_path / "sections.html", sections())
+    assert_inert(page, "sections.html")  # only the pages' allowed tags, no live markup
     ids = set(re.findall(r'\bid="([^"]+)"', page))
     assert set(ov.ANCHORS) <= ids
     assert set(ov.checklist_anchors()) <= ids

@@ -115,8 +115,10 @@ def table_html(frame: pd.DataFrame, headers: Mapping[str, str] | None = None,
                 scope += f' style="padding-left:{0.5 + 1.2 * int(indent[position]):.1f}em"'
             cells.append(f"<{tag}{scope}>{text}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    cap = f"<caption>{html_text(caption, None)}</caption>" if caption else ""
-    return (f'<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-table">{cap}'
+    # the caption is a paragraph above the table: the pages' tag allowlist has no <caption>
+    cap = (f'<p class="mfr-table-caption"><b>{html_text(caption, None)}</b></p>'
+           if caption else "")
+    return (f'{cap}<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-table">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
@@ -131,8 +133,8 @@ def _para(text: str) -> str:
 
 
 def _section(anchor: str, title: str, parts: Sequence[str]) -> HTML:
-    return HTML(f'<section class="mfr-section mfr-{html_text(anchor)}">{heading(anchor, title)}'
-                + "".join(p for p in parts if p) + "</section>")
+    return HTML(f'<div class="mfr-section mfr-{html_text(anchor)}">{heading(anchor, title)}'
+                + "".join(p for p in parts if p) + "</div>")
 
 
 def _words(value: object) -> str:
