@@ -354,3 +354,13 @@ def test_reliability_from_a_data_table_row_with_its_source() -> None:
     html = ov.individual_section(summary, individual(), 2.0, row).data
     assert "r = 0.87" in html and "Source: Author et al. 2000." in html
     assert "more than 2.4 points" in html  # 1.96 x S_diff 1.2 = 2.35
+
+
+def test_flow_rows_follow_the_tree_depth_first() -> None:
+    rows = ov.flow_rows(flow_table(3))
+    labels = list(rows["label"])
+    mfr = labels.index("MFR arm")
+    assert labels[mfr + 1:mfr + 4] == ["With a pain pair (MFR arm)",
+                                       "With follow-up (MFR arm)", "Analysed: pain (MFR arm)"]
+    assert labels.index("reason 0: a value outside its range") == labels.index("Quarantined") + 1
+    assert list(rows["depth"])[:2] == [0, 1]

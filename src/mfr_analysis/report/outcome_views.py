@@ -159,6 +159,7 @@ def flow_rows(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> 
     """The flow table as the page lists it: every box, indented under its parent, with the
     arm in words; the counts' columns end with 'clients' (never 'clients, sessions': the
     disclosure test reads that pair as a group table)."""
+    flow_table = _tree_order(flow_table)
     parents = dict(zip(flow_table["stage"].astype(str), flow_table["parent"].fillna("").astype(
         str), strict=True))
 
@@ -179,6 +180,29 @@ def flow_rows(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> 
         "sessions": [count_text(v, 0) for v in flow_table["sessions"]],
         "clients": [count_text(v, minimum) for v in flow_table["clients"]],
     })
+
+
+def _tree_order(flow_table: pd.DataFrame) -> pd.DataFrame:
+    """The boxes depth first (each box followed by its own steps), siblings in table order."""
+    stages = flow_table["stage"].astype(str).tolist()
+    parents = flow_table["parent"].fillna("").astype(str).tolist()
+    children: dict[str, list[int]] = {}
+    roots = []
+    for i, parent in enumerate(parents):
+        if parent and parent in stages and parent != stages[i]:
+            children.setdefault(parent, []).append(i)
+        else:
+            roots.append(i)
+    order: list[int] = []
+    stack = list(reversed(roots))
+    while stack:
+        i = stack.pop()
+        if i in order:
+            continue
+        order.append(i)
+        stack.extend(reversed(children.get(stages[i], [])))
+    order += [i for i in range(len(stages)) if i not in order]  # a cycle: kept, at the end
+    return flow_table.iloc[order].reset_index(drop=True)
 
 
 def flow_section(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
