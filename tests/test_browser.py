@@ -296,3 +296,57 @@ def test_phone_scorecard_scrolls_with_the_claim_column_kept(browser: object,
     assert after["background"] not in {"rgba(0, 0, 0, 0)", "transparent"}  # cells pass under
     assert after["lastLeft"] >= after["claimRight"] - 1 and after["lastRight"] <= 421
     assert after["page"] <= 420  # the page itself never scrolls sideways
+
+
+def outcome_anchors() -> list[str]:
+    """The outcome sections' anchors a claims report must carry. Flow, Table 1 and each
+    client's result need the describe tables (issue 13, helper "describe"): they are
+    required as soon as ``mfr_analysis.describe`` exists."""
+    from importlib.util import find_spec
+
+    from mfr_analysis.report.outcome_views import ANCHORS
+
+    needs_describe = {"flow", "baseline", "individual"}
+    if find_spec("mfr_analysis.describe") is None:
+        return [a for a in ANCHORS if a not in needs_describe]
+    return list(ANCHORS)
+
+
+ANCHOR_BOXES = """anchors => anchors.map(id => {
+  const el = document.getElementById(id);
+  if (!el) return {id, found: false};
+  const box = el.getBoundingClientRect();
+  const section = el.closest('div.mfr-section') || el.parentElement;
+  const wide = section ? section.scrollWidth : 0;
+  return {id, found: true, shown: box.width > 0 && box.height > 0, text: el.innerText,
+          sectionWidth: wide};
+})"""
+
+
+@pytest.mark.parametrize("width", [1200, 420])
+def test_outcome_sections_render_offline_with_their_anchors(browser: object, report_dir: Path,
+                                                            width: int) -> None:
+    """Every outcome section is on the page under its anchor, at desktop width and on a
+    420 px phone, the checklist's links all land on an element of the page, and nothing is
+    fetched from outside it."""
+    from mfr_analysis.report.outcome_views import ANCHORS, checklist_anchors
+
+    requested: list[str] = []
+    page = browser.new_page(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto((report_dir / "claims-all.html").as_uri(), wait_until="load")
+    anchors = outcome_anchors()
+    boxes = page.evaluate(ANCHOR_BOXES, anchors)
+    links = page.eval_on_selector_all(
+        "div.mfr-checklist a[href^='#']",
+        "links => links.map(a => a.getAttribute('href').slice(1))")
+    landing = page.evaluate("ids => ids.filter(id => !document.getElementById(id))",
+                            sorted(set(links)))
+    page_width = page.evaluate("document.documentElement.scrollWidth")
+    page.close()
+    assert all(b["found"] and b["shown"] for b in boxes), boxes
+    assert set(checklist_anchors()) & set(anchors) <= set(links)
+    not_yet = set(ANCHORS) - set(anchors)  # sections waiting for the describe tables
+    assert set(landing) <= not_yet, landing  # every checklist link lands on the page
+    assert not [u for u in requested if not u.startswith(("file:", "data:"))]
+    assert page_width <= width

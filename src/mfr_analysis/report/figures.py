@@ -19,12 +19,13 @@ Using them in a notebook, as with seaborn:
   no mathtext in data labels) only while it draws, and makes its own figures with
   :class:`matplotlib.figure.Figure`, outside pyplot, so they need no display.
 * ``ax=``: one-panel figures (:func:`row_flow`, :func:`reason_bars`,
-  :func:`missingness_heatmap`, :func:`pain_trajectories`) draw into the caller's Axes and
+  :func:`missingness_heatmap`, :func:`pain_trajectories`, :func:`flow_diagram`,
+  :func:`change_ecdf`) draw into the caller's Axes and
   return it; their legend then sits beside that Axes. Multi-panel figures
   (:func:`forest_plot`, :func:`paired_before_after`, :func:`responder_bars`,
-  :func:`rating_bars`) fill the caller's Axes' place in its figure with a
-  :class:`~matplotlib.figure.SubFigure` holding their panels (the Axes is removed) and return
-  that SubFigure. Without ``ax`` every function returns the new Figure it made.
+  :func:`rating_bars`, :func:`jacobson_truax_plot`) fill the caller's Axes' place in its
+  figure with a :class:`~matplotlib.figure.SubFigure` holding their panels (the Axes is
+  removed) and return that SubFigure. Without ``ax`` every function returns the new Figure it made.
 * ``palette=``: a mapping key -> colour, or a seaborn palette name or list of colours (given
   to :func:`seaborn.color_palette`); the keys are audience groups, arms (``mfr``,
   ``control``), verdicts or row outcomes, as each function says. The default is the fixed
@@ -47,7 +48,13 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    MaxNLocator,
+    NullLocator,
+    PercentFormatter,
+)
 
 from mfr_analysis.claims import estimate_words, primary_rows
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
@@ -924,3 +931,468 @@ def rating_bars(shares: pd.DataFrame, names: dict[str, str] | None = None, *,
     fig.supxlabel("rating (0-10)", fontsize="small")
     fig.suptitle("How the 0-10 ratings are spread (share of each group's sessions)")
     return fig
+
+
+# ------------------------------------------------------------------------ client flow ---
+
+FLOW_COLUMN = 2.9  # inches per column of boxes: two columns fit a 420 px screen readably
+FLOW_BOX = 2.65  # inches of a box's width
+FLOW_TITLE_PT = 10.5  # text sizes of the flow diagram: at 420 px they stay >= 9 CSS px
+FLOW_TEXT_PT = 9.5
+FLOW_LIST_LINES = 6  # lines a box lists (quarantine reasons, claims); the rest are summed
+FLOW_GAP = 0.28  # inches between boxes
+SUPPRESSED = "suppressed"
+
+
+def _flow_number(value: object, noun: str) -> str:
+    """One count of a flow box in words: '1,234 sessions', 'clients: suppressed', or ''
+    when the table has no count (not available)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return ""
+    text = str(value).strip()
+    if text == SUPPRESSED or text.startswith("fewer than"):
+        return f"{noun}: {text}"
+    try:
+        return f"{int(round(float(text))):,} {noun}"
+    except ValueError:
+        return f"{noun}: {text}"
+
+
+def _flow_counts(row: Mapping[str, Any]) -> str:
+    parts = [_flow_number(row.get("sessions"), "sessions"),
+             _flow_number(row.get("clients"), "clients")]
+    return " · ".join(p for p in parts if p)
+
+
+def _numeric(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def _flow_list(children: list[dict[str, Any]]) -> list[str]:
+    """Lines listing leaf boxes inside their parent's box, largest first; beyond
+    :data:`FLOW_LIST_LINES` the smallest are summed into one line (the flow table lists them
+    all). A hidden count is never summed: the line then says some counts are suppressed."""
+    size = [max(_numeric(c.get("sessions")), _numeric(c.get("clients")), -1.0)
+            if not (math.isnan(_numeric(c.get("sessions")))
+                    and math.isnan(_numeric(c.get("clients")))) else -1.0 for c in children]
+    order = sorted(range(len(children)), key=lambda i: -size[i])
+    shown = order if len(order) <= FLOW_LIST_LINES else order[:FLOW_LIST_LINES - 1]
+    lines = []
+    for i in shown:
+        counts = _flow_counts(children[i])
+        lines.append(f"{children[i]['label']}" + (f": {counts}" if counts else ""))
+    rest = [children[i] for i in order[len(shown):]]
+    if rest:
+        totals = []
+        for column in ("sessions", "clients"):
+            values = [_numeric(c.get(column)) for c in rest]
+            known = [v for v in values if not math.isnan(v)]
+            if known:
+                totals.append(f"{int(sum(known)):,} {column}")
+        hidden = any(str(c.get(column, "")).strip() == SUPPRESSED
+                     for c in rest for column in ("sessions", "clients"))
+        words = f"{len(rest)} more" + (f": {' · '.join(totals)}" if totals else "")
+        lines.append(words + (" (some suppressed)" if hidden else ""))
+    return lines
+
+
+def _wrap(text: str, points: float, width: float = FLOW_BOX - 0.2) -> list[str]:
+    import textwrap
+
+    characters = max(int(width * 72 / (0.55 * points)), 12)
+    return textwrap.wrap(text, characters) or [""]
+
+
+def _line_height(points: float) -> float:
+    return points * 1.35 / 72
+
+
+class _FlowBox:
+    """One box of the flow diagram: its text lines, place (inches) and style."""
+
+    def __init__(self, row: Mapping[str, Any], side: bool, listed: list[str]) -> None:
+        self.stage = str(row["stage"])
+        self.arm = str(row.get("arm") or "")
+        self.side = side
+        self.title = _wrap(str(row.get("label") or row["stage"]), FLOW_TITLE_PT)
+        counts = _flow_counts(row)
+        self.counts = _wrap(counts, FLOW_TEXT_PT) if counts else ["not available"]
+        self.listed = [w for line in listed for w in _wrap("• " + line, FLOW_TEXT_PT)]
+        self.height = (len(self.title) * _line_height(FLOW_TITLE_PT)
+                       + len(self.counts) * _line_height(FLOW_TEXT_PT)
+                       + len(self.listed) * _line_height(FLOW_TEXT_PT) + 0.22)
+        self.x = 0.0  # centre
+        self.y = 0.0  # top
+
+
+def _flow_size(row: Mapping[str, Any]) -> tuple[float, float]:
+    """Sort key of a box: its sessions, then its clients (hidden or missing counts last)."""
+    values = [_numeric(row.get(c)) for c in ("sessions", "clients")]
+    return tuple(-1.0 if math.isnan(v) else v for v in values)  # type: ignore[return-value]
+
+
+def _flow_layout(flow: pd.DataFrame) -> tuple[list[_FlowBox], list[tuple[_FlowBox, _FlowBox]],
+                                               float, float]:
+    """Boxes, arrows (parent, child) and the size in inches of a CONSORT-style diagram.
+
+    At each step the main line continues through the largest child that has children of its
+    own; the other children leave it and sit in boxes to its right, each listing its own
+    children (the quarantine reasons) inside itself. Children that name different arms split
+    the line into one column per arm; within a column what leaves a step is listed inside
+    the step's box. A box whose children are all leaves (the claims analysed) lists them."""
+    rows = [dict(r) for r in flow.to_dict("records")]
+    stages = {str(r["stage"]) for r in rows}
+    children: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for row in rows:
+        parent = str(row.get("parent") or "")
+        if parent and parent in stages and parent != str(row["stage"]):
+            children.setdefault(parent, []).append(row)
+        else:
+            roots.append(row)
+
+    def kids(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return children.get(str(row["stage"]), [])
+
+    def arm_of(row: dict[str, Any]) -> str:
+        value = row.get("arm")
+        return "" if value is None or pd.isna(value) else str(value)
+
+    def split(row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The children that split the line into arms (empty when it does not split)."""
+        arms = [c for c in kids(row) if arm_of(c) and arm_of(c) != arm_of(row)]
+        return arms if len({arm_of(c) for c in arms}) > 1 else []
+
+    def main(row: dict[str, Any]) -> dict[str, Any] | None:
+        going = [c for c in kids(row) if kids(c)]
+        return max(going, key=_flow_size) if going else None
+
+    def width(row: dict[str, Any], in_split: bool) -> int:
+        arms = split(row)
+        if arms:
+            return sum(width(a, True) for a in arms)
+        following = main(row)
+        aside = any(c is not following for c in kids(row)) and following is not None
+        own = 2 if aside and not in_split else 1
+        return max(own, width(following, in_split)) if following is not None else own
+
+    boxes: list[_FlowBox] = []
+    arrows: list[tuple[_FlowBox, _FlowBox]] = []
+
+    def place(row: dict[str, Any], left: int, span: int, top: float,
+              in_split: bool) -> tuple[_FlowBox, float]:
+        arms = split(row)
+        following = None if arms else main(row)
+        others = [c for c in kids(row) if c is not following and not any(c is a for a in arms)]
+        listed = others if (in_split or following is None) else []
+        box = _FlowBox(row, False, _flow_list(listed) if listed else [])
+        box.x = (left + (span / 2 if in_split or span == 1 else 0.5)) * FLOW_COLUMN
+        box.y = top
+        boxes.append(box)
+        bottom = top + box.height + FLOW_GAP
+        if following is not None and not in_split:
+            for other in others:  # what leaves the main line here: boxes to its right
+                aside = _FlowBox(other, True, _flow_list(kids(other)))
+                aside.x, aside.y = (left + 1.5) * FLOW_COLUMN, bottom
+                boxes.append(aside)
+                arrows.append((box, aside))
+                bottom += aside.height + FLOW_GAP * 0.7
+        ends = [bottom]
+        if following is not None:
+            child, end = place(following, left, span, bottom, in_split)
+            arrows.append((box, child))
+            ends.append(end)
+        column = left
+        for arm in arms:
+            w_ = width(arm, True)
+            child, end = place(arm, column, w_, bottom, True)
+            arrows.append((box, child))
+            ends.append(end)
+            column += w_
+        return box, max(ends)
+
+    columns = max([width(r, False) for r in roots] + [1])
+    top = 0.1
+    for root in roots:
+        _, top = place(root, 0, columns, top, False)
+    return boxes, arrows, columns * FLOW_COLUMN, top
+
+
+def flow_diagram_size(flow_table: pd.DataFrame) -> tuple[float, float]:
+    """Width and height in inches the flow diagram needs (to make an Axes for ``ax=``)."""
+    _, _, width, height = _flow_layout(flow_table)
+    return width, height
+
+
+@_themed
+def flow_diagram(flow_table: pd.DataFrame, *, ax: Axes | None = None,
+                 palette: Palette = None) -> Figure | Axes:
+    """CONSORT-style diagram of the flow of rows, sessions and clients, one box per row of
+    the flow table (``stage, parent, label, sessions, clients, arm``; ``parent`` '' for the
+    root; a count NaN when not available, or the marker 'suppressed' for a hidden one).
+
+    The main line runs down the left; what leaves it at a step (quarantined, duplicates)
+    sits in boxes to its right; a split (the arms) gives each branch its own column; a box
+    whose children are all leaves (the quarantine reasons, the claims analysed) lists them
+    inside itself, the largest first, the smallest beyond six summed on one line (the flow
+    table lists every one). Boxes never overlap: each takes its own rows and column.
+
+    One panel: drawn into ``ax`` (returned; size it with :func:`flow_diagram_size`, since text
+    keeps its point size) or a new Figure of that size (returned). ``palette``: arm
+    (``mfr``, ``control``) -> edge colour of arm boxes, or a seaborn palette; the control
+    arm's boxes are dashed and every box names its arm in words.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    missing = {"stage", "parent", "label", "sessions", "clients"} - set(flow_table)
+    if missing:
+        raise ValueError(f"flow_table: missing column(s) {', '.join(sorted(missing))}")
+    boxes, arrows, width, height = _flow_layout(flow_table)
+    arms = sorted({b.arm for b in boxes if b.arm})
+    colours = _colours(palette, ["mfr", "control"], arm_colour, drawn=arms)
+    given = ax
+    if ax is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig: FigureLike = ReportFigure(figsize=(width, height + 0.1), dpi=FIGURE_DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0, 0, 1, 1))
+    else:
+        fig = ax.figure
+    ax.set_xlim(0, width)
+    ax.set_ylim(height + 0.1, 0)
+    ax.set_axis_off()
+    for box in boxes:
+        left = box.x - FLOW_BOX / 2
+        edge = colours.get(box.arm, INK) if box.arm else INK
+        dashed = _style("arm", box.arm, "mfr")["linestyle"] == "dashed" if box.arm else False
+        ax.add_patch(FancyBboxPatch(
+            (left, box.y), FLOW_BOX, box.height, boxstyle="round,pad=0,rounding_size=0.06",
+            facecolor="#f6f8fa" if box.side else "white", edgecolor=edge,
+            linewidth=1.6 if box.arm else 1.0, linestyle="--" if dashed else "-",
+            gid=f"flow-box:{box.stage}"))
+        y = box.y + 0.1
+        for line in box.title:
+            ax.text(box.x, y, line, ha="center", va="top", fontsize=FLOW_TITLE_PT,
+                    fontweight="bold", color=INK)
+            y += _line_height(FLOW_TITLE_PT)
+        for line in box.counts:
+            ax.text(box.x, y, line, ha="center", va="top", fontsize=FLOW_TEXT_PT, color=INK)
+            y += _line_height(FLOW_TEXT_PT)
+        for line in box.listed:
+            ax.text(left + 0.1, y, line, ha="left", va="top", fontsize=FLOW_TEXT_PT,
+                    color=INK)
+            y += _line_height(FLOW_TEXT_PT)
+    for parent, child in arrows:
+        style = {"arrowstyle": "-|>", "color": QUIET, "linewidth": 1.0,
+                 "shrinkA": 0, "shrinkB": 0}
+        if child.side:  # from the main line, across to the box on its right
+            start = (parent.x, child.y + child.height / 2)
+            end = (child.x - FLOW_BOX / 2, child.y + child.height / 2)
+            ax.annotate("", xy=end, xytext=start, arrowprops=style)
+        else:
+            elbow = "angle,angleA=-90,angleB=180,rad=0" if child.x != parent.x else "arc3"
+            ax.annotate("", xy=(child.x, child.y), xytext=(parent.x, parent.y + parent.height),
+                        arrowprops={**style, "connectionstyle": elbow})
+    return fig if given is None else ax
+
+
+# ------------------------------------------------------------ each client's own result ---
+
+RCI_BIN_WIDTHS = (1.0, 2.0)  # pain points per square of the Jacobson-Truax heat map
+RCI_SHOWN_SHARE = 0.5  # the finest squares showing at least this share of clients are used
+ARM_ORDER = ("mfr", "control")
+
+
+def rci_band(individual: pd.DataFrame, band: float | None = None) -> float:
+    """1.96 x S_diff, the reliable-change band in points: ``band`` when given, else the
+    column ``rci_band``, else from the RCI itself (rci = change / S_diff, so S_diff =
+    change / rci on any client with rci != 0)."""
+    if band is not None:
+        return float(band)
+    if "rci_band" in individual and individual["rci_band"].notna().any():
+        return float(individual["rci_band"].dropna().iloc[0])
+    usable = individual.loc[individual["rci"].astype(float).abs() > 1e-9]
+    if usable.empty:
+        raise ValueError("rci band: give band= (1.96 x S_diff) or a column rci_band")
+    return 1.96 * float((usable["change"] / usable["rci"]).abs().median())
+
+
+def _arms_drawn(individual: pd.DataFrame, minimum: int) -> list[str]:
+    arms = individual["arm"].astype("string").fillna("mfr")
+    counts = arms.value_counts()
+    present = [a for a in ARM_ORDER if a in counts] + sorted(set(counts.index) - set(ARM_ORDER))
+    return [a for a in present if counts[a] >= minimum]
+
+
+def _squares(values: pd.DataFrame, width: float, minimum: int) -> tuple[np.ndarray, Any]:
+    """Bin edges on the 0-10 scale and the client counts per square, squares with fewer
+    than ``minimum`` clients masked (never drawn)."""
+    edges = np.arange(-width / 2, 10 + width, width)
+    counts, _, _ = np.histogram2d(values["pre"].astype(float), values["post"].astype(float),
+                                  bins=[edges, edges])
+    return edges, np.ma.masked_less(counts.T, minimum)
+
+
+def _bin_width(individual: pd.DataFrame, arms: list[str], minimum: int) -> float:
+    for width in RCI_BIN_WIDTHS:
+        shares = []
+        for arm in arms:
+            values = individual.loc[individual["arm"].astype("string").fillna("mfr") == arm]
+            _, counts = _squares(values, width, minimum)
+            shares.append(counts.sum() / max(len(values), 1) if counts.count() else 0.0)
+        if shares and min(shares) >= RCI_SHOWN_SHARE:
+            return width
+    return RCI_BIN_WIDTHS[-1]
+
+
+@_themed
+def jacobson_truax_plot(individual: pd.DataFrame, mcid: float | None = None,
+                        band: float | None = None, minimum: int = MIN_REPORTED_CLIENTS, *,
+                        bin_width: float | None = None, ax: Axes | None = None,
+                        palette: Palette = None) -> FigureLike:
+    """Jacobson-Truax plot: pain before (x) against after (y) per client, the no-change line,
+    the reliable-change band (no-change ± 1.96 S_diff) and the MCID line (``mcid`` points
+    below no change), one panel per arm (columns ``pre, post, arm`` plus ``rci`` and
+    ``change``, or ``band`` / a column ``rci_band``: see :func:`rci_band`).
+
+    Privacy: clients are not drawn one by one. Each panel is a heat map of how many clients
+    fall in each square of the 0-10 grid; a square with fewer than ``minimum`` clients is
+    left blank (not marked, so no rare combination of values is shown), and an arm of fewer
+    than ``minimum`` clients gets no panel. The squares are 1 point wide when that shows at
+    least half of every drawn arm's clients, else 2 points (``bin_width`` fixes it). The
+    counts of the classes are in the table beside the figure, not read off the squares.
+
+    Multi-panel (one per arm, stacked so that each stays readable on a phone): ``ax`` is
+    replaced by a SubFigure holding the panels, which is returned (without ``ax``, the new
+    Figure). ``palette``: arm -> colour of its squares, or a seaborn palette.
+    """
+    from matplotlib.colors import LinearSegmentedColormap
+
+    frame = individual.dropna(subset=["pre", "post"])
+    arms = _arms_drawn(frame, minimum)
+    colours = _colours(palette, [*ARM_ORDER, *arms], arm_colour, drawn=arms)
+    width = bin_width or (_bin_width(frame, arms, minimum) if arms else RCI_BIN_WIDTHS[0])
+    reliable = rci_band(frame, band) if arms else math.nan
+    fig = _panel_area(ax, 4.8, 4.3 * max(len(arms), 1) + 0.9)
+    axes = fig.subplots(max(len(arms), 1), 1, squeeze=False)[:, 0]
+    legend: list[tuple[Artist, str]] = []
+    if not arms:
+        axes[0].set_axis_off()
+        axes[0].text(0.5, 0.5, f"no arm with {minimum} or more clients: not drawn (privacy)",
+                     ha="center", va="center", transform=axes[0].transAxes, color=QUIET)
+        return fig
+    grid = np.array([-0.5, 10.5])
+    for panel, arm in zip(axes, arms, strict=True):
+        values = frame.loc[frame["arm"].astype("string").fillna("mfr") == arm]
+        edges, counts = _squares(values, width, minimum)
+        cmap = LinearSegmentedColormap.from_list(
+            f"rci-{arm}", ["#f2f2f2", colours[arm]]).with_extremes(bad=(0, 0, 0, 0))
+        mesh = panel.pcolormesh(edges, edges, counts, cmap=cmap, vmin=minimum,
+                                vmax=max(float(counts.max() or minimum), minimum + 1))
+        bar = fig.colorbar(mesh, ax=panel, shrink=0.7, pad=0.02)
+        bar.locator = MaxNLocator(nbins=5, integer=True)
+        bar.update_ticks()
+        bar.set_label(f"clients in the square ({minimum} or more)", fontsize="small")
+        line = panel.plot(grid, grid, color=INK, linewidth=1.2)[0]
+        legend.append((line, "no change (after = before)"))
+        for sign in (-1, 1):
+            dotted = panel.plot(grid, grid + sign * reliable, color=QUIET, linestyle=":",
+                                linewidth=1.5)[0]
+        legend.append((dotted, f"reliable-change band (±{format_threshold(reliable)} points)"))
+        if mcid is not None and math.isfinite(float(mcid)):
+            threshold = panel.plot(grid, grid - float(mcid), color=THRESHOLD_COLOUR,
+                                   linestyle="--", linewidth=1.2)[0]
+            legend.append((threshold, f"MCID: {format_threshold(float(mcid))} points less pain"))
+        panel.text(9.8, 0.2, "reliably\nimproved", ha="right", va="bottom", fontsize="small",
+                   color=INK)
+        panel.text(0.2, 9.8, "reliably\nworse", ha="left", va="top", fontsize="small",
+                   color=INK)
+        panel.set_xlim(-0.5, 10.5)
+        panel.set_ylim(-0.5, 10.5)
+        panel.set_aspect("equal")
+        panel.set_xticks(range(0, 11, 2))
+        panel.set_yticks(range(0, 11, 2))
+        panel.set_xlabel("pain before (0-10, client mean)")
+        panel.set_ylabel("pain after (0-10)")
+        panel.set_title(_style("arm", arm, "mfr")["label"] or arm, loc="left")
+    _outside_legend(fig, *_unique(legend), ncols=1)
+    fig.suptitle(f"Each client's pain before and after (squares of {format_threshold(width)} "
+                 f"point{'s' if width != 1 else ''}; blank: fewer than {minimum} clients)",
+                 fontsize="medium")
+    return fig
+
+
+ECDF_STEP = 0.05  # the eCDF is drawn at every 5 % of clients, not at every client
+
+
+def change_quantiles(change: pd.Series, minimum: int = MIN_REPORTED_CLIENTS,
+                     step: float = ECDF_STEP) -> pd.Series:
+    """Quantiles of change at every ``step`` of clients (index: the share), keeping only the
+    shares with at least ``minimum`` clients at or below and at or above: no drawn point
+    rests on fewer clients (the extremes, single clients' values, are never drawn)."""
+    values = change.dropna().astype(float)
+    n = len(values)
+    shares = np.round(np.arange(step, 1.0, step), 10)
+    shares = shares[(shares * n >= minimum) & ((1 - shares) * n >= minimum)]
+    if n == 0 or len(shares) == 0:
+        return pd.Series(dtype="float64")
+    return pd.Series(np.quantile(values, shares), index=shares)
+
+
+@_themed
+def change_ecdf(individual: pd.DataFrame, mcid: float | None,
+                minimum: int = MIN_REPORTED_CLIENTS, *, step: float = ECDF_STEP,
+                ax: Axes | None = None, palette: Palette = None) -> Figure | Axes:
+    """Cumulative distribution of each client's change in pain (after minus before), one line
+    per arm, with the MCID (``mcid`` points less pain) and no change marked: the share of
+    clients whose change is at most a value (read at the MCID: the share improved by it).
+
+    Privacy: seaborn's ``ecdfplot`` steps at every client's value, so the curve is drawn at
+    quantiles instead: every ``step`` (5 %) of clients, only where at least ``minimum``
+    clients lie on each side (:func:`change_quantiles`), so the extremes are never drawn; an
+    arm too small for any such quantile gets no line.
+
+    One panel: drawn into ``ax`` (returned) or a new Figure (returned). ``palette``: arm ->
+    colour, or a seaborn palette; the control line is also dashed with square markers.
+    """
+    frame = individual.dropna(subset=["change"])
+    arms = [a for a in _arms_drawn(frame, minimum)
+            if len(change_quantiles(frame.loc[frame["arm"].astype("string").fillna("mfr") == a,
+                                              "change"], minimum, step))]
+    colours = _colours(palette, [*ARM_ORDER, *arms], arm_colour, drawn=arms)
+    given = ax
+    fig, ax = _one_panel(ax, 6.0, 4.2)
+    legend: list[tuple[Artist, str]] = []
+    for arm in arms:
+        style = _style("arm", arm, "mfr")
+        quantiles = change_quantiles(
+            frame.loc[frame["arm"].astype("string").fillna("mfr") == arm, "change"],
+            minimum, step)
+        line = ax.plot(quantiles.to_numpy(), quantiles.index.to_numpy(), drawstyle="steps-post",
+                       color=colours[arm], linestyle=style["linestyle"] or "solid",
+                       marker=style["marker"], markersize=4, linewidth=2)[0]
+        legend.append((line, style["label"] or arm))
+    zero = ax.axvline(0, color=INK, linewidth=1)
+    legend.append((zero, "no change"))
+    if mcid is not None and math.isfinite(float(mcid)):
+        threshold = ax.axvline(-float(mcid), color=THRESHOLD_COLOUR, linestyle="--",
+                               linewidth=1.2)
+        legend.append((threshold, f"MCID: {format_threshold(float(mcid))} points less pain"))
+    if not arms:
+        ax.text(0.5, 0.5, f"no arm with enough clients to draw (at least {minimum} on each "
+                "side of every point)", ha="center", va="center", transform=ax.transAxes,
+                color=QUIET, wrap=True)
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("change in pain, after minus before (points; below 0 = less pain)")
+    ax.set_ylabel("clients with this change or less")
+    ax.set_title(f"How much each client's pain changed (every {step:.0%} of clients)",
+                 fontsize="medium")
+    _outside_legend(fig, legend and [h for h, _ in legend], [w_ for _, w_ in legend], ncols=2,
+                    ax=given)
+    return fig if given is None else ax
