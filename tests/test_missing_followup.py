@@ -177,11 +177,20 @@ def test_followup_tables_on_a_hand_case() -> None:
     pre = compared.loc[("all", "pain_pre")]
     # with: a 5.5, c 4 (mean 4.75, sd 1.0607); without: b 7, d 8 (mean 7.5, sd 0.7071)
     assert pre["std_difference"] == pytest.approx(-2.75 / math.sqrt((1.125 + 0.5) / 2))
-    cells = followup_cells(sessions, {}, None, "").set_index(["group", "measure"])
-    assert cells.loc[("all", "followup:clients"), "clients"] == 4
-    assert cells.loc[("all", "followup:clients#with"), "clients"] + cells.loc[
-        ("all", "followup:clients#without"), "clients"] == 4
-    assert cells.loc[("senior", "followup:clients@control#without"), "clients"] == 1
+    cells = followup_cells(sessions, {}, None, "").drop_duplicates(
+        ["group", "measure"]).set_index(["group", "measure"])["clients"]
+    assert cells[("all", "followup:clients")] == 4
+    assert cells[("all", "followup:clients#with")] + cells[
+        ("all", "followup:clients#without")] == 4
+    assert cells[("senior", "followup:control#without")] == 1
+    # each margin of the arm x follow-up table is a family: total = sum of parts
+    for group in ("all", "senior"):
+        for total, parts in (("clients", ("with", "without")), ("arms", ("mfr", "control")),
+                             ("with", ("mfr", "control")), ("mfr", ("with", "without"))):
+            present = [cells.get((group, f"followup:{total}#{p}"), 0) for p in parts]
+            assert sum(present) == cells[(group, f"followup:{total}")], (group, total)
+    # the follow-up tables name the cell of each count, so the plan can hide it
+    assert set(table["with_measure"]) >= {"followup:clients#with", "followup:mfr#with"}
 
 
 def test_sensitivity_rows_are_distinct_disclosure_cells_tied_to_the_followed_up() -> None:
@@ -230,3 +239,38 @@ def test_a_few_clients_without_follow_up_hide_the_followed_up_rows_counts() -> N
     assert {("", "all", f"{family}#without"), ("", "all", f"{family}#with"),
             ("", "all", complete)} <= hidden
     assert ("", "all", family) not in hidden
+
+
+def test_a_few_control_clients_without_follow_up_are_not_derivable_from_any_margin() -> None:
+    """Arm x follow-up is a two-way table: 3 control clients without follow-up must not come
+    out of the arm totals, the with/without totals or the other arm's cells."""
+    from mfr_analysis.describe.followup import followup_cells
+    from mfr_analysis.privacy import plan_disclosure, session_counts
+
+    rows = [("m", i, "mfr", True) for i in range(40)] + [
+        ("m", 100 + i, "mfr", False) for i in range(25)] + [
+        ("c", 200 + i, "control", True) for i in range(30)] + [
+        ("c", 300 + i, "control", False) for i in range(3)]
+    sessions = pd.DataFrame({
+        "client_id": [f"client{i}" for _, i, _, _ in rows],
+        "audience_group": pd.Categorical(["athlete"] * len(rows)),
+        "arm": pd.Categorical([arm for _, _, arm, _ in rows]),
+        "pain_pre": 6.0, "pain_post": 4.0,
+        "pain_followup": [4.5 if has else math.nan for *_, has in rows],
+        "weeks_since_start": 0.0, "session_date": pd.Timestamp("2024-01-01")})
+    counts = pd.concat([session_counts(sessions), followup_cells(sessions, {}, None, "")],
+                       ignore_index=True)
+    plan = plan_disclosure(counts)
+    values = counts.drop_duplicates(["group", "measure"]).set_index(["group", "measure"])[
+        "clients"]
+    assert plan.is_hidden("", "all", "followup:control#without")
+    assert plan.is_hidden("", "all", "followup:without#control")
+    # every published family line leaves its hidden parts adding up to 0 or at least 11
+    for group, measure in values.index:
+        if "#" in measure or not measure.startswith("followup:"):
+            continue
+        parts = [(g, m) for g, m in values.index if g == group and m.startswith(f"{measure}#")]
+        if not parts or plan.is_hidden("", group, measure):
+            continue
+        hidden = sum(values[p] for p in parts if plan.is_hidden("", *p))
+        assert hidden == 0 or hidden >= 11, (group, measure, hidden)

@@ -82,7 +82,7 @@ def followup_completeness(sessions: pd.DataFrame) -> pd.DataFrame:
             "sessions": n_sessions, "sessions_with_followup": with_sessions,
             "share_sessions_with_followup": with_sessions / n_sessions if n_sessions
             else np.nan})
-    return pd.DataFrame(rows)
+    return _with_measures(pd.DataFrame(rows))
 
 
 def followup_comparison(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -111,24 +111,61 @@ def followup_comparison(sessions: pd.DataFrame) -> pd.DataFrame:
                 "mean_without": mean_without, "sd_without": sd_without,
                 "std_difference": (mean_with - mean_without) / pooled
                 if np.isfinite(pooled) and pooled > 0 else np.nan})
-    return pd.DataFrame(rows)
+    return _with_measures(pd.DataFrame(rows))
+
+
+def _measure(arm: str, part: str = "") -> str:
+    """The cell of the clients of an arm (``all``: every arm) with (``with``), without
+    (``without``) or regardless of (``""``) follow-up."""
+    if arm == ALL:
+        return f"{MEASURE}:clients" + (f"#{part}" if part else "")
+    return f"{MEASURE}:{arm}" + (f"#{part}" if part else "")
+
+
+def _with_measures(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with the disclosure cell of each count beside it (``describe.protect``)."""
+    arm = table["arm"] if "arm" in table else pd.Series(ALL, index=table.index)
+    columns = {"measure": "", "with_measure": "with", "without_measure": "without"}
+    return table.assign(**{name: [_measure(str(a), part) for a in arm]
+                           for name, part in columns.items()})
 
 
 def followup_cells(sessions: pd.DataFrame, cleaning_report: object, claims: object,
                    slice_value: str) -> pd.DataFrame:
     """The client counts the follow-up tables publish, as disclosure cells (columns
-    ``slice, group, measure, clients, sessions``): per group and arm the family
-    ``followup:clients[@arm]`` with parts ``#with`` and ``#without`` (total = with +
-    without), so that a hidden part cannot be worked out by subtraction."""
+    ``slice, group, measure, clients, sessions, twin``).
+
+    Arm x follow-up is a two-way table, and a plan line has one total and its parts, so each
+    margin is a family of its own and the same people under two names are twins (hidden
+    together): ``followup:clients`` = ``#with`` + ``#without`` = ``followup:arms#mfr`` +
+    ``#control`` (the group's clients, twin of its ``clients`` cell); ``followup:with`` =
+    ``#mfr`` + ``#control`` and ``followup:without`` likewise; ``followup:<arm>`` =
+    ``#with`` + ``#without``; and ``followup:with#mfr`` is ``followup:mfr#with``."""
     table = followup_completeness(sessions)
-    rows = []
+    rows: list[dict] = []
+
+    def cell(group: str, measure: str, clients: int, n_sessions: int, *twins: str) -> None:
+        for twin in twins or ("",):
+            rows.append({"slice": slice_value, "group": group, "measure": measure,
+                         "clients": int(clients), "sessions": int(n_sessions), "twin": twin})
+
     for r in table.itertuples(index=False):
-        base = f"{MEASURE}:clients" + ("" if r.arm == ALL else f"@{r.arm}")
-        without_sessions = r.sessions - r.sessions_with_followup
-        for measure, clients, n_sessions in (
-                (base, r.clients, r.sessions),
-                (f"{base}#with", r.clients_with_followup, r.sessions_with_followup),
-                (f"{base}#without", r.clients - r.clients_with_followup, without_sessions)):
-            rows.append({"slice": slice_value, "group": r.audience_group, "measure": measure,
-                         "clients": int(clients), "sessions": int(n_sessions)})
-    return pd.DataFrame(rows, columns=["slice", "group", "measure", "clients", "sessions"])
+        group, arm = str(r.audience_group), str(r.arm)
+        with_ = (r.clients_with_followup, r.sessions_with_followup)
+        without = (r.clients - r.clients_with_followup, r.sessions - r.sessions_with_followup)
+        if arm == ALL:
+            cell(group, _measure(ALL), r.clients, r.sessions, "clients", f"{MEASURE}:arms")
+            cell(group, f"{MEASURE}:arms", r.clients, r.sessions)
+            cell(group, _measure(ALL, "with"), *with_, f"{MEASURE}:with")
+            cell(group, _measure(ALL, "without"), *without, f"{MEASURE}:without")
+            cell(group, f"{MEASURE}:with", *with_)
+            cell(group, f"{MEASURE}:without", *without)
+            continue
+        cell(group, _measure(arm), r.clients, r.sessions, f"{MEASURE}:arms#{arm}")
+        cell(group, f"{MEASURE}:arms#{arm}", r.clients, r.sessions)
+        cell(group, _measure(arm, "with"), *with_, f"{MEASURE}:with#{arm}")
+        cell(group, _measure(arm, "without"), *without, f"{MEASURE}:without#{arm}")
+        cell(group, f"{MEASURE}:with#{arm}", *with_)
+        cell(group, f"{MEASURE}:without#{arm}", *without)
+    return pd.DataFrame(rows, columns=["slice", "group", "measure", "clients", "sessions",
+                                       "twin"])

@@ -9,11 +9,14 @@ from mfr_analysis.privacy import ALL, SUPPRESSED, DisclosurePlan
 
 #: count column -> the column naming its disclosure cell
 COUNT_CELLS: dict[str, str] = {"clients": "measure", "rows": "measure",
+                               "clients_with_followup": "with_measure",
+                               "clients_without_followup": "without_measure",
                                "missing": "missing_measure", "total": "total_measure"}
 #: columns that are labels or settings, never blanked
 KEPT = frozenset({"audience_group", "arm", "variable", "label", "level", "statistic", "stage",
                   "parent", "kind", "rci_class", "measure", "missing_measure",
-                  "total_measure", "available", "note", "smd_method", "privacy"})
+                  "total_measure", "available", "note", "smd_method", "privacy",
+                  "with_measure", "without_measure"})
 
 
 def marker(value: object, minimum: int) -> str:

@@ -10,7 +10,7 @@ number in the folder, alone or combined with others, reveals 1-10 clients.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +142,31 @@ def write_claims(claims: pd.DataFrame, path: Path) -> None:
     from mfr_analysis.io import write_table
 
     write_table(claims, path, "json")
+
+
+def plan_report(sessions: pd.DataFrame, claims: pd.DataFrame, *, minimum: int,
+                cleaning_report: dict | None = None) -> ProtectedSlice:
+    """Disclosure control for one report run on its own (a notebook opened without the
+    runner): its claims and every describe table planned together, as one folder of one
+    report. A report under the minimum shows no claims row at all."""
+    folder = plan_folder(sessions, None, lambda _: claims, minimum=minimum,
+                         cleaning_report=cleaning_report)
+    if folder.slices:
+        return folder.slices[0]
+    return ProtectedSlice(POOLED, "All clients", protect_claims(claims, folder.plan, POOLED),
+                          tuple(folder.plan.hidden_groups(POOLED)),
+                          folder.plan.for_slice(POOLED))
+
+
+def report_plan(disclosure_plan: Mapping | None, *, standalone: bool) -> DisclosurePlan | None:
+    """The plan a notebook was given by the runner (``disclosure_plan`` parameter); None when
+    it plans its own (``standalone``). A protected claims table without its plan is refused:
+    the describe tables would then be shown unprotected."""
+    from mfr_analysis.errors import InputError
+
+    if disclosure_plan:
+        return DisclosurePlan.from_dict(disclosure_plan)
+    if standalone:
+        return None
+    raise InputError("claims_path is given without disclosure_plan: run the report with "
+                     "mfr-analysis report, or leave claims_path empty to plan here")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -362,9 +363,14 @@ def _tidy_table(frame: pd.DataFrame | None, minimum: int, caption: str) -> str:
     if frame is None or frame.empty:
         return ""
     shown = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
+    internal = [c for c in frame.columns if str(c).endswith("measure") or c == "privacy"
+                or (c == "variable" and "label" in frame)]  # plan keys, not for readers
+    for column in frame.columns.drop(internal):
         values = frame[column]
-        if column == "audience_group":
+        if "share" in str(column) or "percent" in str(column):
+            shown[column] = [f"{float(v):.0%}" if isinstance(v, int | float) and not _missing(v)
+                             else ("" if _missing(v) else str(v)) for v in values]
+        elif column == "audience_group":
             shown[column] = [_group(v) for v in values]
         elif column == "arm":
             shown[column] = [_arm(v) for v in values]
@@ -373,9 +379,6 @@ def _tidy_table(frame: pd.DataFrame | None, minimum: int, caption: str) -> str:
                 and "share" not in str(column) and values.dropna().mod(1).eq(0).all()):
             # a count (a whole number): protected like every count of clients
             shown[column] = [count_text(v, minimum) for v in values]
-        elif "share" in str(column) or "percent" in str(column):
-            shown[column] = [f"{float(v):.0%}" if isinstance(v, int | float) and not _missing(v)
-                             else ("" if _missing(v) else str(v)) for v in values]
         elif pd.api.types.is_numeric_dtype(values):
             shown[column] = [number_text(v, 2) for v in values]
         else:
@@ -650,3 +653,60 @@ def claim_mcid(claims: pd.DataFrame, claim_id: str = "pain") -> float | None:
     rows = rows.sort_values("audience_group", key=lambda g: g != "all")
     values = pd.to_numeric(rows["mcid"], errors="coerce").dropna()
     return float(values.iloc[0]) if len(values) else None
+
+
+# ------------------------------------------------------------- one report's tables ---
+
+@dataclass(frozen=True)
+class OutcomeTables:
+    """The describe tables of one report as its disclosure plan lets it publish them."""
+
+    flow: pd.DataFrame
+    baseline: pd.DataFrame
+    individual_summary: pd.DataFrame
+    individual: pd.DataFrame  # one row per client: feeds the binned figures only, never shown
+    completeness: pd.DataFrame
+    comparison: pd.DataFrame
+    reliability: Mapping[str, Any]
+
+
+def _with_level(baseline: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 rows named with their level (a technique, a ROM measure) so that each shows."""
+    if "level" not in baseline or "label" not in baseline:
+        return baseline
+    level = baseline["level"].astype("object")
+    named = [f"{lab}: {_words(lev)}" if isinstance(lev, str) and lev else lab
+             for lab, lev in zip(baseline["label"], level, strict=True)]
+    return baseline.assign(label=named)
+
+
+def _shown_individuals(individual: pd.DataFrame, hidden_groups: Sequence[str]) -> pd.DataFrame:
+    """The clients the figures may bin: none of a hidden group. The figures print no count:
+    they bin clients into squares and quantiles that each hold at least the minimum, and
+    leave out an arm under it, so a class count the table withholds is not given away."""
+    return individual.loc[~individual["audience_group"].astype("str").isin(hidden_groups)]
+
+
+def outcome_tables(sessions: pd.DataFrame, claims: pd.DataFrame, plan: Any, slice_value: str,
+                   cleaning_report: Mapping | None = None,
+                   hidden_groups: Sequence[str] = ()) -> OutcomeTables:
+    """Flow, Table 1, each client's result and follow-up of one report, computed exactly as
+    the disclosure plan counted them (the report's sessions; the cleaning report's rows in
+    the all-clients report only) and protected by it (``describe.protect``)."""
+    from mfr_analysis import describe as d
+
+    report = dict(cleaning_report or {}) if slice_value == "" else {}
+    individual = d.individual_change(sessions)
+    summary = d.protect(d.individual_summary(individual), plan, slice_value)
+    row = load_table("reliability").set_index("measure").loc["pain"]
+    return OutcomeTables(
+        flow=d.protect(d.client_flow(sessions, report, claims), plan, slice_value).rename(
+            columns={"rows": "sessions"}),  # input rows before cleaning, sessions after
+        baseline=_with_level(d.protect(d.baseline_table(sessions), plan, slice_value)),
+        individual_summary=summary,
+        individual=_shown_individuals(individual, hidden_groups),
+        completeness=d.protect(d.followup_completeness(sessions), plan, slice_value),
+        comparison=d.protect(d.followup_comparison(sessions), plan, slice_value),
+        reliability={"measure": "test-retest reliability of the 0-10 pain rating",
+                     "value": float(row["reliability"]),
+                     "source": str(row["reliability_source"])})

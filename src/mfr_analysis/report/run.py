@@ -212,8 +212,9 @@ def _prepare_sessions(inputs: Sequence[str | Path], data_dir: Path, options: Rep
 
 
 def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
-                   progress: bool = False) -> FolderPlan:
-    """Every slice's claims table, protected across the whole report folder at once."""
+                   progress: bool = False, cleaning_report: dict | None = None) -> FolderPlan:
+    """Every slice's claims table and describe tables (flow, Table 1, ...), protected across
+    the whole report folder at once."""
     from mfr_analysis.claims import evaluate_claims
     from mfr_analysis.pipeline import load_sessions
     from mfr_analysis.progress import progress_bar
@@ -232,7 +233,8 @@ def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
                       disable=not progress) as bar:
         return plan_folder(sessions, by, evaluate, minimum=options.settings.min_reported_clients,
                            label=label, progress=lambda name: bar.set_postfix_str(
-                               name, refresh=False) or bar.update())
+                               name, refresh=False) or bar.update(),
+                           cleaning_report=cleaning_report)
 
 
 def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: str | None,
@@ -259,7 +261,8 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         write_claims(item.claims, claims_path)
         parameters = {**common, "slice_column": by if item.value != POOLED else "",
                       "slice_value": item.value, "claims_path": str(claims_path),
-                      "hidden_groups": list(item.hidden_groups)}
+                      "hidden_groups": list(item.hidden_groups),
+                      "disclosure_plan": item.plan.to_dict()}
         if item.value != POOLED:
             parameters["title"] = f"{options.title}: {item.label}"
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
@@ -744,12 +747,12 @@ def run_reports(
         stage = staged.dir
         sessions_path, cleaning_report = _prepare_sessions(inputs, stage / "data", options,
                                                            progress)
-        folder = protect_folder(sessions_path, by, options, progress)
+        cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
+        folder = protect_folder(sessions_path, by, options, progress, cleaning)
         jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options, folder)
         jobs = [_relative_paths(job, stage) for job in jobs]
         results = run_jobs(jobs, stage, workers=workers, progress=progress,
                            scheduler=scheduler)
-        cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
         write_index(stage, results, withheld, options.title, options.record(), cleaning)
     index = out / "index.html"
     failed = [r for r in results if r.error]

@@ -544,6 +544,15 @@ def slice_sessions(sessions: pd.DataFrame, column: str = "", value: str = "") ->
     })
 
 
+def slice_key(sessions: pd.DataFrame, column: str = "") -> str:
+    """A report's slice as the disclosure plan names it: '' for all clients, else the data's
+    value of ``column`` that every session of the (already sliced) table shares."""
+    if not column:
+        return ""
+    values = sessions[column].dropna().astype("str").unique()
+    return str(values[0]) if len(values) == 1 else ""
+
+
 def slice_code(values: pd.Series, column: str, value: str) -> str:
     """The data's value a slice parameter names: itself, or the value whose code or label
     (audience groups) it is, ignoring case, spaces and underscores; InputError listing the
