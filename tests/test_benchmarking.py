@@ -147,6 +147,7 @@ def test_mixed_model_is_statsmodels_mixedlm_on_client_means() -> None:
     sessions = network(3, sites=8, clinicians_per_site=3, clients_per_clinician=15,
                        site_sd=0.5, clinician_sd=0.4)
     fit = fit_risk(sessions, "pain", method="mixed")
+    assert fit.method == "MixedLM (REML)"
     clients = (sessions.assign(change=sessions["pain_post"] - sessions["pain_pre"])
                .groupby("client_id").agg(y=("change", "mean"), baseline=("pain_pre", "mean"),
                                          site=("site", "first"), clinician=("clinician", "first"),
@@ -185,6 +186,7 @@ def test_fast_path_agrees_with_mixedlm() -> None:
                        site_sd=0.5, clinician_sd=0.5)
     exact = fit_risk(sessions, "pain", method="mixed")
     fast = fit_risk(sessions, "pain", method="moments")
+    assert exact.method == "MixedLM (REML)" and not exact.notes
     slope = {f.method: f.coefficients.set_index("term").at["baseline", "estimate"]
              for f in (exact, fast)}
     assert abs(slope[exact.method] - slope[fast.method]) < 0.02

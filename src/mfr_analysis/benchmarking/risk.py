@@ -22,7 +22,8 @@ Two fits (``method``):
 * ``mixed``: statsmodels MixedLM by REML, ``groups`` = site with a random intercept and a
   variance component for clinician (``vc_formula``), or one random intercept when the table
   has only one of the two. Exact; its time grows with clients and clinicians (about a
-  minute at 100,000 clients).
+  minute at 100,000 clients). When its optimisers do not converge (it happens with many
+  clinicians and few clients each), the fit falls back to ``moments`` and says so in a note.
 * ``moments`` (the fast path): fixed effects by OLS on the client rows (standard errors
   cluster-robust by site, or clinician), then the variance components by the nested ANOVA
   (Henderson method I) moment estimators on the OLS residuals (Searle, Casella & McCulloch
@@ -240,6 +241,10 @@ def _safe(names: list[str]) -> dict[str, str]:
     return {name: f"x{i}_{re.sub(r'[^0-9A-Za-z]', '_', name)}" for i, name in enumerate(names)}
 
 
+class _NotConverged(Exception):
+    """MixedLM's optimisers did not converge (the fit falls back to the moments path)."""
+
+
 def _fit_mixed(clients: pd.DataFrame, X: pd.DataFrame, levels: tuple[str, ...],
                alpha: float) -> tuple[pd.DataFrame, dict[str, float], np.ndarray, list[str]]:
     """MixedLM (REML): groups = the outer level, a variance component for the inner one."""
@@ -255,8 +260,9 @@ def _fit_mixed(clients: pd.DataFrame, X: pd.DataFrame, levels: tuple[str, ...],
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = smf.mixedlm(formula, data, **kwargs).fit(reml=True)
-    notes = [f"MixedLM warned: {w.message}" for w in caught
-             if issubclass(w.category, Warning)][:2]
+    if not result.converged:
+        raise _NotConverged(str(caught[0].message) if caught else "no convergence")
+    notes = [f"MixedLM warned: {w.message}" for w in caught][:2]
     fe = result.fe_params
     bse = result.bse_fe
     ci = result.conf_int(alpha=alpha).loc[fe.index]
@@ -413,11 +419,18 @@ def fit_risk(sessions: pd.DataFrame, outcome: str = "pain",
     X = design(clients, covariates)
     if method == "auto":
         method = "mixed" if levels and len(clients) <= MIXED_MAX_CLIENTS else "moments"
+    fit_notes: list[str] = []
     if method == "mixed" and levels:
-        table, variances, beta, fit_notes = _fit_mixed(clients, X, levels, settings.alpha)
-        label = "MixedLM (REML)"
-    else:
-        table, variances, beta, fit_notes = _fit_moments(clients, X, levels, settings.alpha)
+        try:
+            table, variances, beta, fit_notes = _fit_mixed(clients, X, levels, settings.alpha)
+            label = "MixedLM (REML)"
+        except _NotConverged as error:
+            fit_notes = [f"MixedLM did not converge ({error}): fitted by OLS and moment "
+                         "variance components instead"]
+            method = "moments"
+    if method != "mixed" or not levels:
+        table, variances, beta, more = _fit_moments(clients, X, levels, settings.alpha)
+        fit_notes += more
         label = "OLS + moment variance components"
         method = "moments"
     for level in LEVELS:
