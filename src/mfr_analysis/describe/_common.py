@@ -23,9 +23,8 @@ def first_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
 
     The client is the unit: everything 'at baseline' is read from this row, and a client's
     arm is the arm of this session (a client who later changed arm stays in the first)."""
-    _require(sessions, ("client_id", "session_date"))
-    keys = ["client_id", *(["session_index"] if "session_index" in sessions else []),
-            "session_date"]
+    _require(sessions, ("client_id",))
+    keys = ["client_id", *(c for c in ("session_index", "session_date") if c in sessions)]
     ordered = sessions.sort_values(keys, kind="stable")
     return ordered.drop_duplicates("client_id", keep="first").reset_index(drop=True)
 

@@ -200,7 +200,7 @@ def _group_rows(group: str, sessions: pd.DataFrame) -> list[dict]:
 def baseline_table(sessions: pd.DataFrame) -> pd.DataFrame:
     """Table 1: per audience group (and all) and arm, the clients at their first session.
 
-    >>> baseline_table(sessions).query("variable == 'pain_pre'")  # doctest: +SKIP
+    For example ``baseline_table(sessions).query("variable == 'pain_pre'")``.
     """
     records = [row for group, part in audience_groups(sessions)
                for row in _group_rows(group, part)]

@@ -173,8 +173,8 @@ def client_flow(sessions: pd.DataFrame, cleaning_report: dict | None,
                 claims: pd.DataFrame | None) -> pd.DataFrame:
     """The flow table: one row per box, from the cleaning report, sessions and claims.
 
-    >>> flow = client_flow(sessions, report, claims)  # doctest: +SKIP
-    >>> flow.set_index("stage").loc["clean", "clients"]  # doctest: +SKIP
+    For example ``client_flow(sessions, report, claims).set_index("stage").loc["clean",
+    "clients"]`` gives the clients of the clean table.
     """
     boxes = [*_row_boxes(sessions, cleaning_report or {}), *_client_boxes(sessions),
              *_claim_boxes(sessions, claims)]

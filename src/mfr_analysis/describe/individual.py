@@ -67,8 +67,7 @@ def classify(rci: np.ndarray | pd.Series, direction: int = -1) -> np.ndarray:
 
 def _first_pairs(sessions: pd.DataFrame) -> pd.DataFrame:
     paired = sessions[sessions["pain_pre"].notna() & sessions["pain_post"].notna()]
-    keys = ["client_id", *(["session_index"] if "session_index" in paired else []),
-            "session_date"]
+    keys = ["client_id", *(c for c in ("session_index", "session_date") if c in paired)]
     return paired.sort_values(keys, kind="stable").drop_duplicates("client_id")
 
 
@@ -114,7 +113,7 @@ def individual_summary(change: pd.DataFrame) -> pd.DataFrame:
     all the arm's clients with a pair) and ``kind = 'recovery'`` (recovered, not recovered,
     not applicable = pain at or below the cut-off before: of the same clients).
 
-    >>> individual_summary(individual_change(sessions))  # doctest: +SKIP
+    For example ``individual_summary(individual_change(sessions))``.
     """
     records = []
     frame = change.assign(recovery=np.where(

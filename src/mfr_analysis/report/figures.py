@@ -958,8 +958,13 @@ def _flow_number(value: object, noun: str) -> str:
         return f"{noun}: {text}"
 
 
+#: flow stages that count input rows (before cleaning), not sessions
+FLOW_ROW_STAGES = ("raw", "quarantined", "duplicate", "reason:")
+
+
 def _flow_counts(row: Mapping[str, Any]) -> str:
-    parts = [_flow_number(row.get("sessions"), "sessions"),
+    rows = str(row.get("stage", "")).startswith(FLOW_ROW_STAGES)
+    parts = [_flow_number(row.get("sessions"), "rows" if rows else "sessions"),
              _flow_number(row.get("clients"), "clients")]
     return " · ".join(p for p in parts if p)
 

@@ -153,7 +153,8 @@ def _arm(value: object) -> str:
 
 # --------------------------------------------------------------------------- flow ---
 
-FLOW_HEADERS = {"label": "Step", "sessions": "Sessions", "clients": "Clients"}
+FLOW_HEADERS = {"label": "Step", "sessions": "Rows (input) or sessions (clean)",
+                "clients": "Clients"}
 
 
 def flow_rows(flow_table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -> pd.DataFrame:
