@@ -154,8 +154,8 @@ def test_no_supported_cell_without_a_threshold(browser: object, report_dir: Path
 
 
 def test_index_lists_every_claim_verdict(browser: object, report_dir: Path) -> None:
-    from mfr_analysis.report.labels import verdict_label
     from mfr_analysis.claims import primary_rows
+    from mfr_analysis.report.labels import verdict_label
     from mfr_analysis.report.run import load_claims
 
     page = open_page(browser, report_dir / "index.html")
