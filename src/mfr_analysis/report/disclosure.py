@@ -96,6 +96,7 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
 
     counts = [session_counts(sessions, POOLED)]
     tables: dict[str, pd.DataFrame] = {}
+    parts: dict[str, pd.DataFrame] = {}
     small: list[str] = []
     values = slice_values(sessions, by)
     for value in [POOLED, *values]:
@@ -105,13 +106,15 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
         if part["client_id"].nunique() < minimum:
             small.append(value)
             continue
-        tables[value] = evaluate(part)
+        tables[value], parts[value] = evaluate(part), part
         if progress is not None:
             progress(label(value) if value != POOLED else "all clients")
         counts.append(claim_counts(tables[value], value))
         counts.append(described_counts(part, cleaning_report, tables[value], value))
-    plan = plan_disclosure(pd.concat(counts, ignore_index=True), by=by, minimum=minimum,
-                           withhold=[v for v in small if v != POOLED])
+    counts = pd.concat(counts, ignore_index=True)
+    plan = audited_plan(counts, by=by, minimum=minimum,
+                        withhold=[v for v in small if v != POOLED],
+                        reports=[(v, parts[v], tables[v]) for v in tables])
     shown = tuple(
         ProtectedSlice(value, label(value) if value != POOLED else "All clients",
                        protect_claims(table, plan, value), tuple(plan.hidden_groups(value)),
@@ -120,6 +123,27 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
     withheld = tuple(WithheldSlice(value, label(value), reason)
                      for value, reason in plan.withheld.items())
     return FolderPlan(plan, shown, withheld)
+
+
+def audited_plan(counts: pd.DataFrame, *, by: str | None, minimum: int,
+                 withhold: Sequence[str],
+                 reports: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]],
+                 ) -> DisclosurePlan:
+    """The line-based plan, then the exact linear audit
+    (:func:`mfr_analysis.privacy_audit.audit_disclosure`) over every count whose clients are
+    known; what the audit hides is planned again (its twins and lines follow) until the
+    audit finds nothing."""
+    from mfr_analysis.privacy_audit import audit_disclosure, folder_members
+
+    members = folder_members(reports, counts)
+    extra: set = set()
+    while True:
+        plan = plan_disclosure(counts, by=by, minimum=minimum, withhold=withhold,
+                               count_hide=extra)
+        found, _ = audit_disclosure(members, plan)
+        if not found - extra:
+            return plan
+        extra |= found
 
 
 def withheld_summary(withheld: Sequence[WithheldSlice], noun: str, minimum: int) -> list[str]:
