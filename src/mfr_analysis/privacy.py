@@ -19,13 +19,31 @@ whole folder at once, as statistical agencies do for linked tables:
   the pooled report's cell and the sites' cells of the same group and measure; sliced by
   audience group, the pooled total and the group reports.
 * **Primary suppression.** A cell of 1 to ``minimum - 1`` clients is hidden.
+* **Implicit remainders.** Every count of a report's clients (a claims row, an arm of it, a
+  describe box) is a subset of that report's clients of the group (its ``CLIENTS`` cell),
+  and every count of one arm a subset of the arm's clients (Table 1, flow): the clients
+  left out are never published but are the total minus the part (a title of 594 clients
+  and a pain row of 591 give 3 clients without pain data). These are lines too (not exact:
+  the parts need not add up to the total).
 * **Complementary suppression.** While some line's total minus its published parts (clients
-  or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), the
-  smallest published part of that line is hidden as well. Hidden cells only ever add up to
-  0 or to at least ``minimum`` clients in every line, so subtraction reveals nothing smaller.
-* **Consequences.** A hidden ``CLIENTS`` cell hides every claims row of that cell; a hidden
-  slice total withholds the whole slice report; sliced by audience group, a group hidden in
-  the pooled report has no report of its own and the other way round.
+  or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), or an
+  exact line's total is hidden while all its parts are shown (their sum), the smallest
+  published part of that line is hidden as well. Hidden cells only ever add up to 0 or to
+  at least ``minimum`` clients in every line, so subtraction reveals nothing smaller.
+* **Whole or count-only.** A small cell is hidden whole (``DisclosurePlan.hidden``: its
+  estimate, interval and verdict go with its counts). A complement loses only its counts
+  (``DisclosurePlan.count_hidden``: clients, sessions, arm sizes, responder counts and the
+  counts of its note): a mean over 591 clients reveals no count. A report's title count is
+  always hidden whole (the report is withheld), and a group's clients hidden either way
+  leave that group out of counts tables and figures.
+* **Consequences.** A wholly hidden ``CLIENTS`` cell hides every claims row of that cell; a
+  hidden slice total withholds the whole slice report; sliced by audience group, a group
+  hidden in the pooled report has no report of its own and the other way round.
+* **Exact audit.** Lines cannot see chains across measures (a claim's clients minus the
+  flow's control clients with a pair gives the hidden MFR clients with a pair):
+  :func:`mfr_analysis.privacy_audit.audit_disclosure` then checks every count whose clients
+  are known by linear algebra, and :func:`mfr_analysis.report.disclosure.plan_folder` plans
+  again with what it hides until it finds nothing.
 
 The same plan also decides the small things a total would not show: a count of 1-10 in a
 note ("control arm too small (3 clients)", "7 adverse events") becomes "fewer than 11", a
