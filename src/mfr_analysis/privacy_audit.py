@@ -65,37 +65,50 @@ def _atoms(sets: list[frozenset]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Economic SVD and rank (only the row space and the rows' leverage are needed)."""
     if matrix.size == 0:
         return (np.zeros((matrix.shape[0], 0)), np.zeros(0),
                 np.zeros((0, matrix.shape[1])), 0)
-    u, sigma, vt = linalg.svd(matrix, full_matrices=True, lapack_driver="gesdd")
+    u, sigma, vt = linalg.svd(matrix, full_matrices=False, lapack_driver="gesdd")
     rank = int((sigma > _TOLERANCE * max(matrix.shape) * max(float(sigma[0]), 1.0)).sum())
-    return u, sigma, vt, rank
+    return u[:, :rank], sigma[:rank], vt[:rank], rank
+
+
+def _free(u: np.ndarray) -> np.ndarray:
+    """How far each row is from being needed by every solution: the norm of its part in the
+    left null space, sqrt(1 - its leverage)."""
+    leverage = (u * u).sum(axis=1) if u.size else np.zeros(u.shape[0])
+    return np.sqrt(np.clip(1.0 - leverage, 0.0, None))
 
 
 def row_space_projector(matrix: np.ndarray) -> np.ndarray:
     """The orthogonal projector onto the row space of ``matrix`` (columns x columns)."""
-    _, _, vt, rank = _svd(matrix)
-    basis = vt[:rank].T
-    return basis @ basis.T
+    _, _, vt, _ = _svd(matrix)
+    return vt.T @ vt
 
 
 def disclosed_sets(matrix: np.ndarray, sizes: np.ndarray, minimum: int
                    ) -> list[tuple[int, ...]]:
     """Every atom and pair of atoms of 1..minimum-1 clients whose indicator lies in the row
     space of ``matrix`` (smallest first, then by atom)."""
-    return _disclosed(row_space_projector(matrix), sizes, minimum)
+    return _disclosed(_svd(matrix)[2], sizes, minimum)
 
 
-def _disclosed(projector: np.ndarray, sizes: np.ndarray, minimum: int
+def _disclosed(basis: np.ndarray, sizes: np.ndarray, minimum: int
                ) -> list[tuple[int, ...]]:
-    diagonal = np.diag(projector)
+    """``basis``: orthonormal rows spanning the row space (rank x atoms)."""
+    candidates = np.flatnonzero(sizes < minimum)
+    if not len(candidates):
+        return []
+    local = basis[:, candidates]
+    diagonal = (local * local).sum(axis=0)
     alone = np.abs(diagonal - 1.0) < 1e-6
-    found = [(int(sizes[i]), (int(i),)) for i in np.flatnonzero(alone & (sizes < minimum))]
-    small = np.flatnonzero(~alone & (sizes < minimum - 1))
+    found = [(int(sizes[i]), (int(i),)) for i in candidates[alone]]
+    pick = ~alone & (sizes[candidates] < minimum - 1)
+    small = candidates[pick]
     if len(small) > 1:
-        sub = projector[np.ix_(small, small)]
-        norm = diagonal[small][:, None] + diagonal[small][None, :] + 2 * sub
+        sub = local[:, pick].T @ local[:, pick]
+        norm = diagonal[pick][:, None] + diagonal[pick][None, :] + 2 * sub
         both = (np.abs(norm - 2.0) < 1e-6) & (
             sizes[small][:, None] + sizes[small][None, :] < minimum)
         for a, b in zip(*np.nonzero(np.triu(both, 1)), strict=True):
@@ -108,13 +121,11 @@ def essential_rows(matrix: np.ndarray, atoms: tuple[int, ...]) -> list[int]:
     """The rows without which the indicator of ``atoms`` leaves the row space: every
     solution ``y`` of ``A' y = e_S`` gives them the same non-zero weight (their unit vector
     is orthogonal to the null space of ``A'``, and the minimum-norm solution uses them)."""
-    u, sigma, vt, rank = _svd(matrix)
+    u, sigma, vt, _ = _svd(matrix)
     indicator = np.zeros(matrix.shape[1])
     indicator[list(atoms)] = 1.0
-    weights = u[:, :rank] @ ((vt[:rank] @ indicator) / sigma[:rank])
-    free = np.linalg.norm(u[:, rank:], axis=1) if rank < matrix.shape[0] else np.zeros(
-        matrix.shape[0])
-    return [int(i) for i in np.flatnonzero((free < 1e-6) & (np.abs(weights) > 1e-6))]
+    weights = u @ ((vt @ indicator) / sigma)
+    return [int(i) for i in np.flatnonzero((_free(u) < 1e-6) & (np.abs(weights) > 1e-6))]
 
 
 def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
@@ -147,22 +158,20 @@ def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     found: list[Disclosure] = []
     for _ in range(max_rounds):
         matrix, sizes = _atoms(order)
-        u, sigma, vt, rank = _svd(matrix)
-        basis = vt[:rank].T
-        disclosed = _disclosed(basis @ basis.T, sizes, minimum)
+        u, sigma, vt, _ = _svd(matrix)
+        disclosed = _disclosed(vt, sizes, minimum)
         if not disclosed:
             break
-        free = (np.linalg.norm(u[:, rank:], axis=1) if rank < matrix.shape[0]
-                else np.zeros(matrix.shape[0]))
+        free = _free(u)
         chosen: set[int] = set()
         for atoms in disclosed:
             indicator = np.zeros(matrix.shape[1])
             indicator[list(atoms)] = 1.0
-            weights = u[:, :rank] @ ((vt[:rank] @ indicator) / sigma[:rank])
+            weights = u @ ((vt @ indicator) / sigma)
             used = np.flatnonzero(np.abs(weights) > 1e-6)
-            essential = [int(i) for i in used if free[i] < 1e-6]
-            if chosen & set(int(i) for i in used):
-                continue  # a count this set rests on already goes this round
+            essential = {int(i) for i in used if free[i] < 1e-6}
+            if chosen & essential:
+                continue  # a count this set needs already goes this round
             found.append(Disclosure(int(sizes[list(atoms)].sum()),
                                     tuple(by_set[order[i]][0] for i in used)))
             chosen.add(min(essential) if essential else int(used.min()))
