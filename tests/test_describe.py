@@ -170,7 +170,7 @@ def test_flow_conserves_rows_and_clients() -> None:
 
 def _leaks(counts: pd.DataFrame, plan) -> list[str]:
     """Every published family total minus its published parts of 1..10 (the attacker)."""
-    shown = counts[[not plan.is_hidden(s, g, m) for s, g, m in counts[
+    shown = counts[[not plan.counts_hidden(s, g, m) for s, g, m in counts[
         ["slice", "group", "measure"]].itertuples(index=False)]]
     value = {(s, g, m): c for s, g, m, c in shown[["slice", "group", "measure", "clients"]]
              .itertuples(index=False)}
@@ -211,8 +211,9 @@ def test_a_planted_small_class_is_hidden_and_not_derivable() -> None:
     plan = plan_disclosure(counts, minimum=MINIMUM)
     measure = "individual:reliable_change_mfr#deteriorated"
     assert plan.is_hidden(POOLED, "athlete", measure)
-    # hidden alone it would be 30 - 26 - 0: its complement in the family goes too ...
-    assert plan.is_hidden(POOLED, "athlete", "individual:reliable_change_mfr#improved")
+    # hidden alone it would be 30 - 26 - 0: its complement in the family goes too (its
+    # count only: a complement is not a small cell) ...
+    assert plan.is_count_only(POOLED, "athlete", "individual:reliable_change_mfr#improved")
     # ... and the all-groups count (4) is hidden as well (4 - 0 from the seniors)
     assert plan.is_hidden(POOLED, ALL, measure)
     assert _leaks(counts, plan) == []
@@ -223,7 +224,7 @@ def test_a_planted_small_class_is_hidden_and_not_derivable() -> None:
     assert pd.isna(row["ci_low"]) and row["privacy"]
     improved = shown[(shown["audience_group"] == "athlete")
                      & (shown["rci_class"] == "improved")].iloc[0]
-    assert improved["clients"] == "suppressed"
+    assert improved["clients"] == "withheld" and pd.isna(improved["share"])
     # nothing of 1-10 left in any published count of the protected table
     numbers = pd.to_numeric(shown["clients"], errors="coerce")
     assert not numbers.between(1, MINIMUM - 1).any()
@@ -243,10 +244,12 @@ def test_a_small_arm_is_hidden_in_table_one_with_its_numbers() -> None:
     assert control["mean"].isna().all() and control["sd"].isna().all()
     # 35 athletes minus 30 in MFR would give the 5: the MFR count is hidden too, and the SMD
     mfr = athletes[(athletes["arm"] == "mfr") & (athletes["variable"] == "clients")]
-    assert mfr["clients"].tolist() == ["suppressed"]
+    assert mfr["clients"].tolist() == ["withheld"]  # a complement: its count only
+    mfr_pain = athletes[(athletes["arm"] == "mfr") & (athletes["variable"] == "pain_pre")]
+    assert mfr_pain["mean"].tolist() == [6.0]  # a mean over 30 clients reveals no count
     assert athletes.loc[athletes["variable"] == "pain_pre", "smd"].isna().all()
     assert _leaks(counts, plan) == []
     # across groups: all control clients (25) minus the seniors' (20) would give the 5, so
     # the seniors' control count goes as a complement; their MFR count stays
     seniors = shown[(shown["audience_group"] == "senior") & (shown["variable"] == "clients")]
-    assert seniors["clients"].tolist() == [20, "suppressed"]
+    assert seniors["clients"].tolist() == [20, "withheld"]

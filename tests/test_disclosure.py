@@ -262,11 +262,18 @@ def test_claims_rows_follow_their_people_and_notes_lose_small_counts() -> None:
     counts = pd.concat([session_counts(sessions), claim_counts(claims)], ignore_index=True)
     plan = plan_disclosure(counts, minimum=MINIMUM)
     protected = protect_claims(claims, plan)
-    # athlete is small; senior is its complement (60 - 53 = 7): both rows hidden
-    assert protected["verdict"].tolist() == ["below_threshold", "suppressed", "suppressed"]
-    assert protected.loc[1:, ["estimate", "n_clients", "n_sessions"]].isna().all().all()
+    # athlete is small: hidden whole; senior is its complement (60 - 53 = 7): only its
+    # counts go (a mean over 53 clients reveals no count), its estimate and verdict stay
+    assert protected["verdict"].tolist() == ["below_threshold", "suppressed", "inconclusive"]
+    assert protected.loc[1, ["estimate", "n_clients", "n_sessions"]].isna().all()
+    assert protected.loc[2, ["n_clients", "n_sessions"]].isna().all()
+    assert protected.loc[2, "estimate"] == -0.5 and protected.loc[2, "ci_low"] == -1.0
+    assert plan.is_count_only(POOLED, "senior", "pain|pain")
     assert protected.loc[1:, "mcid"].tolist() == [2.0, 2.0]
     assert "6 clients" not in " ".join(protected["note"])
+    # every count of the count-only row's note is withheld, not only the small ones
+    assert protected.loc[2, "note"] == ("control arm too small (a withheld number of clients); "
+                                        "a withheld number of adverse events")
     # pooled: 60 clients, 50 control -> 10 MFR clients: the arm sizes are withheld ...
     assert "50 control" not in protected.loc[0, "note"]
     # ... and so is a responder share of 10 MFR clients (5 responders)

@@ -19,13 +19,31 @@ whole folder at once, as statistical agencies do for linked tables:
   the pooled report's cell and the sites' cells of the same group and measure; sliced by
   audience group, the pooled total and the group reports.
 * **Primary suppression.** A cell of 1 to ``minimum - 1`` clients is hidden.
+* **Implicit remainders.** Every count of a report's clients (a claims row, an arm of it, a
+  describe box) is a subset of that report's clients of the group (its ``CLIENTS`` cell),
+  and every count of one arm a subset of the arm's clients (Table 1, flow): the clients
+  left out are never published but are the total minus the part (a title of 594 clients
+  and a pain row of 591 give 3 clients without pain data). These are lines too (not exact:
+  the parts need not add up to the total).
 * **Complementary suppression.** While some line's total minus its published parts (clients
-  or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), the
-  smallest published part of that line is hidden as well. Hidden cells only ever add up to
-  0 or to at least ``minimum`` clients in every line, so subtraction reveals nothing smaller.
-* **Consequences.** A hidden ``CLIENTS`` cell hides every claims row of that cell; a hidden
-  slice total withholds the whole slice report; sliced by audience group, a group hidden in
-  the pooled report has no report of its own and the other way round.
+  or sessions) lies in 1 to ``minimum - 1`` (in absolute value: overlaps count too), or an
+  exact line's total is hidden while all its parts are shown (their sum), the smallest
+  published part of that line is hidden as well. Hidden cells only ever add up to 0 or to
+  at least ``minimum`` clients in every line, so subtraction reveals nothing smaller.
+* **Whole or count-only.** A small cell is hidden whole (``DisclosurePlan.hidden``: its
+  estimate, interval and verdict go with its counts). A complement loses only its counts
+  (``DisclosurePlan.count_hidden``: clients, sessions, arm sizes, responder counts and the
+  counts of its note): a mean over 591 clients reveals no count. A report's title count is
+  always hidden whole (the report is withheld), and a group's clients hidden either way
+  leave that group out of counts tables and figures.
+* **Consequences.** A wholly hidden ``CLIENTS`` cell hides every claims row of that cell; a
+  hidden slice total withholds the whole slice report; sliced by audience group, a group
+  hidden in the pooled report has no report of its own and the other way round.
+* **Exact audit.** Lines cannot see chains across measures (a claim's clients minus the
+  flow's control clients with a pair gives the hidden MFR clients with a pair):
+  :func:`mfr_analysis.privacy_audit.audit_disclosure` then checks every count whose clients
+  are known by linear algebra, and :func:`mfr_analysis.report.disclosure.plan_folder` plans
+  again with what it hides until it finds nothing.
 
 The same plan also decides the small things a total would not show: a count of 1-10 in a
 note ("control arm too small (3 clients)", "7 adverse events") becomes "fewer than 11", a
@@ -38,6 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -225,29 +244,48 @@ def claim_counts(claims: pd.DataFrame, slice_value: str = POOLED) -> pd.DataFram
 
 @dataclass(frozen=True)
 class Line:
-    """A published total and the published parts it is the sum of."""
+    """A published total and the published parts it is the sum of (``exact``), or, when not
+    exact, parts that are subsets of the total with an unpublished remainder (the clients of
+    a report who have no data for a claims row: the title count minus the row's clients)."""
 
     total: Cell
     parts: tuple[Cell, ...]
+    exact: bool = True
 
 
 @dataclass(frozen=True)
 class DisclosurePlan:
-    """Which cells of a report folder are hidden, and which slice reports are withheld."""
+    """Which cells of a report folder are hidden, and which slice reports are withheld.
+
+    ``hidden`` cells are withheld whole (primary suppression and what follows from it: the
+    row's estimate, interval and verdict go too); ``count_hidden`` cells lose only their
+    counts (complementary suppression: a mean over 591 clients reveals no count)."""
 
     minimum: int
     by: str | None
     hidden: frozenset[Cell]
     withheld: Mapping[str, str] = field(default_factory=dict)  # slice -> small | complementary
+    count_hidden: frozenset[Cell] = frozenset()
 
     def is_hidden(self, slice_value: str, group: str, measure: str) -> bool:
-        """True when the cell must not be published."""
+        """True when the whole cell must not be published (counts and results)."""
         return (slice_value, group, measure) in self.hidden
 
+    def counts_hidden(self, slice_value: str, group: str, measure: str) -> bool:
+        """True when the cell's counts must not be published (whole or count-only)."""
+        cell = (slice_value, group, measure)
+        return cell in self.hidden or cell in self.count_hidden
+
+    def is_count_only(self, slice_value: str, group: str, measure: str) -> bool:
+        """True when only the cell's counts are hidden (its results may be shown)."""
+        cell = (slice_value, group, measure)
+        return cell in self.count_hidden and cell not in self.hidden
+
     def hidden_groups(self, slice_value: str = POOLED) -> list[str]:
-        """Audience groups whose counts, figures and claims rows a report must not show."""
-        return sorted(g for s, g, m in self.hidden
-                      if s == slice_value and m == CLIENTS and g != ALL)
+        """Audience groups whose counts and figures a report must not show (their claims
+        rows follow :meth:`is_hidden` and :meth:`counts_hidden`)."""
+        return sorted({g for s, g, m in self.hidden | self.count_hidden
+                       if s == slice_value and m == CLIENTS and g != ALL})
 
     def is_withheld(self, slice_value: str) -> bool:
         """True when the slice gets no report of its own."""
@@ -255,21 +293,25 @@ class DisclosurePlan:
 
     def for_slice(self, slice_value: str) -> DisclosurePlan:
         """The plan of one report: its hidden cells only, no other slice named."""
-        return DisclosurePlan(self.minimum, self.by, frozenset(
-            c for c in self.hidden if c[0] == slice_value))
+        return DisclosurePlan(
+            self.minimum, self.by, frozenset(c for c in self.hidden if c[0] == slice_value),
+            count_hidden=frozenset(c for c in self.count_hidden if c[0] == slice_value))
 
     def to_dict(self) -> dict:
         """JSON-ready form (e.g. a notebook parameter): minimum, by and hidden cells."""
         return {"minimum": self.minimum, "by": self.by or "",
                 "hidden": [list(c) for c in sorted(self.hidden)],
+                "count_hidden": [list(c) for c in sorted(self.count_hidden)],
                 "withheld": dict(self.withheld)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> DisclosurePlan:
         """The plan :meth:`to_dict` wrote."""
-        return cls(int(data["minimum"]), data.get("by") or None,
-                   frozenset(tuple(str(x) for x in c) for c in data.get("hidden", ())),
-                   dict(data.get("withheld", {})))
+        def cells(key: str) -> frozenset[Cell]:
+            return frozenset(tuple(str(x) for x in c) for c in data.get(key, ()))
+
+        return cls(int(data["minimum"]), data.get("by") or None, cells("hidden"),
+                   dict(data.get("withheld", {})), cells("count_hidden"))
 
 
 def is_described(measure: str) -> bool:
@@ -292,6 +334,43 @@ def _families(cells: Iterable[Cell]) -> list[Line]:
     return [Line(total, tuple(sorted(members))) for total, members in sorted(parts.items())]
 
 
+_ARM_OF_PART = {"control": "control", "treated": "mfr"}  # claims-row part -> its arm
+
+
+def _arm_of(measure: str) -> str:
+    """The arm whose clients a measure counts a subset of ('' when none)."""
+    base, hash_, part = measure.rpartition("#")
+    if not hash_:
+        return ""
+    if not is_described(base):
+        return _ARM_OF_PART.get(part, "")
+    if base in ("baseline:clients", "flow:arm"):  # the arm totals themselves
+        return ""
+    if part in _ARM_OF_PART.values():  # e.g. individual:pair#mfr
+        return part
+    tail = base.rsplit("_", 1)[-1]
+    return tail if tail in _ARM_OF_PART.values() else ""
+
+
+def _remainders(cells: set[Cell]) -> list[Line]:
+    """Implicit remainders: every count of a report's clients (a claims row, a part of it, a
+    describe box) is a subset of the report's clients of that group (its CLIENTS cell), and
+    every count of one arm a subset of that arm's clients; the clients left out are never
+    published but would be the total minus the part."""
+    lines = []
+    for s, g, m in sorted(cells):
+        if m == CLIENTS:
+            continue
+        if (s, g, CLIENTS) in cells:
+            lines.append(Line((s, g, CLIENTS), ((s, g, m),), exact=False))
+        arm = _arm_of(m)
+        if arm:
+            for total in ((s, g, f"baseline:clients#{arm}"), (s, g, f"flow:arm#{arm}")):
+                if total in cells and total != (s, g, m):
+                    lines.append(Line(total, ((s, g, m),), exact=False))
+    return lines
+
+
 def _lines(cells: Iterable[Cell], by: str | None) -> list[Line]:
     """Every (total, parts) relation a reader can use within and across the reports."""
     cells = set(cells)
@@ -306,7 +385,7 @@ def _lines(cells: Iterable[Cell], by: str | None) -> list[Line]:
         across = [ALL] if by == "audience_group" else [ALL, *groups]
         lines += [Line((POOLED, g, m), tuple((s, g, m) for s in others)) for g in across
                   for m in measures]
-    return lines
+    return lines + _remainders(cells)
 
 
 def _twins(cells: Iterable[Cell], by: str | None) -> dict[Cell, set[Cell]]:
@@ -326,13 +405,18 @@ def _twins(cells: Iterable[Cell], by: str | None) -> dict[Cell, set[Cell]]:
 
 def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
                     minimum: int = MIN_REPORTED_CLIENTS,
-                    withhold: Iterable[str] = ()) -> DisclosurePlan:
+                    withhold: Iterable[str] = (),
+                    count_hide: Iterable[Cell] = ()) -> DisclosurePlan:
     """Primary and complementary suppression over every cell a report folder publishes.
 
     ``counts`` has columns ``slice, group, measure, clients, sessions``
     (:func:`session_counts`, :func:`claim_counts`); ``by`` is the slicing column
     (``None`` for the pooled report alone); ``withhold`` names slices already decided to get
-    no report. Deterministic: ties are broken by the cell's name."""
+    no report; ``count_hide`` cells whose counts must go (e.g. found by
+    :func:`mfr_analysis.privacy_audit.audit_disclosure`). A small cell is hidden whole
+    (primary suppression); a cell hidden because of a line loses only its counts
+    (``count_hidden``), except a report's title count, which withholds the report.
+    Deterministic: ties are broken by the cell's name."""
     if minimum < 1:
         raise ValueError(f"minimum must be at least 1, not {minimum!r}")
     values: dict[Cell, tuple[int, int]] = {
@@ -351,30 +435,37 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
     lines = _lines(cells, by)
     family_parts = {line.total: line.parts for line in _families(cells)}
     slices = {s for s, _, _ in cells}
-    hidden: set[Cell] = set()
+    hidden: set[Cell] = set()  # whole: counts and results
+    count_only: set[Cell] = set()  # counts only
     withheld: dict[str, str] = {}
 
-    def hide(cell: Cell) -> None:
-        todo = [cell]
+    def hide(cell: Cell, whole: bool = True) -> None:
+        todo = [(cell, whole)]
         while todo:
-            current = todo.pop()
-            if current in hidden:
-                continue
-            hidden.add(current)
-            todo.extend(twins.get(current, ()))
+            current, entire = todo.pop()
             s, g, m = current
+            if m == CLIENTS and g == ALL:  # a report's title count: the report goes
+                entire = True
+            if current in hidden or (not entire and current in count_only):
+                continue
+            (hidden if entire else count_only).add(current)
+            todo.extend((t, entire) for t in twins.get(current, ()))
             if is_described(m):  # a hidden family total: its parts would add up to it
-                todo.extend(family_parts.get(current, ()))
+                if entire:
+                    todo.extend((p, True) for p in family_parts.get(current, ()))
             elif m != CLIENTS and "#" not in m:  # a hidden claims row hides all its parts
-                todo.extend((s, g, f"{m}#{part}") for part in PARTS)
+                todo.extend(((s, g, f"{m}#{part}"), entire) for part in PARTS)
             elif m.rsplit("#", 1)[-1] in _ARM_PARTS:  # arm sizes give away the denominators
                 base = m.rsplit("#", 1)[0]
-                todo.extend((s, g, f"{base}#{part}") for part in PARTS)
-            if m == CLIENTS:  # the people are hidden: so is every claims row about them
-                todo.extend((s, g, other) for other in measures)
+                todo.extend(((s, g, f"{base}#{part}"), entire) for part in PARTS)
+            if m == CLIENTS and entire:  # the people are hidden: so is every row about them
+                todo.extend(((s, g, other), True) for other in measures)
                 if g == ALL and s != POOLED:  # a hidden slice total: no report at all
                     withheld.setdefault(s, "complementary")
-                    todo.extend(c for c in cells if c[0] == s)
+                    todo.extend((c, True) for c in cells if c[0] == s)
+
+    def shown(cell: Cell) -> bool:
+        return cell not in hidden and cell not in count_only
 
     for s in withhold:
         if s in slices:
@@ -386,22 +477,33 @@ def plan_disclosure(counts: pd.DataFrame, *, by: str | None = None,
             if cell[1] == ALL and cell[2] == CLIENTS and cell[0] != POOLED:
                 withheld[cell[0]] = "small"
             hide(cell)
+    for cell in sorted(set(count_hide) & cells):  # e.g. decided by the exact audit
+        hide(cell, whole=False)
 
     changed = True
     while changed:
         changed = False
         for line in lines:
-            if line.total in hidden or line.total not in values:
+            if line.total not in values:
                 continue
-            shown = [p for p in line.parts if p in values and p not in hidden]
-            total = values[line.total]
-            rest = [total[i] - sum(values[p][i] for p in shown) for i in (0, 1)]
-            if not any(_small(r, minimum) for r in rest):
-                continue
-            candidates = [p for p in shown if values[p][0] > 0]
-            hide(min(candidates, key=lambda p: (values[p], p)) if candidates else line.total)
+            present = [p for p in line.parts if p in values]
+            visible = [p for p in present if shown(p)]
+            if not shown(line.total):
+                # a hidden total whose parts are all shown is their sum
+                if not (line.exact and present and len(visible) == len(present)
+                        and any(values[p][0] > 0 for p in visible)):
+                    continue
+            else:
+                total = values[line.total]
+                rest = [total[i] - sum(values[p][i] for p in visible) for i in (0, 1)]
+                if not any(_small(r, minimum) for r in rest):
+                    continue
+            candidates = [p for p in visible if values[p][0] > 0]
+            hide(min(candidates, key=lambda p: (values[p], p)) if candidates else line.total,
+                 whole=False)
             changed = True
-    return DisclosurePlan(minimum, by, frozenset(hidden), dict(sorted(withheld.items())))
+    return DisclosurePlan(minimum, by, frozenset(hidden), dict(sorted(withheld.items())),
+                          frozenset(count_only - hidden))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +527,29 @@ def scrub_counts(text: str, minimum: int) -> str:
     return _COUNT_PHRASE.sub(replace, text)
 
 
+@cache
+def _withheld_words() -> tuple[str, str]:
+    """(label, phrase) for a count hidden only because of a line (``data/report_labels.csv``:
+    'withheld' and 'a withheld number of')."""
+    from mfr_analysis.tables import load_table
+
+    table = load_table("report_labels").fillna("").set_index(["kind", "key"])
+    return (str(table.at[("text", "count_withheld"), "label"]),
+            str(table.at[("text", "count_withheld_phrase"), "label"]))
+
+
+def withheld_label() -> str:
+    """The word a report shows for a count hidden only because of a line: 'withheld'."""
+    return _withheld_words()[0]
+
+
+def withhold_counts(text: str) -> str:
+    """Replace every count of clients, sessions or events in a note, whatever its size
+    ('554 client slopes' -> 'a withheld number of client slopes')."""
+    phrase = _withheld_words()[1]
+    return _COUNT_PHRASE.sub(lambda m: f"{phrase}{m['gap']}{m['what']}", text)
+
+
 def control_clients(note: str) -> int | None:
     """The control-arm client count a controlled row's note states, if any."""
     found = _CONTROL_PHRASE.search(note or "")
@@ -436,21 +561,26 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
     """The claims table as a report may publish it: hidden rows keep only their labels.
 
     A hidden row gets verdict ``suppressed``, no number but its MCID, and a note saying why;
-    a shown row loses the parts the plan hides (arm sizes, responder counts and shares, see
-    :data:`PARTS`) and every count of 1..minimum-1 from its note and method."""
+    a row whose counts only are hidden (complementary suppression) keeps its estimate,
+    interval and verdict but loses ``n_clients``, ``n_sessions``, its parts and every count
+    of its note and method; a shown row loses the parts the plan hides (arm sizes, responder
+    counts and shares, see :data:`PARTS`) and every count of 1..minimum-1 from its note and
+    method."""
     minimum = plan.minimum
     measures = _measures(claims)
     groups = claims["audience_group"].astype("str").tolist()
     hidden = np.array([plan.is_hidden(slice_value, g, m) for g, m in zip(groups, measures,
                                                                           strict=True)],
                       dtype=bool)
+    counts_gone = np.array([plan.counts_hidden(slice_value, g, m)
+                            for g, m in zip(groups, measures, strict=True)], dtype=bool)
     protected = claims.copy()
     numeric = [c for c in claims.select_dtypes("number").columns if c not in _NUMERIC_KEPT]
     for column in numeric:
         protected[column] = protected[column].astype("Float64").where(~hidden)
-    emptied: dict[str, np.ndarray] = {}
+    emptied: dict[str, np.ndarray] = {"n_clients": counts_gone, "n_sessions": counts_gone}
     for part, columns in PART_COLUMNS.items():
-        gone = np.array([plan.is_hidden(slice_value, g, f"{m}#{part}")
+        gone = np.array([plan.counts_hidden(slice_value, g, f"{m}#{part}")
                          for g, m in zip(groups, measures, strict=True)], dtype=bool)
         for column in columns:
             emptied[column] = emptied.get(column, np.zeros(len(claims), bool)) | gone
@@ -462,16 +592,21 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
                    & part_counts(claims)["responders"].isna()).to_numpy()
         protected["responder_share"] = protected["responder_share"].where(~unknown)
     arms_hidden = emptied["n_control_clients"]
+
+    def words(text: str, arms: bool, counts: bool) -> str:
+        text = _CONTROL_PHRASE.sub("(arm sizes withheld for privacy)", text) if arms else text
+        return withhold_counts(text) if counts else scrub_counts(text, minimum)
+
     notes = claims["note"].fillna("").astype("str")
     protected["note"] = [
-        WITHHELD_NOTE.format(minimum=minimum) if hide else scrub_counts(
-            _CONTROL_PHRASE.sub("(arm sizes withheld for privacy)", note) if arms else note,
-            minimum)
-        for hide, arms, note in zip(hidden, arms_hidden, notes, strict=True)]
+        WITHHELD_NOTE.format(minimum=minimum) if hide else words(note, arms, counts)
+        for hide, arms, counts, note in zip(hidden, arms_hidden, counts_gone, notes,
+                                            strict=True)]
     if "method" in claims:
         protected["method"] = [
-            "" if hide else scrub_counts(str(m), minimum)
-            for hide, m in zip(hidden, claims["method"].fillna(""), strict=True)]
+            "" if hide else words(str(m), False, counts)
+            for hide, counts, m in zip(hidden, counts_gone, claims["method"].fillna(""),
+                                       strict=True)]
     if "design" in claims:
         protected["design"] = claims["design"].where(~hidden, "")
     protected["verdict"] = claims["verdict"].where(~hidden, SUPPRESSED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mfr_analysis.privacy import ALL, SUPPRESSED, DisclosurePlan
+from mfr_analysis.privacy import ALL, SUPPRESSED, DisclosurePlan, withheld_label
 
 #: count column -> the column naming its disclosure cell
 COUNT_CELLS: dict[str, str] = {"clients": "measure", "rows": "measure",
@@ -17,6 +17,11 @@ KEPT = frozenset({"audience_group", "arm", "variable", "label", "level", "statis
                   "parent", "kind", "rci_class", "measure", "missing_measure",
                   "total_measure", "available", "note", "smd_method", "privacy",
                   "with_measure", "without_measure"})
+#: numbers that give a count away when the count alone is hidden (a share or a Wilson
+#: interval with its total, the sessions of a box); means, SDs and quartiles do not
+COUNT_LIKE = frozenset({"share", "ci_low", "ci_high", "rows", "sessions",
+                        "share_clients_with_followup", "sessions_with_followup",
+                        "share_sessions_with_followup"})
 
 
 def marker(value: object, minimum: int) -> str:
@@ -29,26 +34,33 @@ def marker(value: object, minimum: int) -> str:
 def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.DataFrame:
     """The table as a report may publish it: each hidden count reads 'fewer than 11' or
     'suppressed' (its column then holds text), and every number of a row with a hidden
-    count (mean, SD, median, quartiles, share, interval, sessions) is blanked. A table with
-    ``smd`` also loses the SMD of a variable whose rows in either arm are touched.
-    ``privacy`` says what was withheld on each row ('' when nothing)."""
+    count (mean, SD, median, quartiles, share, interval, sessions) is blanked. A count
+    hidden only as a complement (``plan.count_hidden``) reads 'withheld' and its row keeps
+    its mean, SD, median and quartiles (they reveal no count); its share, interval and
+    sessions go. A table with ``smd`` also loses the SMD of a variable whose rows in either
+    arm are blanked, or whose shares are. ``privacy`` says what was withheld on each row
+    ('' when nothing)."""
     group = (table["audience_group"].astype("str") if "audience_group" in table
              else pd.Series(ALL, index=table.index))
-    hidden: dict[str, np.ndarray] = {}
+    hidden: dict[str, np.ndarray] = {}  # count column -> its count is hidden (either way)
+    whole: dict[str, np.ndarray] = {}  # count column -> hidden whole
     for count, cell in COUNT_CELLS.items():
         if count in table and cell in table:
-            hidden[count] = np.array([
-                bool(m) and plan.is_hidden(slice_value, g, str(m))
-                for g, m in zip(group, table[cell].fillna("").astype("str"), strict=True)],
-                dtype=bool)
-    touched = np.zeros(len(table), dtype=bool)
-    for mask in hidden.values():
-        touched |= mask
+            keys = list(zip(group, table[cell].fillna("").astype("str"), strict=True))
+            hidden[count] = np.array([bool(m) and plan.counts_hidden(slice_value, g, m)
+                                      for g, m in keys], dtype=bool)
+            whole[count] = np.array([bool(m) and plan.is_hidden(slice_value, g, m)
+                                     for g, m in keys], dtype=bool)
+    touched = np.zeros(len(table), dtype=bool)  # every number goes
+    counted = np.zeros(len(table), dtype=bool)  # the count-like numbers go
+    for count, mask in hidden.items():
+        touched |= whole[count]
+        counted |= mask
     protected = table.copy()
     for count, mask in hidden.items():
         if mask.any():
-            text = [marker(v, plan.minimum) if h else v
-                    for v, h in zip(table[count], mask, strict=True)]
+            text = [(marker(v, plan.minimum) if w else withheld_label()) if h else v
+                    for v, h, w in zip(table[count], mask, whole[count], strict=True)]
             protected[count] = pd.Series(text, index=table.index, dtype="object")
     numeric = [c for c in table.columns if c not in KEPT and c not in hidden
                and pd.api.types.is_numeric_dtype(table[c])
@@ -56,17 +68,20 @@ def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.D
     if "rows" in table and "rows" not in hidden:
         numeric.append("rows")
     for column in numeric:
-        protected[column] = protected[column].astype("Float64").where(~touched)
+        gone = touched | counted if column in COUNT_LIKE else touched
+        protected[column] = protected[column].astype("Float64").where(~gone)
     if "smd" in table and "variable" in table:
         # one SMD per variable (per level for a continuous one, e.g. each ROM measure)
         shares = (table["statistic"] == "share") if "statistic" in table else False
         level = table["level"].where(~shares, "") if "level" in table else ""
         keys = list(zip(group, table["variable"], pd.Series(level, index=table.index),
                         strict=True))
-        spoilt = {k for k, t in zip(keys, touched, strict=True) if t}
+        share_rows = np.asarray(pd.Series(shares, index=table.index), dtype=bool)
+        spoilt = {k for k, t, c, s in zip(keys, touched, counted, share_rows, strict=True)
+                  if t or (c and s)}
         gone = np.array([k in spoilt for k in keys], dtype=bool)
         protected["smd"] = protected["smd"].astype("Float64").where(~gone)
         if "smd_flag" in protected:
             protected["smd_flag"] = protected["smd_flag"].astype("boolean").where(~gone)
-    protected["privacy"] = np.where(touched, "withheld for privacy", "")
+    protected["privacy"] = np.where(touched | counted, "withheld for privacy", "")
     return protected

@@ -176,8 +176,12 @@ def clients_text(row: pd.Series, minimum: int = MIN_REPORTED_CLIENTS) -> str:
     The protected table already holds no small count; an arm of 1..minimum-1 clients (or a
     treated arm that small, by subtraction) is still never printed, whatever the table says."""
     n = value(row, "n_clients")
-    if text(row, "verdict") in NO_COUNT_VERDICTS | {"not_measured"} or not math.isfinite(n):
+    if text(row, "verdict") in NO_COUNT_VERDICTS | {"not_measured"}:
         return ""
+    if not math.isfinite(n):  # hidden by the privacy plan as a complement: say so
+        from mfr_analysis.privacy import withheld_label
+
+        return f"clients: {withheld_label()}" if math.isfinite(value(row, "estimate")) else ""
     words = f"{count(n)} client{'s' if round(n) != 1 else ''}"
     if text(row, "design") == "controlled":
         control = value(row, "n_control_clients")

@@ -1,0 +1,314 @@
+"""The exact check after the line-based plan: can any 1-10 clients be worked out at all?
+
+:func:`mfr_analysis.privacy.plan_disclosure` reasons line by line (a total and its parts).
+A reader can also chain lines across measures: the pain claim's 591 clients minus the flow's
+118 control clients with a pain pair gives the 473 MFR clients with a pair, and 476 MFR
+clients minus 473 gives 3. This module checks the folder the way a linear attacker would.
+
+* Every published client count is a **set of clients** (:func:`report_members`: a report's
+  clients per group, each claims row's clients and arms, the flow's boxes, Table 1's arms,
+  the reliable-change classes). A count whose set cannot be rebuilt from the session table
+  (or whose rebuilt size differs from the count) is left to the line-based plan.
+* **Atoms** are the groups of clients that belong to exactly the same published sets; the
+  published counts are ``b = A x`` (``A``: sets x atoms, 0/1; ``x``: atom sizes).
+* A set of atoms ``S`` is **disclosed** when its indicator lies in the row space of ``A``
+  (then ``|S|`` is a fixed combination of published counts) and ``|S|`` is 1 to
+  ``minimum - 1``. Every single atom and every pair of atoms is tested, through the
+  orthogonal projector ``P`` onto the row space: ``e_S`` is in it iff ``e_S' P e_S = |S|``
+  (as ``P`` is a projector, ``e' P e <= e' e`` with equality only inside the space).
+* While some set is disclosed, the smallest published count whose removal takes it out of
+  the row space (ties by name) loses its counts (count-only, with every cell that publishes
+  the same set), and the check runs again.
+
+Hand-written because no maintained library audits linked frequency tables in Python (sdcMicro
+and tau-Argus are R and Java); the linear algebra is numpy/scipy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.privacy import ALL, CLIENTS, Cell, DisclosurePlan, claim_measure
+
+_TOLERANCE = 1e-7
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """A set of clients a reader can work out: its atoms' cells signature and its size."""
+
+    clients: int
+    cells: tuple[Cell, ...]  # one published cell of each set the atoms belong to (example)
+
+
+def _atoms(sets: list[frozenset]) -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 matrix (sets x atoms) and each atom's number of clients."""
+    signature: dict[object, list[int]] = {}
+    for index, members in enumerate(sets):
+        for client in members:
+            signature.setdefault(client, []).append(index)
+    sizes: dict[tuple[int, ...], int] = {}
+    for rows in signature.values():
+        key = tuple(rows)
+        sizes[key] = sizes.get(key, 0) + 1
+    keys = sorted(sizes)
+    matrix = np.zeros((len(sets), len(keys)))
+    for column, key in enumerate(keys):
+        matrix[list(key), column] = 1.0
+    return matrix, np.array([sizes[k] for k in keys], dtype=np.int64)
+
+
+def _svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Economic SVD and rank (only the row space and the rows' leverage are needed)."""
+    if matrix.size == 0:
+        return (np.zeros((matrix.shape[0], 0)), np.zeros(0),
+                np.zeros((0, matrix.shape[1])), 0)
+    u, sigma, vt = linalg.svd(matrix, full_matrices=False, lapack_driver="gesdd")
+    rank = int((sigma > _TOLERANCE * max(matrix.shape) * max(float(sigma[0]), 1.0)).sum())
+    return u[:, :rank], sigma[:rank], vt[:rank], rank
+
+
+def _free(u: np.ndarray) -> np.ndarray:
+    """How far each row is from being needed by every solution: the norm of its part in the
+    left null space, sqrt(1 - its leverage)."""
+    leverage = (u * u).sum(axis=1) if u.size else np.zeros(u.shape[0])
+    return np.sqrt(np.clip(1.0 - leverage, 0.0, None))
+
+
+def row_space_projector(matrix: np.ndarray) -> np.ndarray:
+    """The orthogonal projector onto the row space of ``matrix`` (columns x columns)."""
+    _, _, vt, _ = _svd(matrix)
+    return vt.T @ vt
+
+
+def disclosed_sets(matrix: np.ndarray, sizes: np.ndarray, minimum: int
+                   ) -> list[tuple[int, ...]]:
+    """Every atom and pair of atoms of 1..minimum-1 clients whose indicator lies in the row
+    space of ``matrix`` (smallest first, then by atom)."""
+    return _disclosed(_svd(matrix)[2], sizes, minimum)
+
+
+def _disclosed(basis: np.ndarray, sizes: np.ndarray, minimum: int
+               ) -> list[tuple[int, ...]]:
+    """``basis``: orthonormal rows spanning the row space (rank x atoms)."""
+    candidates = np.flatnonzero(sizes < minimum)
+    if not len(candidates):
+        return []
+    local = basis[:, candidates]
+    diagonal = (local * local).sum(axis=0)
+    alone = np.abs(diagonal - 1.0) < 1e-6
+    found = [(int(sizes[i]), (int(i),)) for i in candidates[alone]]
+    pick = ~alone & (sizes[candidates] < minimum - 1)
+    small = candidates[pick]
+    if len(small) > 1:
+        sub = local[:, pick].T @ local[:, pick]
+        norm = diagonal[pick][:, None] + diagonal[pick][None, :] + 2 * sub
+        both = (np.abs(norm - 2.0) < 1e-6) & (
+            sizes[small][:, None] + sizes[small][None, :] < minimum)
+        for a, b in zip(*np.nonzero(np.triu(both, 1)), strict=True):
+            found.append((int(sizes[small[a]] + sizes[small[b]]),
+                          (int(small[a]), int(small[b]))))
+    return [atoms for _, atoms in sorted(found)]
+
+
+def essential_rows(matrix: np.ndarray, atoms: tuple[int, ...]) -> list[int]:
+    """The rows without which the indicator of ``atoms`` leaves the row space: every
+    solution ``y`` of ``A' y = e_S`` gives them the same non-zero weight (their unit vector
+    is orthogonal to the null space of ``A'``, and the minimum-norm solution uses them)."""
+    u, sigma, vt, _ = _svd(matrix)
+    indicator = np.zeros(matrix.shape[1])
+    indicator[list(atoms)] = 1.0
+    weights = u @ ((vt @ indicator) / sigma)
+    return [int(i) for i in np.flatnonzero((_free(u) < 1e-6) & (np.abs(weights) > 1e-6))]
+
+
+def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
+                     minimum: int | None = None, max_rounds: int = 200
+                     ) -> tuple[frozenset[Cell], list[Disclosure]]:
+    """Cells whose counts must also be hidden so that no 1..minimum-1 clients can be worked
+    out from the counts the plan publishes, and the disclosures found on the way.
+
+    ``members`` maps each published cell whose clients are known to the set of its client
+    ids (:func:`folder_members`); cells the plan hides (whole or count-only) are ignored.
+    Each round hides, for every disclosed set not yet resolved in that round, its smallest
+    essential count (a report's clients per group last: hiding them drops the group from
+    counts and figures, and a title count withholds a report)."""
+    minimum = plan.minimum if minimum is None else minimum
+    by_set: dict[frozenset, list[Cell]] = {}
+    for cell, clients in members.items():
+        if clients and not plan.counts_hidden(*cell):
+            by_set.setdefault(frozenset(clients), []).append(cell)
+    for cells in by_set.values():
+        cells.sort()
+
+    def rank_key(s: frozenset) -> tuple:
+        cells = by_set[s]
+        titles = any(m == CLIENTS and g == ALL for _, g, m in cells)
+        groups = any(m == CLIENTS for _, _, m in cells)
+        return (titles, groups, len(s), cells[0])
+
+    order = sorted(by_set, key=rank_key)
+    extra: set[Cell] = set()
+    found: list[Disclosure] = []
+    for _ in range(max_rounds):
+        matrix, sizes = _atoms(order)
+        u, sigma, vt, _ = _svd(matrix)
+        disclosed = _disclosed(vt, sizes, minimum)
+        if not disclosed:
+            break
+        free = _free(u)
+        chosen: set[int] = set()
+        for atoms in disclosed:
+            indicator = np.zeros(matrix.shape[1])
+            indicator[list(atoms)] = 1.0
+            weights = u @ ((vt @ indicator) / sigma)
+            used = np.flatnonzero(np.abs(weights) > 1e-6)
+            essential = {int(i) for i in used if free[i] < 1e-6}
+            if chosen & essential:
+                continue  # a count this set needs already goes this round
+            found.append(Disclosure(int(sizes[list(atoms)].sum()),
+                                    tuple(by_set[order[i]][0] for i in used)))
+            chosen.add(min(essential) if essential else int(used.min()))
+        for index in sorted(chosen, reverse=True):
+            extra.update(by_set[order[index]])
+            del order[index]
+    return frozenset(extra), found
+
+
+# ---------------------------------------------------------------------------------------------
+# the client sets of what one report publishes
+
+
+def _groups(sessions: pd.DataFrame) -> dict[str, frozenset]:
+    out = {ALL: frozenset(sessions["client_id"].astype("str"))}
+    if "audience_group" in sessions:
+        grouped = sessions.dropna(subset=["audience_group"]).groupby(
+            sessions["audience_group"].dropna().astype("str"), observed=True)["client_id"]
+        out.update({str(g): frozenset(c.astype("str")) for g, c in grouped})
+    return out
+
+
+def _claims_members(sessions: pd.DataFrame, claims: pd.DataFrame, slice_value: str
+                    ) -> dict[Cell, frozenset]:
+    """Clients of every claims row (and its arms), from the claims engine's per-client
+    units; rows whose rebuilt size differs from their ``n_clients`` are left out."""
+    from mfr_analysis.claims.engine import claim_inputs
+    from mfr_analysis.privacy import part_counts
+
+    series = claim_inputs(sessions).series
+    parts = part_counts(claims)
+    out: dict[Cell, frozenset] = {}
+    for index, row in claims.iterrows():
+        measure = claim_measure(str(row["claim_id"]), str(row["outcome"]))
+        data = series.get(measure)
+        if data is None or data.units.empty:
+            continue
+        units = data.units
+        group = str(row["audience_group"])
+        if group != ALL:
+            units = units[units["group"].astype("str") == group]
+        every = frozenset(units["client_id"].astype("str"))
+        control = (frozenset(units.loc[units["control"].astype(bool), "client_id"].astype("str"))
+                   if "control" in units else frozenset())
+        n = pd.to_numeric(pd.Series([row["n_clients"]]), errors="coerce").iloc[0]
+        treated = every - control
+        if len(every) == n:
+            out[(slice_value, group, measure)] = every
+            if row.get("design") == "controlled":
+                if len(control) == parts.at[index, "control"]:
+                    out[(slice_value, group, f"{measure}#control")] = control
+                if len(treated) == parts.at[index, "treated"]:
+                    out[(slice_value, group, f"{measure}#treated")] = treated
+        elif len(treated) == n:  # an uncontrolled row of the MFR clients only
+            out[(slice_value, group, measure)] = treated
+    return out
+
+
+def _described_members(sessions: pd.DataFrame, claims: pd.DataFrame, slice_value: str,
+                       rows: Mapping[Cell, frozenset]) -> dict[Cell, frozenset]:
+    """Clients of the flow's boxes, Table 1's arms and the reliable-change classes."""
+    from mfr_analysis.describe._common import client_arms
+    from mfr_analysis.describe.flow import PAIRS
+    from mfr_analysis.describe.individual import individual_change
+
+    out: dict[Cell, frozenset] = {}
+    arms = client_arms(sessions)
+    arms.index = arms.index.astype("str")
+    ids = sessions["client_id"].astype("str")
+
+    def having(before: str, after: str) -> frozenset:
+        if before not in sessions or after not in sessions:
+            return frozenset()
+        return frozenset(ids[sessions[before].notna() & sessions[after].notna()])
+
+    for arm in sorted(set(arms)):
+        in_arm = frozenset(arms.index[arms == arm])
+        out[(slice_value, ALL, f"flow:arm#{arm}")] = in_arm
+        for outcome, (before, after, _) in PAIRS.items():
+            pair = in_arm & having(before, after)
+            out[(slice_value, ALL, f"flow:pair_{outcome}_{arm}#with")] = pair
+            out[(slice_value, ALL, f"flow:pair_{outcome}_{arm}#without")] = in_arm - pair
+        pain = in_arm & having("pain_pre", "pain_post")
+        follow = pain & having("pain_pre", "pain_followup")
+        out[(slice_value, ALL, f"flow:followup_{arm}#with")] = follow
+        out[(slice_value, ALL, f"flow:followup_{arm}#without")] = pain - follow
+    for (s, g, m), clients in rows.items():
+        if g == ALL and "#" not in m:
+            out[(s, ALL, f"flow:analysed[{m}]")] = clients
+    for group, clients in _groups(sessions).items():
+        for arm in sorted(set(arms)):
+            out[(slice_value, group, f"baseline:clients#{arm}")] = clients & frozenset(
+                arms.index[arms == arm])
+    change = individual_change(sessions)
+    change = change.assign(client_id=change["client_id"].astype("str"))
+    for group, rows_of in [(ALL, change), *change.groupby("audience_group", sort=True)]:
+        for arm, of_arm in rows_of.groupby("arm", sort=True):
+            out[(slice_value, str(group), f"individual:pair#{arm}")] = frozenset(
+                of_arm["client_id"])
+            for level, of_class in of_arm.groupby("rci_class", sort=True):
+                out[(slice_value, str(group),
+                     f"individual:reliable_change_{arm}#{level}")] = frozenset(
+                    of_class["client_id"])
+    return out
+
+
+def report_members(sessions: pd.DataFrame, claims: pd.DataFrame | None,
+                   slice_value: str) -> dict[Cell, frozenset]:
+    """The client set of every count one report publishes that can be rebuilt from its
+    session table: its clients per group, claims rows and arms, flow boxes, Table 1 arms
+    and reliable-change classes (keys are disclosure cells)."""
+    out = {(slice_value, g, CLIENTS): c for g, c in _groups(sessions).items()}
+    rows = _claims_members(sessions, claims, slice_value) if claims is not None else {}
+    out.update(rows)
+    out.update(_described_members(sessions, claims, slice_value, rows))
+    return out
+
+
+def verified(members: Mapping[Cell, Collection], counts: pd.DataFrame
+             ) -> dict[Cell, Collection]:
+    """The members whose size is the count the plan has for their cell (the others, and
+    cells the plan does not know, are left to the line-based plan)."""
+    known = {(str(s), str(g), str(m)): int(c) for s, g, m, c in counts[
+        ["slice", "group", "measure", "clients"]].itertuples(index=False)}
+    return {cell: clients for cell, clients in members.items()
+            if known.get(cell) == len(clients)}
+
+
+def folder_members(reports: Iterable[tuple[str, pd.DataFrame, pd.DataFrame | None]],
+                   counts: pd.DataFrame) -> dict[Cell, Collection]:
+    """Verified client sets of every report ``(slice_value, sessions, claims)`` of a
+    folder (see :func:`report_members` and :func:`verified`)."""
+    members: dict[Cell, Collection] = {}
+    for slice_value, sessions, claims in reports:
+        members.update(report_members(sessions, claims, slice_value))
+    return verified(members, counts)
+
+
+__all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_disclosure", "disclosed_sets",
+           "essential_rows", "folder_members", "report_members", "row_space_projector", "verified"]
