@@ -17,6 +17,7 @@ from mfr_analysis.privacy import (
     CLIENTS,
     POOLED,
     claim_counts,
+    claim_measure,
     plan_disclosure,
     protect_claims,
     session_counts,
@@ -252,8 +253,9 @@ def test_the_folder_plan_keeps_estimates_of_complements(group_folder) -> None:
     plan = folder.plan
     assert plan.count_hidden  # complements exist on the simulated data ...
     pooled = folder.slices[0].claims
-    count_only = [plan.is_count_only(POOLED, str(g), f"{c}|{o}") for c, g, o in zip(
-        pooled["claim_id"], pooled["audience_group"], pooled["outcome"], strict=True)]
+    count_only = [plan.is_count_only(POOLED, str(g), claim_measure(c, o, s))
+                  for c, g, o, s in zip(pooled["claim_id"], pooled["audience_group"],
+                                        pooled["outcome"], pooled["sensitivity"], strict=True)]
     rows = pooled[count_only]
     # ... and a count-only row keeps its verdict and estimate but shows no count
     assert rows["n_clients"].isna().all() and rows["n_sessions"].isna().all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 
 from mfr_analysis.privacy import ALL
@@ -16,6 +17,13 @@ def _require(sessions: pd.DataFrame, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in sessions.columns]
     if missing:
         raise KeyError(f"sessions table lacks column(s): {', '.join(missing)}")
+
+
+def with_columns(sessions: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The sessions with every named measure column, missing ones as empty floats (a log
+    without pain ratings still gets its tables, with nothing to count)."""
+    absent = [c for c in columns if c not in sessions]
+    return sessions.assign(**dict.fromkeys(absent, np.nan)) if absent else sessions
 
 
 def first_sessions(sessions: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mfr_analysis.describe._common import with_columns
+
 __all__ = ["followup_cells", "followup_comparison", "followup_completeness"]
 
 ALL = "all"
@@ -29,8 +31,8 @@ COMPARED = {
 def _per_client(sessions: pd.DataFrame) -> pd.DataFrame:
     """One row per (audience group, client): arm, sessions, sessions with follow-up and the
     compared values."""
-    followup = (sessions["pain_followup"] if "pain_followup" in sessions
-                else pd.Series(np.nan, index=sessions.index))
+    sessions = with_columns(sessions, ("pain_pre", "pain_post", "pain_followup"))
+    followup = sessions["pain_followup"]
     frame = pd.DataFrame({
         "audience_group": sessions["audience_group"].astype("str"),
         "arm": sessions["arm"].astype("str"),

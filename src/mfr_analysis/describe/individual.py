@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from mfr_analysis.describe._common import arms_present, audience_groups, cells, client_arms
+from mfr_analysis.describe._common import (
+    arms_present,
+    audience_groups,
+    cells,
+    client_arms,
+    with_columns,
+)
 from mfr_analysis.privacy import ALL
 from mfr_analysis.tables import load_table
 
@@ -66,6 +72,7 @@ def classify(rci: np.ndarray | pd.Series, direction: int = -1) -> np.ndarray:
 
 
 def _first_pairs(sessions: pd.DataFrame) -> pd.DataFrame:
+    sessions = with_columns(sessions, ("pain_pre", "pain_post"))
     paired = sessions[sessions["pain_pre"].notna() & sessions["pain_post"].notna()]
     keys = ["client_id", *(c for c in ("session_index", "session_date") if c in paired)]
     return paired.sort_values(keys, kind="stable").drop_duplicates("client_id")

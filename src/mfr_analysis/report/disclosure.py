@@ -196,7 +196,8 @@ def plan_report(sessions: pd.DataFrame, claims: pd.DataFrame, *, minimum: int,
                           folder.plan.for_slice(POOLED))
 
 
-def report_plan(disclosure_plan: Mapping | None, *, standalone: bool) -> DisclosurePlan | None:
+def report_plan(disclosure_plan: Mapping | None, *, standalone: bool = False
+                ) -> DisclosurePlan | None:
     """The plan a notebook was given by the runner (``disclosure_plan`` parameter); None when
     it plans its own (``standalone``). A protected claims table without its plan is refused:
     the describe tables would then be shown unprotected."""

@@ -1322,8 +1322,8 @@ def jacobson_truax_plot(individual: pd.DataFrame, mcid: float | None = None,
         panel.set_aspect("equal")
         panel.set_xticks(range(0, 11, 2))
         panel.set_yticks(range(0, 11, 2))
-        panel.set_xlabel("pain before (0-10, client mean)")
-        panel.set_ylabel("pain after (0-10)")
+        panel.set_xlabel("pain before (0-10, first session with both ratings)")
+        panel.set_ylabel("pain after (0-10, same session)")
         panel.set_title(_style("arm", arm, "mfr")["label"] or arm, loc="left")
     _outside_legend(fig, *_unique(legend), ncols=1)
     fig.suptitle(f"Each client's pain before and after (squares of {format_threshold(width)} "

@@ -21,10 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.privacy import withheld_label
 from mfr_analysis.report.labels import group_label, verdict_label
 from mfr_analysis.report.safe_text import html_text
 from mfr_analysis.tables import load_table
@@ -348,7 +350,8 @@ def sensitivity_table(rows: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -
                                      strict=True)],
         "estimate": ["" if s else interval_text(e, lo, hi) for s, e, lo, hi in zip(
             suppressed, rows["estimate"], rows["ci_low"], rows["ci_high"], strict=True)],
-        "clients": [SUPPRESSED if s else count_text(n, minimum)
+        "clients": [SUPPRESSED if s else withheld_label() if _missing(n)  # count-only
+                    else count_text(n, minimum)
                     for s, n in zip(suppressed, rows["n_clients"], strict=True)],
         "verdict": [verdict_label(str(v)) for v in rows["verdict"]],
     })
@@ -364,6 +367,8 @@ def _tidy_table(frame: pd.DataFrame | None, minimum: int, caption: str) -> str:
     if frame is None or frame.empty:
         return ""
     shown = pd.DataFrame(index=frame.index)
+    withheld = (frame["privacy"].fillna("").astype("str") != "").to_numpy() if (
+        "privacy" in frame) else np.zeros(len(frame), dtype=bool)
     internal = [c for c in frame.columns if str(c).endswith("measure") or c == "privacy"
                 or (c == "variable" and "label" in frame)]  # plan keys, not for readers
     for column in frame.columns.drop(internal):
@@ -384,6 +389,11 @@ def _tidy_table(frame: pd.DataFrame | None, minimum: int, caption: str) -> str:
             shown[column] = [number_text(v, 2) for v in values]
         else:
             shown[column] = [_words(v) for v in values]
+    # a number the plan blanked on a row it protects reads 'withheld', not 'not available'
+    for column in shown.columns:
+        blank = withheld & frame[column].isna().to_numpy()
+        if blank.any():
+            shown.loc[blank, column] = withheld_label()
     headers = {c: (str(c).replace("_", " ")[:1].upper() + str(c).replace("_", " ")[1:])
                for c in shown.columns}
     return table_html(shown, headers, caption=caption)
@@ -410,8 +420,9 @@ def missing_data_section(claims: pd.DataFrame, completeness: pd.DataFrame | None
         parts.append(_para("The claims table has no missing-data sensitivity rows (no "
                            "follow-up ratings, or too few clients)."))
     for group, group_rows in rows.groupby("audience_group", sort=False):
-        parts.append(f"<h3>{html_text(_group(group))}</h3>")
-        parts.append(_para(robustness_sentence(group_rows)))
+        # heading and sentence kept together: a printed page never ends on the heading
+        parts.append(f'<div class="mfr-keep"><h3>{html_text(_group(group))}</h3>'
+                     f"{_para(robustness_sentence(group_rows))}</div>")
         parts.append(table_html(sensitivity_table(group_rows, minimum), SENSITIVITY_HEADERS))
     return _section("missing-data", "Missing follow-up and drop-out", parts)
 
