@@ -35,7 +35,8 @@ def _per_client(sessions: pd.DataFrame) -> pd.DataFrame:
     followup = sessions["pain_followup"]
     frame = pd.DataFrame({
         "audience_group": sessions["audience_group"].astype("str"),
-        "arm": sessions["arm"].astype("str"),
+        "arm": (sessions["arm"].astype("str").where(sessions["arm"].notna(), "mfr")
+                if "arm" in sessions else "mfr"),  # the clean table's default arm
         "client_id": sessions["client_id"].astype("str"),
         "with_followup": followup.notna().to_numpy(),
         "pain_pre": sessions["pain_pre"].to_numpy(dtype=float),

@@ -118,11 +118,12 @@ def table_html(frame: pd.DataFrame, headers: Mapping[str, str] | None = None,
                 scope += f' style="padding-left:{0.5 + 1.2 * int(indent[position]):.1f}em"'
             cells.append(f"<{tag}{scope}>{text}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    # the caption is a paragraph above the table: the pages' tag allowlist has no <caption>
-    cap = (f'<p class="mfr-table-caption"><b>{html_text(caption, None)}</b></p>'
-           if caption else "")
-    return (f'{cap}<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-table">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    # the caption is the first header row (the pages' tag allowlist has no <caption>): it
+    # stays with its table in print, repeated on each page the table runs over
+    cap = (f'<tr><th colspan="{len(columns)}" scope="colgroup" class="mfr-table-caption">'
+           f"{html_text(caption, None)}</th></tr>" if caption else "")
+    return ('<div class="mfr-scroll" style="overflow-x:auto"><table class="mfr-table">'
+            f"<thead>{cap}<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _figure(drawing: Any, alt: str, caption: str = "") -> str:
