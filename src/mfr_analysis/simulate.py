@@ -97,6 +97,9 @@ __all__ = [
     "planted_effects",
     "planted_followup",
     "simulate_sessions",
+    "pseudonymise_truth",
+    "simulate_network",
+    "write_network",
     "write_simulation",
 ]
 
@@ -1516,9 +1519,10 @@ def simulate_network(clients: int = 4000, sites: int = 20, clinicians: int = 80,
     ``male``, ``w``, ``diverse``...), symptom duration (``3 weeks``, ``6 months``, ``chronic``).
     Planted, in the within-session pain change (points, negative = relief):
 
-    * site 0, the **case-mix site**: its clients are older (aged 60+ nine times likelier
-      there than younger clients) and more often chronic; age and chronicity worsen the expected change
-      (:data:`NETWORK_AGE_EFFECTS`, :data:`NETWORK_DURATION_EFFECTS`), its care is average;
+    * site 0, the **case-mix site**: its clients are older (a client aged 60+ is nine times
+      likelier to go there than a younger one) and more often chronic; age and chronicity
+      worsen the expected change (:data:`NETWORK_AGE_EFFECTS`,
+      :data:`NETWORK_DURATION_EFFECTS`), but its care is average;
     * one **better** clinician (-1 point) and one **worse** (+1 point), each seeing about 35 %
       of an average-case-mix site's clients (about 60-80 at 4,000 clients);
     * every other unit average (effect 0); the last three sites are small, and in each site
