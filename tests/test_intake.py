@@ -312,3 +312,19 @@ def test_network_is_deterministic_and_written_with_its_truth(tmp_path: Path) -> 
     assert saved["case_mix_site"] == truth_a["case_mix_site"]
     assert {"clinician", "age", "sex", "symptom_duration_weeks"} <= set(
         saved["log"]["columns"].values())
+
+
+def test_reports_never_read_the_raw_age_column() -> None:
+    """Reports show age bands only: no code that builds a page (report/, describe/, claims/,
+    the report notebooks) names the ``age`` column (``age_band`` is fine)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "src" / "mfr_analysis").glob("report/**/*.py"),
+               *(root / "src" / "mfr_analysis").glob("describe/**/*.py"),
+               *(root / "src" / "mfr_analysis").glob("claims/**/*.py"),
+               *(root / "notebooks" / "reports").glob("*.ipynb")]
+    assert len(sources) > 10
+    raw_age = re.compile(r"""["']age["']""")
+    for path in sources:
+        assert not raw_age.search(path.read_text(encoding="utf-8")), path.name
