@@ -86,8 +86,9 @@ def test_header_matching_ignores_case_spaces_hyphens_underscores() -> None:
     assert header_key(" Pain-Before ") == header_key("pain_before") == "painbefore"
     plan = plan_headers(["CLIENT_ID", "visit-date", "Duration (min)", "Pressure [0-10]",
                          "E-Mail", "Date of Birth", "Room", "group"])
-    assert plan.targets == ("client_id", "session_date", "duration_min", "pressure", None, None,
-                            None, "audience_group")
+    # a birth date is an identifier, read only so that cleaning can derive the age from it
+    assert plan.targets == ("client_id", "session_date", "duration_min", "pressure", None,
+                            "birth_date", None, "audience_group")
     assert plan.identifiers == {"email": ["E-Mail"], "birth_date": ["Date of Birth"]}
     assert plan.dropped == ["Room"]
 
@@ -100,8 +101,13 @@ def test_identifiers_and_unknown_columns_dropped_and_listed(tmp_path: Path) -> N
                                       "free_text": ["Notes"], "name": ["Client Name"],
                                       "phone": ["Phone"]}
     assert raw.dropped_columns == {"log.csv": ["Room"]}
-    values = raw.frame.astype(str).to_numpy().ravel().tolist()
+    # the birth date travels on to cleaning (which derives the age and drops it), alone
+    assert raw.frame["birth_date"].tolist() == ["1971-07-14"]
+    values = raw.frame.drop(columns="birth_date").astype(str).to_numpy().ravel().tolist()
     assert not {"Ann Smith", "a@b.org", "0770", "1971-07-14", "hi", "3"} & set(values)
+    sessions = clean_sessions(raw.frame, key=b"a key of at least 16 bytes").sessions
+    assert sessions["age"].tolist() == [52.0] and "birth_date" not in sessions.columns
+    assert "1971-07-14" not in sessions.astype(str).to_numpy().ravel().tolist()
 
 
 def test_missing_required_column_names_it_and_the_headers(tmp_path: Path) -> None:

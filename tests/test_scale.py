@@ -25,12 +25,15 @@ COUNTS = ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "reason
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three simulated files; the third repeats rows of the first (duplicates across files)."""
-    from mfr_analysis.simulate import write_simulation
+    """Four simulated files; the third repeats rows of the first (duplicates across files);
+    the fourth is a small clinic network's log with the intake factors (clinician, age or a
+    date of birth, sex, symptom duration)."""
+    from mfr_analysis.simulate import write_network, write_simulation
 
     folder = tmp_path_factory.mktemp("scale")
     write_simulation(80, 3, folder / "a.csv")
     write_simulation(60, 4, folder / "b.csv")
+    write_network(folder / "d.csv", clients=40, sites=3, clinicians=6, seed=5)
     lines = (folder / "a.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     (folder / "c.csv").write_text("".join(lines[:1] + lines[40:90]), encoding="utf-8")
     for truth in folder.glob("*.truth.*"):
@@ -67,7 +70,7 @@ def pandas_out(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_dask_engine_equals_pandas_engine(logs: Path, pandas_out: Path, cluster: str,
                                           tmp_path: Path) -> None:
     report = run_clean_dask([logs], tmp_path, scheduler=cluster, progress=False)
-    assert report["engine"]["partitions"] == 3  # small files: one partition each
+    assert report["engine"]["partitions"] == 4  # small files: one partition each
     assert report["rows_in"] == (report["rows_clean"] + report["rows_quarantined"]
                                  + report["rows_duplicate"])
     assert report["engine"]["duplicates_across_partitions"] > 0  # c.csv repeats a.csv
@@ -75,7 +78,12 @@ def test_dask_engine_equals_pandas_engine(logs: Path, pandas_out: Path, cluster:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE, "manifest.json"])  # no staging
     _assert_same(tmp_path, pandas_out)
-    CleanSessions.validate(pd.read_parquet(tmp_path / SESSIONS_FILE))
+    sessions = pd.read_parquet(tmp_path / SESSIONS_FILE)
+    CleanSessions.validate(sessions)
+    network = sessions[sessions["source_file"] == "d.csv"]  # intake factors, both engines
+    assert len(network) > 100
+    assert network[["clinician", "age", "sex", "symptom_duration_weeks"]].notna().all().all()
+    assert network["clinician"].str.match(r"^t_[0-9a-f]{16}$").all()
     # the quarantine file is byte-identical (input order is partition order)
     assert (tmp_path / QUARANTINE_FILE).read_bytes() == (pandas_out / QUARANTINE_FILE).read_bytes()
 

@@ -100,7 +100,8 @@ def __getattr__(name: str) -> str:
 
 @_Verb
 def simulate(clients: int = 400, seed: int = 1, *,
-             out: str | Path | None = None) -> pd.DataFrame | dict[str, Path]:
+             out: str | Path | None = None, network: bool = False, sites: int = 20,
+             clinicians: int = 80) -> pd.DataFrame | dict[str, Path]:
     """Simulate a clinic's messy session log with known planted effects.
 
     Parameters
@@ -113,6 +114,13 @@ def simulate(clients: int = 400, seed: int = 1, *,
         Log file to write (``.csv``, ``.tsv``, ``.xlsx``, ``.jsonl`` or ``.parquet``);
         ``<stem>.truth.csv`` and ``<stem>.truth.json`` (the planted effects) are written
         beside it. Without ``out`` nothing is written and the log is returned.
+    network : bool, default False
+        Simulate a clinic network instead (:func:`mfr_analysis.simulate.simulate_network`):
+        ``sites`` sites and ``clinicians`` clinicians, clinician / age / sex / symptom-duration
+        columns, planted site and clinician effects and case mix; with ``out`` the truth is
+        ``<stem>.truth.json`` (no truth csv).
+    sites, clinicians : int, default 20 and 80
+        Size of the network (with ``network=True``).
 
     Returns
     -------
@@ -140,6 +148,10 @@ def simulate(clients: int = 400, seed: int = 1, *,
     """
     simulator = importlib.import_module(f"{__name__}.simulate")
 
+    if network:
+        if out is not None:
+            return simulator.write_network(Path(out), clients, sites, clinicians, seed)
+        return simulator.simulate_network(clients, sites, clinicians, seed)[0]
     if out is not None:
         return simulator.write_simulation(clients, seed, Path(out))
     clean_world, _truth = simulator.simulate_sessions(clients, seed)

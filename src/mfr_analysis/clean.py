@@ -64,8 +64,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mfr_analysis.config import EARLIEST_SESSION_DATE
-from mfr_analysis.pseudonymise import client_pseudonyms, hex_ids, keyed_hash64
-from mfr_analysis.read import INPUT_COLUMNS, ISSUE_COLUMN, RawLogs, encode_strings
+from mfr_analysis.pseudonymise import (
+    client_pseudonyms,
+    clinician_pseudonyms,
+    hex_ids,
+    keyed_hash64,
+)
+from mfr_analysis.read import (
+    BIRTH_DATE_COLUMN,
+    INPUT_COLUMNS,
+    ISSUE_COLUMN,
+    RawLogs,
+    encode_strings,
+)
 from mfr_analysis.redact import has_control, mask_distinct, neutralise_formulas, safe_text
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS, CleanSessions
 from mfr_analysis.tables import VOCABULARY_FIELDS, load_table, normalise_token, synonym_map
@@ -261,6 +272,61 @@ def parse_rom(text: object) -> tuple[float, str, str | None]:
     return value, kind, None
 
 
+AGE_UNITS: dict[str, float] = {
+    **dict.fromkeys(("", "y", "yr", "yrs", "year", "years", "yearsold", "yo", "y/o", "j",
+                     "jahre"), 1.0),
+}
+WEEKS_PER_MONTH = 365.25 / 12 / 7
+WEEKS_PER_YEAR = 365.25 / 7
+SYMPTOM_DURATION_UNITS: dict[str, float] = {
+    **dict.fromkeys(("", "w", "wk", "wks", "week", "weeks"), 1.0),
+    **dict.fromkeys(("d", "day", "days"), 1 / 7),
+    **dict.fromkeys(("mo", "mos", "mth", "mths", "month", "months"), WEEKS_PER_MONTH),
+    **dict.fromkeys(("y", "yr", "yrs", "year", "years"), WEEKS_PER_YEAR),
+}
+_AT_LEAST = re.compile(r"^(?:>=?|more than|over|at least)\s*")
+
+
+@cache
+def _symptom_duration_words() -> dict[str, float]:
+    table = load_table("symptom_duration_words")
+    return {normalise_token(w): float(v) for w, v in zip(table["word"], table["weeks"],
+                                                            strict=True)}
+
+
+def parse_age(text: object) -> tuple[float, str | None]:
+    """Age in years: ``42``, ``42 years``, ``42 y/o``, ``40-45`` (midpoint), ``forty``."""
+    t = _prep(text)
+    if is_missing(t):
+        return math.nan, None
+    value = _quantity(_words_to_digits(t), AGE_UNITS)
+    if value is None or not math.isfinite(value):
+        return math.nan, "unparseable_number"
+    return value, None
+
+
+def parse_symptom_duration(text: object) -> tuple[float, str | None]:
+    """How long the complaint has lasted, in weeks.
+
+    A bare number is weeks; ``10 days``, ``3 weeks``, ``2 months`` (x 365.25/12/7), ``1 year``
+    (x 365.25/7) are converted; ``3-4 weeks`` is the midpoint; ``> 3 months``, ``more than``,
+    ``over`` and ``at least`` read the bound given (which names the right band). A word with
+    no number (``acute``, ``subacute``, ``chronic``, ...) gives the representative value of
+    its band from ``data/symptom_duration_words.csv`` (acute 3, subacute 9, chronic 26
+    weeks): the band is right, the number is not a measurement. ``< 6 weeks`` (an upper
+    bound only) is not read."""
+    t = _prep(text)
+    if is_missing(t):
+        return math.nan, None
+    words = _symptom_duration_words()
+    if normalise_token(t) in words:
+        return words[normalise_token(t)], None
+    value = _quantity(_words_to_digits(_AT_LEAST.sub("", t)), SYMPTOM_DURATION_UNITS)
+    if value is None or not math.isfinite(value):
+        return math.nan, "unparseable_number"
+    return value, None
+
+
 def in_bounds(field: str, value: float) -> bool:
     """Is ``value`` inside the plausibility bounds of ``field`` (field_bounds.csv)?"""
     lo, hi, lo_inc, hi_inc = _bounds()[field]
@@ -271,8 +337,8 @@ def in_bounds(field: str, value: float) -> bool:
 
 def parse_field_value(field: str, text: object) -> tuple[float, str | None]:
     """Parse one numeric field and check its bounds: (value, None) or (nan, reason)."""
-    parser = {"duration_min": parse_duration, "followup_hours": parse_hours}.get(
-        field, parse_rating)
+    parser = {"duration_min": parse_duration, "followup_hours": parse_hours, "age": parse_age,
+              "symptom_duration_weeks": parse_symptom_duration}.get(field, parse_rating)
     value, reason = parser(text)
     if reason is None and not math.isnan(value) and not in_bounds(field, value):
         return math.nan, "out_of_range"
@@ -614,12 +680,18 @@ def _parse_all(raw: pd.DataFrame, date_order: str, today: dt.date, key: bytes,
         if parsed[column].reasons.any():  # most columns have no bad spelling at all
             reasons.add(column, parsed[column].row_reasons())
     _check_rom(parsed, reasons)
+    if BIRTH_DATE_COLUMN in raw.columns:
+        parsed["age"] = _ages_from_birth_dates(raw[BIRTH_DATE_COLUMN], parsed, date_order,
+                                               today, reasons)
     if ISSUE_COLUMN in raw.columns:
         _add_reader_issues(raw[ISSUE_COLUMN], reasons)
     return parsed
 
 
 CONTROL_DETAIL = "{column} (NUL or control character)"
+PSEUDONYMISED: tuple[str, ...] = ("client_id", "clinician")
+"""Columns replaced by keyed-hash pseudonyms: their raw text is never written, so an
+identifier-shaped value there (a clinician's e-mail as their name) is not a reason."""
 
 
 def _flag_text(column: str, codes: np.ndarray, uniques: list[str],
@@ -637,7 +709,7 @@ def _flag_text(column: str, codes: np.ndarray, uniques: list[str],
         reasons.add(CONTROL_DETAIL.format(column=column),
                     np.append(np.where(control, _bit("malformed_row"), 0), 0)[codes])
     unsafe[:-1] |= control
-    if column != "client_id":
+    if column not in PSEUDONYMISED:
         _, identifier = mask_distinct(uniques)
         if identifier.any():
             reasons.add(column, np.append(np.where(identifier, _bit("identifier_in_text"), 0),
@@ -707,6 +779,8 @@ def _parse_column(column: str, codes: np.ndarray, uniques: list[str], date_order
     spelling so marked never becomes a site name of the clean table."""
     if column == "client_id":
         return _parse_clients(codes, uniques, key)
+    if column == "clinician":
+        return _parse_clinicians(codes, uniques, key)
     if column == "site":
         return _parse_sites(codes, uniques, unsafe)
     if column == "session_date":
@@ -737,6 +811,8 @@ def _parse_column(column: str, codes: np.ndarray, uniques: list[str], date_order
 def _absent_column(column: str, n: int) -> Parsed:
     if column == "client_id":
         return _absent(n, None, object, "missing_client_id")
+    if column == "clinician":
+        return _absent(n, None, object)
     if column == "session_date":
         return _absent(n, np.iinfo(np.int64).min, np.int64, "missing_date")
     if column == "arm":
@@ -758,6 +834,15 @@ def _parse_clients(codes: np.ndarray, uniques: list[str], key: bytes) -> Parsed:
     reasons = np.array([0 if p else _bit("missing_client_id") for p in present]
                        + [_bit("missing_client_id")], dtype=np.int16)
     return Parsed(codes, values, reasons)
+
+
+def _parse_clinicians(codes: np.ndarray, uniques: list[str], key: bytes) -> Parsed:
+    """Clinician names -> ``t_`` pseudonyms (keyed hash, like client ids); blank is NA."""
+    present = [not is_missing(u) for u in uniques]
+    pseudonyms = iter(clinician_pseudonyms([u for u, p in zip(uniques, present, strict=True)
+                                            if p], key))
+    values = np.array([next(pseudonyms) if p else None for p in present] + [None], dtype=object)
+    return Parsed(codes, values, np.zeros(len(uniques) + 1, dtype=np.int16))
 
 
 def _parse_sites(codes: np.ndarray, uniques: list[str],
@@ -799,6 +884,71 @@ def _parse_dates(codes: np.ndarray, uniques: list[str], date_order: str,
 
     return _parse_distinct(codes, uniques, day_number, (np.iinfo(np.int64).min, "missing_date"),
                            np.int64)
+
+
+_NO_DAY = np.iinfo(np.int64).min
+
+
+def completed_years(birth: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """Age in completed years on the dates ``on`` of people born on ``birth`` (numpy dates);
+    someone born on 29 February turns a year older on 1 March in common years.
+
+    >>> completed_years(np.array(["1990-06-15"], "datetime64[D]"),
+    ...                 np.array(["2024-06-14"], "datetime64[D]"))
+    array([33])
+    """
+    birth = np.asarray(birth, dtype="datetime64[D]")
+    on = np.asarray(on, dtype="datetime64[D]")
+
+    def parts(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        months = d.astype("datetime64[M]")
+        year_month = months.astype(np.int64)  # months since 1970-01
+        day = (d - months).astype(np.int64)
+        return year_month // 12, (year_month % 12) * 32 + day
+
+    birth_year, birth_day = parts(birth)
+    year, day = parts(on)
+    return year - birth_year - (day < birth_day)
+
+
+def _ages_from_birth_dates(column: pd.Series, parsed: dict[str, Parsed], date_order: str,
+                           today: dt.date, reasons: _Reasons) -> Parsed:
+    """``age`` where the log gives none: completed years from the date of birth to the session
+    date. A birth date that cannot be read quarantines its row (``unparseable_birth_date``);
+    one that gives an age outside 0-120 at the session is ``out_of_range`` of ``age``. The
+    birth dates themselves go nowhere: this returns the ages only."""
+    epoch = dt.date(1970, 1, 1)
+
+    def birth_day(text: str) -> tuple[int, str | None]:
+        found, reason = parse_date(text, date_order, today.year)
+        if found is None:
+            return _NO_DAY, "unparseable_birth_date" if reason else None
+        return (found - epoch).days, None
+
+    codes, uniques = encode(column)
+    births = _parse_distinct(codes, uniques, birth_day, (_NO_DAY, None), np.int64)
+    if births.reasons.any():
+        reasons.add(BIRTH_DATE_COLUMN, births.row_reasons())
+    age = parsed["age"]
+    values = age.rows()
+    birth, session = births.rows(), parsed["session_date"].rows()
+    fill = (np.isnan(values) & (age.row_reasons() == 0) & (birth != _NO_DAY)
+            & (session != _NO_DAY))
+    if not fill.any():
+        return age
+    years = completed_years(birth[fill].astype("datetime64[D]"),
+                            session[fill].astype("datetime64[D]")).astype(np.float64)
+    lo, hi, _, _ = _bounds()["age"]
+    outside = (years < lo) | (years > hi)
+    filled = np.flatnonzero(fill)
+    bad = np.zeros(values.size, dtype=bool)
+    bad[filled[outside]] = True
+    reasons.add_where("age", bad, "out_of_range")
+    values = values.copy()
+    values[filled] = np.where(outside, np.nan, years)
+    codes, distinct = pd.factorize(values)  # few distinct ages: back to codes
+    return Parsed(codes.astype(np.int32), np.append(np.asarray(distinct, np.float64), np.nan),
+                  np.zeros(len(distinct) + 1, dtype=np.int16))
 
 
 def _check_rom(parsed: dict[str, Parsed], reasons: _Reasons) -> None:
@@ -861,7 +1011,7 @@ def _distinct_content(column: str, parsed: Parsed, key: bytes) -> np.ndarray:
     parsed values are equal, in any call: what makes a row's content hash comparable across
     partitions."""
     values = parsed.values
-    if column == "client_id":  # the pseudonym's own 64 bits
+    if column in PSEUDONYMISED:  # the pseudonym's own 64 bits
         return np.array([int(v[2:], 16) if v else 0 for v in values], dtype=np.uint64)
     if column == "site":  # spellings that differ only in case are one site
         labels = np.array([normalise_token(label) for label in parsed.labels], dtype=object)
@@ -993,6 +1143,10 @@ def _sessions_frame(keep: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray
     jobs["session_id"] = lambda: hex_ids(ids[kept_rows])
     jobs["client_id"] = lambda: pa.array(clients.values, pa.large_string()).take(
         pa.array(np.take(clients.codes, kept_rows)))
+    clinicians = parsed["clinician"]
+    jobs["clinician"] = lambda: pa.array(clinicians.values, pa.large_string()).take(
+        pa.array(np.where((c := np.take(clinicians.codes, kept_rows)) < 0,
+                          clinicians.values.size - 1, c)))  # -1: the missing slot
     jobs["source_file"] = lambda: pa.array(file_names, pa.large_string()).take(
         pa.array(file_codes[kept_rows]))
     # numpy gathers and Arrow kernels release the GIL: two cores build the columns
@@ -1008,6 +1162,7 @@ def _sessions_frame(keep: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray
     columns: dict[str, Any] = {
         "session_id": _strings(taken["session_id"]),
         "client_id": _strings(taken["client_id"]),
+        "clinician": _strings(taken["clinician"]),
         "site": pd.Categorical.from_codes(
             taken["site"], categories=pd.Index(list(parsed["site"].labels), dtype="str")),
         "session_date": taken["session_date"].astype("datetime64[D]").astype("datetime64[ns]"),
@@ -1034,8 +1189,8 @@ def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, parsed: dict[str, Par
     for column in INPUT_COLUMNS:
         if column == "session_id":
             columns[column] = hex_ids(ids[rows]).to_pylist()
-        elif column == "client_id":
-            p = parsed["client_id"]
+        elif column in PSEUDONYMISED:  # the pseudonym, never the raw text
+            p = parsed[column]
             columns[column] = [v or "" for v in p.values[p.codes[rows]]]
         elif column in raw.columns:  # raw text, as it may be shown (see safe_text)
             codes, values = encode(raw[column].iloc[rows])
@@ -1070,7 +1225,7 @@ def _report(n: int, keep: np.ndarray, valid: np.ndarray, duplicate: np.ndarray,
                          "rows_quarantined": int(totals[2][i]),
                          "rows_duplicate": int(totals[3][i])}
                   for i, name in enumerate(file_names)}
-    known = {*INPUT_COLUMNS, "source_file", "source_line", ISSUE_COLUMN}
+    known = {*INPUT_COLUMNS, "source_file", "source_line", ISSUE_COLUMN, BIRTH_DATE_COLUMN}
     report = {
         "rows_in": n,
         "rows_clean": int(keep.sum()),

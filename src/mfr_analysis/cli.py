@@ -240,13 +240,24 @@ def simulate(
         Path, typer.Option("--out", metavar="FILE",
                            help="Log file to write: .csv, .tsv, .xlsx, .jsonl, .parquet")
     ] = Path("simulated_sessions.csv"),
+    network: Annotated[
+        bool, typer.Option("--network", help="A clinic network: clinician, age, sex and symptom "
+                           "duration columns, planted site and clinician effects and case mix "
+                           "(truth in <stem>.truth.json).")
+    ] = False,
+    sites: Annotated[int, typer.Option("--sites", min=2, metavar="N",
+                                       help="Sites of the network (with --network).")] = 20,
+    clinicians: Annotated[int, typer.Option("--clinicians", min=3, metavar="N",
+                                            help="Clinicians of the network (with --network)."
+                                            )] = 80,
 ) -> None:
     """Write realistic messy session logs and, beside them, the truth of every planted effect."""
 
     def step() -> None:
-        from mfr_analysis.simulate import write_simulation
+        from mfr_analysis.simulate import write_network, write_simulation
 
-        written = write_simulation(clients, seed, out)
+        written = (write_network(out, clients, sites, clinicians, seed) if network
+                   else write_simulation(clients, seed, out))
         for kind, path in written.items():
             typer.echo(f"{kind}: {path}")
 

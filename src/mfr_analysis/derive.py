@@ -8,6 +8,11 @@
 * ``sessions_per_week`` (client level, the same on every row of a client): number of sessions
   divided by the span from first to last session in weeks, with the span floored at one week
   (so a client seen once, or only within one week, has ``sessions_per_week`` = sessions).
+* ``age_band`` and ``symptom_duration_band``: ordered categories from the bands of
+  ``data/age_bands.csv`` (<30, 30-44, 45-59, 60-74, 75+) and
+  ``data/symptom_duration_bands.csv`` (acute < 6 weeks, subacute 6-12, chronic > 12); NA
+  where the value is. Reports show these bands, never the age itself. A clean table
+  without the optional intake columns (an earlier version's) gets them as NA.
 
 Each step is a pure ``DataFrame -> DataFrame`` function; :func:`derive` chains them with
 ``.pipe`` and validates the result against ``schema.DerivedSessions``. Inputs are never
@@ -23,7 +28,15 @@ import pandas as pd
 import pandera.pandas as pa_schema
 
 from mfr_analysis.pseudonymise import hex_ids_unique
-from mfr_analysis.schema import DERIVED_COLUMNS, DerivedSessions
+from mfr_analysis.schema import (
+    CATEGORY_DTYPES,
+    DERIVED_COLUMNS,
+    INTAKE_COLUMNS,
+    AgeBandDtype,
+    DerivedSessions,
+    SymptomDurationBandDtype,
+)
+from mfr_analysis.tables import load_table
 
 CHANGES: dict[str, tuple[str, str]] = {
     "pain_change": ("pain_pre", "pain_post"),
@@ -100,6 +113,51 @@ def add_sessions_per_week(sessions: pd.DataFrame) -> pd.DataFrame:
     return sessions.assign(sessions_per_week=count / np.maximum(1.0, span_weeks))
 
 
+def add_missing_intake(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Add the optional intake columns a table lacks (an earlier version's), all NA."""
+    n = len(sessions)
+    blank = {
+        "clinician": lambda: pd.Series(pd.array([None] * n, dtype="str"), index=sessions.index),
+        "age": lambda: np.full(n, np.nan),
+        "sex": lambda: pd.Categorical.from_codes(np.full(n, -1), dtype=CATEGORY_DTYPES["sex"]),
+        "symptom_duration_weeks": lambda: np.full(n, np.nan),
+    }
+    missing = {c: blank[c]() for c in INTAKE_COLUMNS if c not in sessions.columns}
+    return sessions.assign(**missing) if missing else sessions
+
+
+@cache
+def _band_edges(table: str) -> tuple[tuple[str, float, float, bool, bool], ...]:
+    bands = load_table(table)
+    return tuple(zip(bands["band"], bands["low"].astype(float), bands["high"].astype(float),
+                     bands["low_inclusive"].astype(bool), bands["high_inclusive"].astype(bool),
+                     strict=True))
+
+
+def band_codes(values: pd.Series | np.ndarray, table: str) -> np.ndarray:
+    """Position of each value's band in ``data/<table>.csv`` (-1: missing or in no band)."""
+    x = np.asarray(values, dtype=np.float64)
+    codes = np.full(x.size, -1, dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        for i, (_, low, high, low_inclusive, high_inclusive) in enumerate(_band_edges(table)):
+            above = x >= low if low_inclusive else x > low
+            below = x <= high if high_inclusive else x < high
+            codes[above & below & (codes < 0)] = i
+    return codes
+
+
+def add_bands(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Add ``age_band`` and ``symptom_duration_band`` from the band tables."""
+    _require(sessions, ["age", "symptom_duration_weeks"])
+    return sessions.assign(
+        age_band=pd.Categorical.from_codes(band_codes(sessions["age"], "age_bands"),
+                                           dtype=AgeBandDtype),
+        symptom_duration_band=pd.Categorical.from_codes(
+            band_codes(sessions["symptom_duration_weeks"], "symptom_duration_bands"),
+            dtype=SymptomDurationBandDtype),
+    )
+
+
 def derive(sessions: pd.DataFrame) -> pd.DataFrame:
     """Add the derived columns of design.md and validate against ``DerivedSessions``."""
     derived = (
@@ -107,6 +165,8 @@ def derive(sessions: pd.DataFrame) -> pd.DataFrame:
         .pipe(add_session_index)
         .pipe(add_weeks_since_start)
         .pipe(add_sessions_per_week)
+        .pipe(add_missing_intake)
+        .pipe(add_bands)
     )
     derived = derived[[c for c in DERIVED_COLUMNS if c in derived.columns]]
     validated = _derived_schema().validate(derived, lazy=True, inplace=True)

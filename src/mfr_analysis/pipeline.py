@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from mfr_analysis.clean import CleanResult, DateOrder, clean_sessions, full_report, merge_reports
 from mfr_analysis.config import CLEANING_REPORT_FILE, QUARANTINE_FILE, SESSIONS_FILE
-from mfr_analysis.derive import derive
+from mfr_analysis.derive import add_missing_intake, derive
 from mfr_analysis.io import (
     FINGERPRINT_METADATA,
     MANIFEST_FILE,
@@ -361,6 +361,7 @@ def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) 
     """Several clean tables (of one key) as one: categories united, session ids unique
     (InputError naming two files that share one, e.g. the same sessions cleaned twice)."""
     origin = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    frames = [add_missing_intake(f) for f in frames]  # an earlier version's table lacks them
     categorical = [c for c in frames[0].columns
                    if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]
     united = {}

@@ -202,6 +202,30 @@ def client_pseudonyms(raw_ids: Iterable[str], key: bytes) -> list[str]:
     return [client_pseudonym(raw, key) for raw in raw_ids]
 
 
+CLINICIAN_DOMAIN = b"clinician\x00"
+"""Prefix hashed before a clinician's name: a clinician and a client spelt alike get unrelated
+pseudonyms, so the two columns cannot be linked through a shared raw spelling."""
+
+
+def clinician_pseudonym(raw: str, key: bytes) -> str:
+    """``t_`` + first 16 hex digits of HMAC-SHA256(key, domain + normalised name).
+
+    The same keyed hash as :func:`client_pseudonym` (same key, same normalisation: case,
+    spaces and Unicode forms do not matter), separated by a domain prefix.
+
+    >>> key = b"an example key, 32 bytes long..."
+    >>> clinician_pseudonym("Dr  Jane Smith", key) == clinician_pseudonym("dr jane smith", key)
+    True
+    """
+    message = CLINICIAN_DOMAIN + normalise_id(raw).encode("utf-8")
+    return "t_" + hmac.digest(key, message, "sha256")[:8].hex()
+
+
+def clinician_pseudonyms(raw_names: Iterable[str], key: bytes) -> list[str]:
+    """Pseudonymise many distinct raw clinician names (call once per distinct value)."""
+    return [clinician_pseudonym(raw, key) for raw in raw_names]
+
+
 def _siphash_key(key: bytes) -> str:
     """A 16-character ASCII SipHash key derived from the pseudonym key (96 bits)."""
     digest = hmac.new(key, b"mfr-analysis/session-id", hashlib.sha256).digest()

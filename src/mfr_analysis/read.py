@@ -73,7 +73,7 @@ from mfr_analysis.redact import (
     mask_identifiers,
     replace_control,
 )
-from mfr_analysis.schema import CLEAN_COLUMNS
+from mfr_analysis.schema import CLEAN_COLUMNS, INTAKE_COLUMNS
 from mfr_analysis.tables import load_table
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ INPUT_COLUMNS: tuple[str, ...] = tuple(
 )
 REQUIRED_COLUMNS: dict[str, str] = {"client_id": "client id", "session_date": "session date"}
 ISSUE_COLUMN = "source_issue"
+BIRTH_DATE_COLUMN = "birth_date"
+"""A date-of-birth column is an identifier: its header is listed with the dropped identifiers
+and its values never leave cleaning, which reads them only to derive ``age`` at each session
+(:mod:`mfr_analysis.clean`) and then drops them. Until then they travel under this name."""
 RAGGED_ROW = "malformed_row:row"  # a row with another number of fields than the header
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".dat")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -285,7 +289,8 @@ class HeaderPlan:
 
     def recognised(self) -> int:
         """Number of headers that map to a canonical column or an identifier kind."""
-        return sum(t is not None for t in self.targets) + sum(map(len, self.identifiers.values()))
+        kept = sum(t is not None and t != BIRTH_DATE_COLUMN for t in self.targets)
+        return kept + sum(map(len, self.identifiers.values()))
 
     def missing_required(self) -> list[str]:
         """Required canonical columns the headers do not provide."""
@@ -317,13 +322,17 @@ def plan_headers(headers: Sequence[object], mapping: UserMapping | None = None) 
         elif mapping is not None and (key in mapping.columns or short in mapping.columns):
             target = mapping.columns.get(key) or mapping.columns[short]
         elif key in identifiers or short in identifiers:
-            found.setdefault(identifiers.get(key) or identifiers[short], []).append(label)
+            kind = identifiers.get(key) or identifiers[short]
+            found.setdefault(kind, []).append(label)
+            if kind == "birth_date":  # kept only until cleaning has derived the age from it
+                target = BIRTH_DATE_COLUMN
         elif key in aliases or short in aliases:
             target = aliases.get(key) or aliases[short]
         else:
             dropped.append(label)
         if target is not None and target in targets:
-            dropped.append(f"{label} (second column for {target})")
+            if target != BIRTH_DATE_COLUMN:  # a second birth date is listed as an identifier
+                dropped.append(f"{label} (second column for {target})")
             target = None
         targets.append(target)
     return HeaderPlan(tuple(targets), dropped, found)
@@ -1229,7 +1238,7 @@ def clean_table_path(item: str | Path) -> Path | None:
                         else pq.ParquetDataset(path).schema.names)
         except Exception:  # noqa: BLE001 - not a parquet file: let the reader explain
             return None
-        if set(CLEAN_COLUMNS) <= names:
+        if set(CLEAN_COLUMNS) - set(INTAKE_COLUMNS) <= names:  # intake factors are optional
             return path
     return None
 
@@ -1346,7 +1355,8 @@ def _text_dtype(arrow_type: pa.DataType) -> pd.StringDtype | None:
 
 def combine_sources(sources: Sequence[Source]) -> RawLogs:
     """Stack sources into one text DataFrame (canonical columns, then source columns)."""
-    present = [c for c in (*INPUT_COLUMNS, ISSUE_COLUMN) if any(c in s.columns for s in sources)]
+    present = [c for c in (*INPUT_COLUMNS, BIRTH_DATE_COLUMN, ISSUE_COLUMN)
+               if any(c in s.columns for s in sources)]
     data: dict[str, Any] = {c: _combine_column(c, sources) for c in present}
     names = [s.name for s in sources]
     file_codes = np.concatenate([np.full(s.rows, i, dtype=np.int32)
@@ -1383,7 +1393,8 @@ def read_logs(paths: Sequence[str | Path] | str | Path, mapping: str | Path | No
     return combine_sources(sources)
 
 
-__all__ = ["INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs", "Source", "TextLayout",
+__all__ = ["BIRTH_DATE_COLUMN", "INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "RawLogs",
+           "Source", "TextLayout",
            "clean_table_path", "closest_column", "combine_sources", "display_names",
            "expand_inputs", "load_mapping", "plan_headers", "raw_input_files", "read_logs",
            "read_source", "read_text_range", "text_layout"]

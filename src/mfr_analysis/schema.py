@@ -33,6 +33,18 @@ BodyRegionDtype = CATEGORY_DTYPES["body_region"]
 PaceDtype = CATEGORY_DTYPES["pace"]
 AdverseEventDtype = CATEGORY_DTYPES["adverse_event"]
 RomMeasureDtype = CATEGORY_DTYPES["rom_measure"]
+SexDtype = CATEGORY_DTYPES["sex"]
+
+
+def _bands(table: str) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(load_table(table)["band"]), ordered=True)
+
+
+AgeBandDtype = _bands("age_bands")
+SymptomDurationBandDtype = _bands("symptom_duration_bands")
+INTAKE_COLUMNS: tuple[str, ...] = ("clinician", "age", "sex", "symptom_duration_weeks")
+"""Optional intake factors: always written by cleaning (NA when the log lacks them), and
+allowed to be absent from a clean table of an earlier version."""
 
 
 
@@ -66,6 +78,12 @@ class CleanSessions(pa.DataFrameModel):
     adverse_event: Series[AdverseEventDtype] = pa.Field(nullable=True)
     source_file: Series[pd.StringDtype] = pa.Field(nullable=False)
     source_line: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
+    clinician: Series[pd.StringDtype] = pa.Field(nullable=True, required=False,
+                                                 str_matches=r"^t_[0-9a-f]{16}$")
+    age: Series[float] = pa.Field(nullable=True, required=False, in_range=_bounds("age"))
+    sex: Series[SexDtype] = pa.Field(nullable=True, required=False)
+    symptom_duration_weeks: Series[float] = pa.Field(
+        nullable=True, required=False, in_range=_bounds("symptom_duration_weeks"))
 
     class Config:
         strict = "filter"  # unknown columns never survive validation
@@ -95,6 +113,8 @@ class DerivedSessions(CleanSessions):
     session_index: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
     weeks_since_start: Series[float] = pa.Field(nullable=False, ge=0)
     sessions_per_week: Series[float] = pa.Field(nullable=False, gt=0)
+    age_band: Series[AgeBandDtype] = pa.Field(nullable=True)
+    symptom_duration_band: Series[SymptomDurationBandDtype] = pa.Field(nullable=True)
 
 
 CLEAN_COLUMNS: tuple[str, ...] = tuple(CleanSessions.to_schema().columns)

@@ -78,8 +78,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mfr_analysis.clean import WEEKS_PER_MONTH, WEEKS_PER_YEAR, completed_years
 from mfr_analysis.config import AUDIENCE_GROUPS
+from mfr_analysis.derive import band_codes
 from mfr_analysis.io import write_atomic
+from mfr_analysis.pseudonymise import clinician_pseudonym
 from mfr_analysis.schema import CATEGORY_DTYPES, CLEAN_COLUMNS
 from mfr_analysis.tables import categories, load_table, vocabulary
 from mfr_analysis.version import package_version
@@ -94,6 +97,9 @@ __all__ = [
     "planted_effects",
     "planted_followup",
     "simulate_sessions",
+    "pseudonymise_truth",
+    "simulate_network",
+    "write_network",
     "write_simulation",
 ]
 
@@ -370,7 +376,9 @@ def _notes(rng: np.random.Generator, first: np.ndarray, last: np.ndarray, phone:
 
 
 def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
-                      control_share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      control_share: float = 0.2,
+                      intake: Callable[[np.ndarray, np.ndarray], _Intake] | None = None,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (clean_truth_sessions, truth): the mess-free session table and the truth table.
 
     The sessions have the columns :data:`SIM_COLUMNS`: the clean-table columns except
@@ -379,6 +387,12 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     row per (claim_id, audience_group) and, for ``rom``, per ``rom_measure``; the ``all`` rows
     average the group values weighted by the simulated clients of each arm (with that
     measure, for ``rom``). Session dates run from ``start`` to :data:`LAST_DATE`.
+
+    ``age`` is the client's completed years at each session, from their simulated date of
+    birth (what cleaning derives from the log's birth-date column); ``clinician``, ``sex`` and
+    ``symptom_duration_weeks`` are NA unless ``intake`` (used by :func:`simulate_network`)
+    gives them: it receives each client's audience group and date of birth and returns an
+    ``_Intake`` drawn from its own random stream, so every other column is what it would be.
     """
     if n_clients < 1:
         raise ValueError("n_clients must be at least 1")
@@ -428,6 +442,13 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     q = _P_BREATHING[group]
     breath_propensity = rng.beta(4 * q, 4 * (1 - q))
     ident = _identity(rng, group)
+    plan_intake = intake(group, ident["client_dob"]) if intake is not None else None
+    if plan_intake is not None:
+        site = plan_intake.site
+        inch = plan_intake.site_names[site] == INCH_SITE
+        rom_step = np.where(measure == measures.index("sit_and_reach_cm"),
+                            np.where(inch, _HALF_INCH_CM, _ROM_WORLD[measure, 3]),
+                            _ROM_WORLD[measure, 3])
 
     # Sessions and dates.
     client, k = _within_client_offsets(n_sess)
@@ -465,6 +486,8 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     pain_delta = (eff["pain"][a, g]
                   + eff["delivery"][a, g] * (practitioner - _P_PRACTITIONER[g])
                   + eff["slow_pace"][a, g] * (slow - _P_SLOW))
+    if plan_intake is not None:
+        pain_delta = pain_delta + plan_intake.pain_shift[client]
     pain_pre = _bounded(rng, pain_mean, 1.5, pain_step)
     pain_post = _bounded(rng, pain_mean + pain_delta, 2.0, pain_step)
     tight_pre = _bounded(rng, tight_base[client], 1.5, 1.0)
@@ -515,7 +538,9 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
     clean = pd.DataFrame({
         "session_id": _strings(_numbered("S", np.arange(1, n + 1), 7)),
         "client_id": _strings(_numbered("CL-", np.arange(1, c + 1), 6), client),
-        "site": pd.Categorical.from_codes(site[client], categories=list(SITES)),
+        "site": pd.Categorical.from_codes(
+            site[client], categories=list(SITES if plan_intake is None else
+                                          plan_intake.site_names)),
         "session_date": pd.to_datetime(date),
         "audience_group": cat(g, "audience_group"),
         "arm": cat(a, "arm"),
@@ -545,6 +570,16 @@ def simulate_sessions(n_clients: int, seed: int, *, start: str = "2024-01-08",
         "client_dob": pd.to_datetime(ident["client_dob"][client]),
         "notes": _strings(np.asarray(note_words, dtype=object), note_codes),
     })
+    clean["age"] = completed_years(ident["client_dob"][client], date).astype(np.float64)
+    if plan_intake is None:
+        clean["clinician"] = _strings(np.array([], dtype=object), np.full(n, -1))
+        clean["sex"] = pd.Categorical.from_codes(np.full(n, -1), dtype=CATEGORY_DTYPES["sex"])
+        clean["symptom_duration_weeks"] = np.full(n, np.nan)
+    else:
+        clean["clinician"] = _strings(plan_intake.clinician_names, plan_intake.clinician[client])
+        clean["sex"] = pd.Categorical.from_codes(plan_intake.sex[client],
+                                                 dtype=CATEGORY_DTYPES["sex"])
+        clean["symptom_duration_weeks"] = plan_intake.duration_weeks[client]
     truth = _truth_table(plan, group, arm, np.where(has_rom, measure, -1))
     return clean[list(SIM_COLUMNS)], truth
 
@@ -1033,8 +1068,13 @@ def _plant_bad_rows(rng: np.random.Generator, clean: pd.DataFrame,
     return reason_mask, column_mask
 
 
-def _make_messy(clean: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """The messy export, its per-row labels and a report (headers, counts of each mess)."""
+def _make_messy(clean: pd.DataFrame, seed: int, intake: bool = False
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The messy export, its per-row labels and a report (headers, counts of each mess).
+
+    ``intake`` also writes the intake factors (clinician, age, sex, symptom duration), drawn
+    from a stream of their own (the default log leaves them out: its bytes stay as they were).
+    """
     missing = [c for c in SIM_COLUMNS if c not in clean.columns and c != "delivery"]
     if missing:
         raise ValueError(f"clean table lacks columns: {', '.join(missing)}")
@@ -1102,6 +1142,8 @@ def _make_messy(clean: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFr
         options = _EXTRA_COLUMNS[name]
         raw[name] = _Column(options, rng.integers(0, len(options), n))
 
+    if intake:
+        raw |= _render_intake(np.random.default_rng([seed, _INTAKE_STREAM]), clean, counts)
     reason_mask, column_mask = _plant_bad_rows(rng, clean, raw)
     for i, (reason, _, _) in enumerate(_BAD_KINDS):
         counts[f"reason:{reason}"] = int((reason_mask >> i & 1).sum())
@@ -1122,6 +1164,8 @@ def _make_messy(clean: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFr
     # Headers, in a shuffled column order.
     aliases = load_table("column_aliases").groupby("canonical")["alias"].agg(list)
     fields = [f for f in _RAW_FIELDS if f != "session_id" or rng.random() < 0.5]
+    if intake:
+        fields += list(_INTAKE_FIELDS)
     header_of = {field: _header(rng, aliases[field]) for field in fields}
     header_of |= {field: _header(rng, options) for field, options in _IDENTIFIER_HEADERS.items()}
     header_of |= {name: name for name in extras}
@@ -1275,3 +1319,304 @@ def write_simulation(n_clients: int, seed: int, out: Path) -> dict[str, Path]:
     write_atomic(truth_csv, lambda tmp: truth.to_csv(tmp, index=False, lineterminator="\n"))
     write_atomic(truth_json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return {"log": out, "truth": truth_csv, "truth_json": truth_json}
+
+
+# --- a clinic network: sites, clinicians, case mix -------------------------------------------
+_INTAKE_STREAM = 0x696E7461  # intake factors of the network: a stream of their own
+_NETWORK_STREAM = 0x6E657477
+_INTAKE_FIELDS: tuple[str, ...] = ("clinician", "age", "sex", "symptom_duration_weeks")
+_PLACES: tuple[str, ...] = (
+    "Ashford", "Bexley", "Camden", "Dorking", "Epsom", "Fulham", "Greenwich", "Hackney",
+    "Ilford", "Kingston", "Lewisham", "Merton", "Newham", "Orpington", "Putney", "Richmond",
+    "Sutton", "Tooting", "Uxbridge", "Wimbledon",
+)
+NETWORK_AGE_EFFECTS: dict[str, float] = {
+    "<30": -0.3, "30-44": 0.0, "45-59": 0.2, "60-74": 0.5, "75+": 0.8}
+"""Planted shift of the within-session pain change (points; positive = less relief) by the
+client's age band at their first session."""
+NETWORK_DURATION_EFFECTS: dict[str, float] = {"acute": -0.6, "subacute": 0.0, "chronic": 0.6}
+"""Planted shift of the within-session pain change by symptom-duration band at intake."""
+NETWORK_SEX_EFFECTS: dict[str, float] = {"female": 0.0, "male": 0.0, "other": 0.0}
+CLINICIAN_EFFECT: float = 1.0
+"""The better clinician's clients improve this many points more per session (pain change
+-1.0), the worse clinician's this many less (+1.0)."""
+_CHRONIC_P = {"base": 0.35, "chronic_pain": 0.8, "case_mix_site": 0.85}
+_OLDER_AT_CASE_MIX = 3.0  # weight of the case-mix site x3 for clients aged 60+, /3 for others
+_PLANTED_SHARE = 0.35  # share of their site's clients the better and worse clinicians see
+_SMALL_SITES = 3  # the last sites are small (about a tenth of an average site's clients)
+
+
+class _Intake:
+    """Per-client intake factors and unit effects of a simulated network (see
+    :func:`simulate_network`)."""
+
+    def __init__(self, site: np.ndarray, site_names: np.ndarray, clinician: np.ndarray,
+                 clinician_names: np.ndarray, sex: np.ndarray, duration_weeks: np.ndarray,
+                 pain_shift: np.ndarray) -> None:
+        self.site, self.site_names = site, site_names
+        self.clinician, self.clinician_names = clinician, clinician_names
+        self.sex, self.duration_weeks, self.pain_shift = sex, duration_weeks, pain_shift
+
+
+def _unit_names(rng: np.random.Generator, sites: int, clinicians: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    site_names = np.array([f"{_PLACES[i % len(_PLACES)]} Physio"
+                           + (f" {i // len(_PLACES) + 1}" if i >= len(_PLACES) else "")
+                           for i in range(sites)], dtype=object)
+    pairs = rng.permutation(len(_FIRST_NAMES) * len(_LAST_NAMES))[:clinicians]
+    clinician_names = np.array([f"{_FIRST_NAMES[p // len(_LAST_NAMES)]} "
+                                f"{_LAST_NAMES[p % len(_LAST_NAMES)]}" for p in pairs],
+                               dtype=object)
+    return site_names, clinician_names
+
+
+def _duration_weeks(rng: np.random.Generator, band: np.ndarray) -> np.ndarray:
+    """Symptom duration at intake in weeks, written as clinics write it: whole weeks, months or
+    years (converted as cleaning converts them), or only the band's word (its value in
+    ``data/symptom_duration_words.csv``)."""
+    n = band.size
+    words = load_table("symptom_duration_words").drop_duplicates("band").set_index("band")
+    weeks = np.where(band == 0, rng.integers(1, 6, n),
+                     np.where(band == 1, rng.integers(6, 13, n), rng.integers(13, 53, n)))
+    value = weeks.astype(np.float64)
+    months = (band == 2) & (rng.random(n) < 0.3)
+    value[months] = rng.integers(4, 25, int(months.sum())) * WEEKS_PER_MONTH
+    years = (band == 2) & ~months & (rng.random(n) < 0.2)
+    value[years] = rng.integers(1, 11, int(years.sum())) * WEEKS_PER_YEAR
+    word = rng.random(n) < 0.1
+    names = np.array(["acute", "subacute", "chronic"])
+    value[word] = words.loc[names[band[word]], "weeks"].to_numpy(np.float64)
+    return value
+
+
+def _network_intake(seed: int, sites: int, clinicians: int, first_day: np.datetime64
+                    ) -> tuple[Callable[[np.ndarray, np.ndarray], _Intake], dict]:
+    """The ``intake`` plan of :func:`simulate_sessions` for a network, and (filled in when it
+    runs) what it planted."""
+    if sites < 2 or clinicians < 3 or clinicians < sites:
+        raise ValueError("a network needs at least 2 sites and 3 clinicians, and no fewer "
+                         "clinicians than sites")
+    planted: dict = {}
+
+    def plan(group: np.ndarray, dob: np.ndarray) -> _Intake:
+        rng = np.random.default_rng([seed, _NETWORK_STREAM])
+        c = group.size
+        site_names, clinician_names = _unit_names(rng, sites, clinicians)
+        # Age at the first possible session decides the case mix (the exact first session
+        # date is not known yet): completed years on the first day of the period.
+        age0 = completed_years(dob, np.full(c, first_day))
+        site_weight = np.exp(rng.normal(0.0, 0.3, sites))
+        site_weight[-_SMALL_SITES:] *= 0.1
+        older = age0 >= 60
+        weight = np.tile(site_weight, (c, 1))
+        weight[:, 0] *= np.where(older, _OLDER_AT_CASE_MIX, 1.0 / _OLDER_AT_CASE_MIX)
+        site = _draw(rng, weight, np.arange(c))
+        # Clinicians: round-robin over sites; in every site with 3+ clinicians the last one
+        # sees few clients; the better and worse clinicians (sites 1 and 2) see ~35 %.
+        home = np.arange(clinicians) % sites
+        clinician = np.empty(c, dtype=np.int64)
+        better, worse = int(np.flatnonzero(home == 1)[0]), int(np.flatnonzero(home == 2)[0])
+        for s in range(sites):
+            staff = np.flatnonzero(home == s)
+            w = np.exp(rng.normal(0.0, 0.4, staff.size))
+            if staff.size >= 3:
+                w[-1] *= 0.08
+            for planted_one in (better, worse):
+                if planted_one in staff:
+                    i = int(np.flatnonzero(staff == planted_one)[0])
+                    others = w.sum() - w[i]
+                    w[i] = others * _PLANTED_SHARE / (1 - _PLANTED_SHARE)
+            rows = np.flatnonzero(site == s)
+            clinician[rows] = staff[_draw(rng, (w / w.sum())[None, :], np.zeros(rows.size, int))]
+        sex = _draw(rng, np.array([[0.58, 0.40, 0.02]]), np.zeros(c, int))
+        chronic = np.where(site == 0, _CHRONIC_P["case_mix_site"],
+                           np.where(group == AUDIENCE_GROUPS.index("chronic_pain"),
+                                    _CHRONIC_P["chronic_pain"], _CHRONIC_P["base"]))
+        band = np.where(rng.random(c) < chronic, 2,
+                        np.where(rng.random(c) < 0.5, 0, 1)).astype(np.int64)
+        weeks = _duration_weeks(rng, band)
+        age_band = band_codes(age0, "age_bands")
+        age_shift = np.array(list(NETWORK_AGE_EFFECTS.values()))[age_band]
+        duration_band = band_codes(weeks, "symptom_duration_bands")
+        duration_shift = np.array(list(NETWORK_DURATION_EFFECTS.values()))[duration_band]
+        care = np.zeros(clinicians)
+        care[better], care[worse] = -CLINICIAN_EFFECT, CLINICIAN_EFFECT
+        planted.update(site_names=site_names, clinician_names=clinician_names, site=site,
+                       clinician=clinician, home=home, better=better, worse=worse, care=care,
+                       age0=age0, age_band=age_band, duration_band=duration_band, sex=sex)
+        return _Intake(site, site_names, clinician, clinician_names, sex, weeks,
+                       age_shift + duration_shift + care[clinician])
+
+    return plan, planted
+
+
+def _network_truth(clean: pd.DataFrame, planted: dict, clients: int, seed: int) -> dict:
+    """The truth of a simulated network: named units, planted effects, outcome model."""
+    site_names, clinician_names = planted["site_names"], planted["clinician_names"]
+    site, clinician = planted["site"], planted["clinician"]
+    site_clients = np.bincount(site, minlength=site_names.size)
+    clinician_clients = np.bincount(clinician, minlength=clinician_names.size)
+    per_client = pd.DataFrame({"site": site, "age": planted["age0"],
+                               "chronic": planted["duration_band"] == 2})
+    mix = per_client.groupby("site").agg(mean_age=("age", "mean"),
+                                         chronic_share=("chronic", "mean"))
+    effects = load_table("planted_effects")
+    pain = effects[effects["claim_id"] == "pain"].set_index("audience_group")
+    return {
+        "kind": "network",
+        "clients": clients,
+        "seed": seed,
+        "sessions": len(clean),
+        "outcome": "pain_change",
+        "sign": "pain change is post minus pre: negative is relief, so a negative effect is "
+                "better care",
+        "case_mix_site": str(site_names[0]),
+        "better_clinician": str(clinician_names[planted["better"]]),
+        "worse_clinician": str(clinician_names[planted["worse"]]),
+        "planted_effects": {
+            "site": dict.fromkeys(map(str, site_names), 0.0),
+            "clinician": {str(name): float(e) for name, e in
+                          zip(clinician_names, planted["care"], strict=True)},
+        },
+        "outcome_model": {
+            "description": (
+                "each session's expected pain change (post minus pre) = the planted pain "
+                "change of the client's audience group and arm (planted_effects.csv; the "
+                "network has no control arm) + the delivery and pace modifiers (centred, as "
+                "in simulate) + age_band + symptom_duration_band + sex + clinician effect; "
+                "site effects are 0. Bands are the client's at their first session (age in "
+                "completed years on the first day of the period, duration at intake); "
+                "noise is unbiased within 0-10."),
+            "audience_group": {g: float(pain.loc[g, "planted_change"]) for g in AUDIENCE_GROUPS},
+            "age_band": dict(NETWORK_AGE_EFFECTS),
+            "symptom_duration_band": dict(NETWORK_DURATION_EFFECTS),
+            "sex": dict(NETWORK_SEX_EFFECTS),
+        },
+        "units": {
+            "site": [{"site": str(name), "clients": int(n), "effect": 0.0,
+                      "case_mix": bool(i == 0), "mean_age": round(float(mix.loc[i, "mean_age"]), 2)
+                      if i in mix.index else None,
+                      "chronic_share": round(float(mix.loc[i, "chronic_share"]), 4)
+                      if i in mix.index else None}
+                     for i, (name, n) in enumerate(zip(site_names, site_clients, strict=True))],
+            "clinician": [{"clinician": str(name), "site": str(site_names[planted["home"][j]]),
+                           "clients": int(clinician_clients[j]),
+                           "effect": float(planted["care"][j])}
+                          for j, name in enumerate(clinician_names)],
+        },
+        "clinician_names": "raw names as written in the log; cleaning pseudonymises them: "
+                           "map with mfr_analysis.simulate.pseudonymise_truth(truth, key)",
+    }
+
+
+def simulate_network(clients: int = 4000, sites: int = 20, clinicians: int = 80,
+                     seed: int = 1) -> tuple[pd.DataFrame, dict]:
+    """A clinic network's messy log with planted site and clinician effects and case mix.
+
+    Built on :func:`simulate_sessions` and :func:`make_messy` (every mess of the default log,
+    no control arm) plus the intake factors, written in their messy spellings: clinician
+    (raw names in varying case and spacing), age (or only the date of birth), sex (``F``,
+    ``male``, ``w``, ``diverse``...), symptom duration (``3 weeks``, ``6 months``, ``chronic``).
+    Planted, in the within-session pain change (points, negative = relief):
+
+    * site 0, the **case-mix site**: its clients are older (a client aged 60+ is nine times
+      likelier to go there than a younger one) and more often chronic; age and chronicity
+      worsen the expected change (:data:`NETWORK_AGE_EFFECTS`,
+      :data:`NETWORK_DURATION_EFFECTS`), but its care is average;
+    * one **better** clinician (-1 point) and one **worse** (+1 point), each seeing about 35 %
+      of an average-case-mix site's clients (about 60-80 at 4,000 clients);
+    * every other unit average (effect 0); the last three sites are small, and in each site
+      with three or more clinicians one sees few clients.
+
+    Returns the raw log (all text) and the truth dict (see :func:`write_network` for json):
+    units named by their raw names, planted effects, unit sizes and the outcome model.
+    """
+    if clients < 1:
+        raise ValueError("clients must be at least 1")
+    start = "2024-01-08"
+    plan, planted = _network_intake(seed, sites, clinicians, np.datetime64(start, "D"))
+    clean, _ = simulate_sessions(clients, seed, start=start, control_share=0.0, intake=plan)
+    messy, _, report = _make_messy(clean, seed, intake=True)
+    truth = _network_truth(clean, planted, clients, seed)
+    truth["sites"], truth["clinicians"] = sites, clinicians
+    truth["log"] = {k: report[k] for k in ("rows", "rows_expected_clean", "rows_planted_bad",
+                                           "rows_duplicate", "columns")}
+    return messy, truth
+
+
+def pseudonymise_truth(truth: dict, key: bytes) -> dict:
+    """The network truth with every clinician's raw name replaced by its pseudonym under
+    ``key`` (:func:`mfr_analysis.pseudonymise.clinician_pseudonym`): what the clean table
+    and the benchmarking tables show."""
+    out = json.loads(json.dumps(truth))
+    for name in ("better_clinician", "worse_clinician"):
+        out[name] = clinician_pseudonym(out[name], key)
+    out["planted_effects"]["clinician"] = {clinician_pseudonym(k, key): v for k, v in
+                                           out["planted_effects"]["clinician"].items()}
+    for unit in out["units"]["clinician"]:
+        unit["clinician"] = clinician_pseudonym(unit["clinician"], key)
+    out["clinician_names"] = "pseudonyms under the given key"
+    return out
+
+
+def write_network(out: Path, clients: int = 4000, sites: int = 20, clinicians: int = 80,
+                  seed: int = 1) -> dict[str, Path]:
+    """Write :func:`simulate_network`'s log to ``out`` and its truth to
+    ``<stem>.truth.json``, atomically; returns ``{"log": ..., "truth_json": ...}``."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {out.suffix!r}: use one of {', '.join(LOG_FORMATS)}")
+    messy, truth = simulate_network(clients, sites, clinicians, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    truth_json = out.with_name(f"{out.stem}.truth.json")
+    text = json.dumps({**truth, "package_version": package_version(), "log_file": out.name},
+                      indent=2, ensure_ascii=False) + "\n"
+    write_atomic(out, lambda tmp: _write_log(messy, tmp, suffix))
+    write_atomic(truth_json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return {"log": out, "truth_json": truth_json}
+
+
+_AGE_WRITTEN = ("{}", "{}", "{}", "{} years", "{}y", "{} yrs")
+_WEEKS_WRITTEN = ("{} weeks", "{}", "{} wks", "{} weeks")
+
+
+def _render_intake(rng: np.random.Generator, clean: pd.DataFrame,
+                   counts: Counter) -> dict[str, _Column]:
+    """The intake factors as a clinic writes them (see :func:`simulate_network`)."""
+    n = len(clean)
+    out: dict[str, _Column] = {}
+    names = clean["clinician"].fillna("").to_numpy(dtype=object)
+    styles = (lambda s: s, str.lower, str.upper, lambda s: f" {s} ", lambda s: s.replace(" ", "  "))
+    style = rng.integers(0, len(styles), n) * (rng.random(n) < 0.2)
+    written = np.array([styles[k](s) if s else "" for s, k in zip(names, style, strict=True)],
+                       dtype=object)
+    counts["clinician:spelling"] += int((style > 0).sum())
+    out["clinician"] = _Column.of(written)
+    out["sex"] = _render_category(rng, clean["sex"], "sex", counts)
+    age = clean["age"].to_numpy(dtype=float)
+    client_codes = pd.factorize(clean["client_id"])[0]
+    only_dob = (rng.random(client_codes.max() + 1) < 0.3)[client_codes]  # age left blank
+    age_text = np.array(["" if (np.isnan(a) or blank) else _AGE_WRITTEN[k].format(int(a))
+                         for a, blank, k in zip(age, only_dob, rng.integers(
+                             0, len(_AGE_WRITTEN), n), strict=True)], dtype=object)
+    counts["age:blank_with_birth_date"] += int(only_dob.sum())
+    out["age"] = _Column.of(age_text)
+    weeks = clean["symptom_duration_weeks"].to_numpy(dtype=float)
+    words = load_table("symptom_duration_words").drop_duplicates("band")
+    word_of = dict(zip(words["weeks"].astype(float), words["word"], strict=True))
+    codes, distinct = pd.factorize(weeks)
+    text = []
+    for w in np.asarray(distinct, dtype=float):
+        months, years = w / WEEKS_PER_MONTH, w / WEEKS_PER_YEAR
+        if abs(years - round(years)) < 1e-9 and round(years) >= 1:
+            text.append(f"{round(years)} year" + ("s" if round(years) > 1 else ""))
+        elif abs(months - round(months)) < 1e-9 and not float(w).is_integer():
+            text.append(f"{round(months)} months")
+        elif w in word_of and rng.random() < 0.5:
+            text.append(word_of[w].capitalize())
+        else:
+            text.append(_WEEKS_WRITTEN[int(rng.integers(0, len(_WEEKS_WRITTEN)))].format(int(w)))
+    out["symptom_duration_weeks"] = _Column(np.array([*text, ""], dtype=object),
+                                            np.where(codes < 0, len(text), codes))
+    return out

@@ -58,4 +58,5 @@ VOCABULARY_FIELDS: tuple[str, ...] = (
     "pace",
     "adverse_event",
     "rom_measure",
+    "sex",
 )
