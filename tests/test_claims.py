@@ -125,9 +125,13 @@ def planted() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def planted_table(planted: pd.DataFrame) -> pd.DataFrame:
+    from mfr_analysis.claims import primary_rows
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning may leave the engine
-        return evaluate_claims(planted)
+        table = evaluate_claims(planted)
+    assert (table["sensitivity"] != "").sum() == 4 * 6  # 4 approaches x (all + 5 groups)
+    return primary_rows(table)  # the sensitivity rows: tests/test_missing_followup.py
 
 
 # ---------------------------------------------------------------------- contract ---

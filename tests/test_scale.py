@@ -274,7 +274,7 @@ def test_claims_reduced_on_dask_equal_the_full_path(logs: Path, cluster: str, tm
     assert full["verdict"].isin(["supported", "below_threshold"]).sum() >= 5
     # the adjusted/unadjusted pairs and E-values (issue 13) are in the compared frames
     controlled = full.loc[(full["design"] == "controlled") & full["se"].notna()]
-    assert len(controlled) >= 5
+    assert len(controlled) >= 3
     for column in ("estimate_unadjusted", "ci_low_unadjusted", "e_value", "e_value_ci"):
         assert controlled[column].notna().all(), column
     assert (controlled["estimate_unadjusted"] != controlled["estimate"]).any()

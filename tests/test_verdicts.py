@@ -135,10 +135,12 @@ def test_an_mcid_override_cannot_give_an_association_a_threshold() -> None:
 
 @pytest.fixture(scope="module")
 def simulated_table(simulated_logs: Path) -> pd.DataFrame:
-    """The claims table of the shared simulated logs (300 clients, with a control arm)."""
+    """The primary rows of the claims table of the shared simulated logs (300 clients, with
+    a control arm); the lasting-relief sensitivity rows are tested in test_missing_followup."""
+    from mfr_analysis.claims import primary_rows
     from mfr_analysis.pipeline import load_sessions
 
-    return evaluate_claims(load_sessions([simulated_logs]))
+    return primary_rows(evaluate_claims(load_sessions([simulated_logs])))
 
 
 def test_claims_without_a_threshold_reach_association_verdicts_only(
