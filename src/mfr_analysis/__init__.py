@@ -88,13 +88,20 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-def __getattr__(name: str) -> str:
-    """``__version__``, looked up on first use (reading package metadata takes a while)."""
+#: stages an analyst reaches as ``mfr.<name>`` (imported on first use, like the verbs)
+SUBPACKAGES = frozenset({"claims", "describe", "benchmarking"})
+
+
+def __getattr__(name: str) -> Any:
+    """``__version__``, looked up on first use (reading package metadata takes a while), and
+    the stages in :data:`SUBPACKAGES` (``mfr.describe.baseline_table``)."""
     if name == "__version__":
         from mfr_analysis.version import package_version
 
         globals()["__version__"] = value = package_version()
         return value
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
