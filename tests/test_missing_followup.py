@@ -21,6 +21,7 @@ from mfr_analysis.claims.sensitivity import (
     sensitivity_rows,
 )
 from mfr_analysis.settings import AnalysisSettings
+from tests.test_claims import as_derived
 
 
 def test_rubin_pooling_matches_a_hand_computation() -> None:
@@ -71,16 +72,6 @@ def test_locf_carries_the_post_session_score_forward() -> None:
     assert clients.loc["b", "y_locf"] == -2.0
 
 
-def _derived(simulated: pd.DataFrame) -> pd.DataFrame:
-    from mfr_analysis import derive
-
-    codes = pd.factorize(simulated["client_id"])[0]
-    return derive.derive(simulated.assign(
-        session_id=[f"s_{i:016x}" for i in range(len(simulated))],
-        client_id=[f"c_{code:016x}" for code in codes],
-        source_file="sim.csv", source_line=np.arange(2, len(simulated) + 2)))
-
-
 @pytest.fixture(scope="module")
 def dropout_rows() -> tuple[pd.DataFrame, float]:
     """Sensitivity rows of 800 simulated MFR clients with planted informative drop-out."""
@@ -89,7 +80,7 @@ def dropout_rows() -> tuple[pd.DataFrame, float]:
     clean, truth = simulate.simulate_sessions(800, 5, control_share=0.0)
     planted = simulate.planted_followup(truth).set_index("audience_group")
     lasting = claim_registry().set_index("claim_id", drop=False).loc["lasting_relief"]
-    rows = sensitivity_rows(_derived(clean), lasting, [], settings=AnalysisSettings())
+    rows = sensitivity_rows(as_derived(clean), lasting, [], settings=AnalysisSettings())
     return rows.set_index("sensitivity"), float(planted.loc["all", "planted_change"])
 
 
@@ -120,7 +111,7 @@ def test_sensitivity_rows_follow_the_primary_rows_and_change_none() -> None:
     from mfr_analysis.claims import evaluate_claims
 
     clean, _ = simulate.simulate_sessions(150, 2)
-    sessions = _derived(clean)
+    sessions = as_derived(clean)
     table = evaluate_claims(sessions, groups=["senior"])
     primary = primary_rows(table)
     extra = table.loc[table["sensitivity"] != ""]
