@@ -979,8 +979,8 @@ def _numeric(value: object) -> float:
 
 def _flow_list(children: list[dict[str, Any]]) -> list[str]:
     """Lines listing leaf boxes inside their parent's box, largest first; beyond
-    :data:`FLOW_LIST_LINES` the smallest are summed into one line (the flow table lists them
-    all). A hidden count is never summed: the line then says some counts are suppressed."""
+    :data:`FLOW_LIST_LINES` the smallest are counted on one line (the flow table lists them
+    all), never summed."""
     size = [max(_numeric(c.get("sessions")), _numeric(c.get("clients")), -1.0)
             if not (math.isnan(_numeric(c.get("sessions")))
                     and math.isnan(_numeric(c.get("clients")))) else -1.0 for c in children]
@@ -990,18 +990,9 @@ def _flow_list(children: list[dict[str, Any]]) -> list[str]:
     for i in shown:
         counts = _flow_counts(children[i])
         lines.append(f"{children[i]['label']}" + (f": {counts}" if counts else ""))
-    rest = [children[i] for i in order[len(shown):]]
-    if rest:
-        totals = []
-        for column in ("sessions", "clients"):
-            values = [_numeric(c.get(column)) for c in rest]
-            known = [v for v in values if not math.isnan(v)]
-            if known:
-                totals.append(f"{int(sum(known)):,} {column}")
-        hidden = any(str(c.get(column, "")).strip() == SUPPRESSED
-                     for c in rest for column in ("sessions", "clients"))
-        words = f"{len(rest)} more" + (f": {' · '.join(totals)}" if totals else "")
-        lines.append(words + (" (some suppressed)" if hidden else ""))
+    rest = order[len(shown):]
+    if rest:  # not summed: reasons overlap (a row has several) and claims share clients
+        lines.append(f"{len(rest)} more in the table below")
     return lines
 
 
