@@ -32,17 +32,19 @@ def main() -> None:
     os.environ.setdefault("MFR_PSEUDONYM_KEY", BENCHMARK_KEY)
     from mfr_analysis.report import disclosure
 
-    spent = {"audit": 0.0, "rounds": 0}
+    spent = {"audit": 0.0, "rounds": 0, "found": 0, "sets": 0, "cost": 0}
     for name in ("audit_blocks", "audit_disclosure"):
         original = getattr(privacy_audit, name)
 
         def timed(*a, _original=original, **k):
             start = time.perf_counter()
-            try:
-                return _original(*a, **k)
-            finally:
-                spent["audit"] += time.perf_counter() - start
-                spent["rounds"] += 1
+            result = _original(*a, **k)
+            spent["audit"] += time.perf_counter() - start
+            spent["rounds"] += 1
+            spent["found"] = len(result[0])
+            spent["sets"] = len(a[0])
+            spent["cost"] = privacy_audit.block_cost(a[0], a[1])
+            return result
         setattr(privacy_audit, name, timed)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -56,7 +58,9 @@ def main() -> None:
         total = time.perf_counter() - start
     print(f"plan_folder: {total:.1f} s, of which the audit {spent['audit']:.1f} s "
           f"({spent['rounds']} audit calls); {len(plan.slices)} reports, "
-          f"{len(plan.withheld)} withheld, {len(plan.plan.count_hidden)} count-only cells")
+          f"{len(plan.withheld)} withheld, {len(plan.plan.count_hidden)} count-only cells "
+          f"({spent['found']} of them added by the audit); {spent['sets']:,} audited counts, "
+          f"largest block {spent['cost']:,} (budget {disclosure.AUDIT_BUDGET:,})")
 
 
 if __name__ == "__main__":
