@@ -262,3 +262,88 @@ def test_the_folder_plan_keeps_estimates_of_complements(group_folder) -> None:
     assert (rows["verdict"] != "suppressed").all()
     measured = rows[rows["verdict"] != "not_measured"]
     assert measured["estimate"].notna().all()
+
+
+# --- large folders: the audit block by block ----------------------------------------------
+
+
+def _sites() -> tuple[dict, dict]:
+    """Three sites of a folder by site. Site B has atoms a (2 clients), b (3), c (20), d (20)
+    and publishes U = cd, V = ac, W = bd but not its own total; the pooled total minus the
+    totals of sites A and C gives abcd, and abcd - U = a and b together (5 clients)."""
+    people = {k: {f"B-{k}{i}" for i in range(n)} for k, n in
+              {"a": 2, "b": 3, "c": 20, "d": 20}.items()}
+    site_a, site_c = {f"A-{i}" for i in range(40)}, {f"C-{i}" for i in range(30)}
+    members = {("B", ALL, f"x:{name}"): set().union(*(people[k] for k in atoms))
+               for name, atoms in {"U": "cd", "V": "ac", "W": "bd"}.items()}
+    members |= {("A", ALL, CLIENTS): site_a, ("A", ALL, "x:U"): set(sorted(site_a)[:25]),
+                ("C", ALL, CLIENTS): site_c, ("C", ALL, "x:V"): set(sorted(site_c)[:15]),
+                (POOLED, ALL, CLIENTS): site_a | site_c | set().union(*people.values()),
+                (POOLED, ALL, "x:U"): set(sorted(site_a)[:25]) | members[("B", ALL, "x:U")]}
+    return members, people
+
+
+def test_a_disclosure_inside_one_site_is_found_block_by_block() -> None:
+    from mfr_analysis.privacy_audit import audit_blocks, audit_disclosure, client_blocks
+
+    members, people = _sites()
+    counts = pd.DataFrame([{"slice": s, "group": g, "measure": m, "clients": len(c),
+                            "sessions": 0} for (s, g, m), c in members.items()])
+    plan = plan_disclosure(counts, minimum=MINIMUM)
+    blocks = client_blocks(members, plan)
+    assert sorted(len(b) for b in blocks) == [30, 40, 45]  # the sites, never cut
+    assert _in_row_space([c for cell, c in members.items() if not plan.counts_hidden(*cell)],
+                         people["a"] | people["b"])
+    extra, found = audit_blocks(members, plan)
+    assert found and found[0].clients == 5
+    # B's U and the pooled U cut to site B are the same row: both go, count-only
+    assert extra == {("B", ALL, "x:U"), (POOLED, ALL, "x:U")}
+    final = plan_disclosure(counts, minimum=MINIMUM, count_hide=extra)
+    shown = [c for cell, c in members.items() if not final.counts_hidden(*cell)]
+    assert not _in_row_space(shown, people["a"] | people["b"])
+    # the whole-folder audit agrees: nothing is left
+    assert audit_disclosure(members, final)[0] == frozenset()
+    assert audit_disclosure(members, plan)[0]  # which the whole audit also sees
+
+
+def test_the_budget_chooses_blocks_and_they_leave_nothing_to_the_whole_audit(
+        group_folder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    from mfr_analysis import privacy_audit
+    from mfr_analysis.report import disclosure
+
+    folder, reports = group_folder
+    tables = {value: claims for value, _, claims in reports}
+    sessions = reports[0][1]
+
+    def evaluate(part: pd.DataFrame) -> pd.DataFrame:
+        return tables["" if len(part) == len(sessions) else str(part["audience_group"].iloc[0])]
+
+    calls: dict[str, list] = {"audit_blocks": [], "audit_disclosure": []}
+    for name in calls:
+        original = getattr(privacy_audit, name)
+
+        def spy(members, plan, *args, _name=name, _original=original, **kwargs):
+            calls[_name].append(members)
+            return _original(members, plan, *args, **kwargs)
+        monkeypatch.setattr(privacy_audit, name, spy)
+    # as shipped, the sample by audience group is under the budget: audited as a whole,
+    # with the same plan as before
+    same = disclosure.plan_folder(sessions, "audience_group", evaluate, minimum=MINIMUM)
+    assert calls["audit_disclosure"] and not calls["audit_blocks"]
+    assert same.plan == folder.plan
+    members = calls["audit_disclosure"][0]
+    # over the budget: block by block, and the whole audit finds nothing left
+    calls["audit_disclosure"].clear()
+    monkeypatch.setattr(disclosure, "AUDIT_BUDGET", 100_000)
+    blocked = disclosure.plan_folder(sessions, "audience_group", evaluate, minimum=MINIMUM)
+    assert calls["audit_blocks"] and not calls["audit_disclosure"]
+    found, _ = privacy_audit.audit_disclosure(members, blocked.plan)
+    assert found == frozenset()
+    # a budget no block fits: skipped with a warning, the folder planned line by line only
+    calls["audit_blocks"].clear()
+    monkeypatch.setattr(disclosure, "AUDIT_BUDGET", 10)
+    with caplog.at_level("WARNING"):
+        disclosure.plan_folder(sessions, "audience_group", evaluate, minimum=MINIMUM)
+    assert not calls["audit_blocks"]
+    assert "even block by block" in caplog.text

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import linalg
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
-from mfr_analysis.privacy import ALL, CLIENTS, Cell, DisclosurePlan, claim_measure
+from mfr_analysis.privacy import ALL, CLIENTS, POOLED, Cell, DisclosurePlan, claim_measure
 
 _TOLERANCE = 1e-7
 
@@ -181,6 +181,140 @@ def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     return frozenset(extra), found
 
 
+
+# ---------------------------------------------------------------------------------------------
+# large folders: the same audit, block by block
+
+
+def client_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan
+                  ) -> list[frozenset]:
+    """Clients grouped so that no published count of a slice report crosses two groups.
+
+    Clients joined by a published (not hidden) set of a slice report (not the pooled one)
+    are in the same block (union-find: slices sharing clients end up in one block); every
+    client no slice report publishes (those of withheld slices, or of the pooled report
+    only) is in one last block. Largest first."""
+    parent: dict[object, object] = {}
+
+    def find(x: object) -> object:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    everyone: set = set()
+    for cell, clients in members.items():
+        if not clients or plan.counts_hidden(*cell):
+            continue
+        everyone.update(clients)
+        if cell[0] == POOLED:
+            continue
+        it = iter(clients)
+        first = next(it)
+        root = find(parent.setdefault(first, first))
+        for client in it:
+            other = find(parent.setdefault(client, client))
+            if other != root:
+                parent[other] = root
+    blocks: dict[object, set] = {}
+    for client in parent:
+        blocks.setdefault(find(client), set()).add(client)
+    rest = everyone - set(parent)
+    out = [frozenset(b) for b in blocks.values()] + ([frozenset(rest)] if rest else [])
+    return sorted(out, key=lambda b: (-len(b), min(map(str, b))))
+
+
+def block_cost(members: Mapping[Cell, Collection], plan: DisclosurePlan) -> int:
+    """The largest (published sets touching a block x its clients) of :func:`client_blocks`,
+    the size :data:`~mfr_analysis.report.disclosure.AUDIT_BUDGET` is compared with."""
+    sets = {frozenset(c) for cell, c in members.items() if c and not plan.counts_hidden(*cell)}
+    cost = 0
+    for block in client_blocks(members, plan):
+        cost = max(cost, sum(1 for s in sets if not s.isdisjoint(block)) * len(block))
+    return cost
+
+
+def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
+                 minimum: int | None = None, max_rounds: int = 200
+                 ) -> tuple[frozenset[Cell], list[Disclosure]]:
+    """:func:`audit_disclosure` for folders too large for one SVD: each block of
+    :func:`client_blocks` is audited alone, with every published set restricted to it.
+
+    Sound (it finds every disclosure the whole-folder audit would, maybe more):
+
+    * a published set ``S`` is the sum of its restrictions ``S & B`` over the blocks, so the
+      row space of the restricted sets contains the row space of the published ones: a
+      reader of the real folder knows no more than the block audit assumes;
+    * the restricted matrix is block-diagonal, so an indicator ``e_T`` lies in its row space
+      iff every ``e_{T & B}`` lies in the row space of block ``B``'s rows; the atoms of a
+      block are the folder's atoms cut by the block (membership of ``S & B`` is membership
+      of ``S`` inside ``B``). So if an atom or pair of 1..minimum-1 clients is disclosed in
+      the folder, some non-empty part of it, itself an atom or pair of at most as many
+      clients, is disclosed in a block, and is reported here;
+    * a block disclosure is resolved by hiding a real published count: a restricted row is
+      taken away by hiding every published set with that restriction (a slice report's
+      count is its own restriction; a pooled count whose restriction is essential goes
+      count-only), and the check repeats until no block discloses anything.
+
+    Blocks follow the slices, so slice counts are never cut; only the pooled counts are, and
+    hiding a pooled count is the price of not solving one system over the whole folder."""
+    minimum = plan.minimum if minimum is None else minimum
+    by_set: dict[frozenset, list[Cell]] = {}
+    for cell, clients in members.items():
+        if clients and not plan.counts_hidden(*cell):
+            by_set.setdefault(frozenset(clients), []).append(cell)
+    for cells in by_set.values():
+        cells.sort()
+    blocks = client_blocks({cells[0]: s for s, cells in by_set.items()}, plan)
+    block_of = {client: index for index, block in enumerate(blocks) for client in block}
+    pieces: list[dict[frozenset, list[frozenset]]] = [{} for _ in blocks]
+    for s in by_set:  # each set cut by the blocks, once
+        split: dict[int, list] = {}
+        for client in s:
+            split.setdefault(block_of[client], []).append(client)
+        for index, part in split.items():
+            pieces[index].setdefault(frozenset(part), []).append(s)
+    extra: set[Cell] = set()
+    found: list[Disclosure] = []
+    alive = set(by_set)
+    for index in range(len(blocks)):
+        for _ in range(max_rounds):
+            rows = {part: [s for s in sets if s in alive]
+                    for part, sets in pieces[index].items()}
+            rows = {part: sets for part, sets in rows.items() if sets}
+
+            def rank_key(part: frozenset, rows: dict = rows) -> tuple:
+                cells = [c for s in rows[part] for c in by_set[s]]
+                titles = any(m == CLIENTS and g == ALL for _, g, m in cells)
+                groups = any(m == CLIENTS for _, _, m in cells)
+                return (titles, groups, len(rows[part]), min(len(s) for s in rows[part]),
+                        min(cells))
+
+            order = sorted(rows, key=rank_key)
+            matrix, sizes = _atoms(order)
+            u, sigma, vt, _ = _svd(matrix)
+            disclosed = _disclosed(vt, sizes, minimum)
+            if not disclosed:
+                break
+            free = _free(u)
+            chosen: set[int] = set()
+            for atoms in disclosed:
+                indicator = np.zeros(matrix.shape[1])
+                indicator[list(atoms)] = 1.0
+                weights = u @ ((vt @ indicator) / sigma)
+                used = np.flatnonzero(np.abs(weights) > 1e-6)
+                essential = {int(i) for i in used if free[i] < 1e-6}
+                if chosen & essential:
+                    continue
+                found.append(Disclosure(int(sizes[list(atoms)].sum()),
+                                        tuple(by_set[rows[order[i]][0]][0] for i in used)))
+                chosen.add(min(essential) if essential else int(used.min()))
+            for row in chosen:
+                for s in rows[order[row]]:
+                    extra.update(by_set[s])
+                    alive.discard(s)
+    return frozenset(extra), found
+
 # ---------------------------------------------------------------------------------------------
 # the client sets of what one report publishes
 
@@ -310,5 +444,6 @@ def folder_members(reports: Iterable[tuple[str, pd.DataFrame, pd.DataFrame | Non
     return verified(members, counts)
 
 
-__all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_disclosure", "disclosed_sets",
-           "essential_rows", "folder_members", "report_members", "row_space_projector", "verified"]
+__all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_blocks", "audit_disclosure",
+           "block_cost", "client_blocks", "disclosed_sets", "essential_rows", "folder_members",
+           "report_members", "row_space_projector", "verified"]

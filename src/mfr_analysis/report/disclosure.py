@@ -126,9 +126,10 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
     return FolderPlan(plan, shown, withheld)
 
 
-#: Largest (published counts x clients) the exact audit runs on: its SVDs grow with the cube
+#: Largest (published counts x clients) one exact audit runs on: its SVDs grow with the cube
 #: of the smaller side. The shipped sample by audience group is about 0.5M and audits in a
-#: few seconds; a 20-site folder of 4,000 clients is about 40M and would take many minutes.
+#: few seconds as a whole; a 20-site folder of 4,000 clients is about 40M, so it is audited
+#: site by site (:func:`mfr_analysis.privacy_audit.audit_blocks`), each block well under this.
 AUDIT_BUDGET = 2_000_000
 
 
@@ -136,25 +137,42 @@ def audited_plan(counts: pd.DataFrame, *, by: str | None, minimum: int,
                  withhold: Sequence[str],
                  reports: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]],
                  ) -> DisclosurePlan:
-    """The line-based plan, then the exact linear audit
-    (:func:`mfr_analysis.privacy_audit.audit_disclosure`) over every count whose clients are
+    """The line-based plan, then the exact linear audit over every count whose clients are
     known; what the audit hides is planned again (its twins and lines follow) until the
-    audit finds nothing."""
-    from mfr_analysis.privacy_audit import audit_disclosure, folder_members
+    audit finds nothing.
+
+    Folders up to :data:`AUDIT_BUDGET` are audited as a whole
+    (:func:`mfr_analysis.privacy_audit.audit_disclosure`); larger ones block by block, one
+    block per slice (and one for the clients of withheld slices), with the pooled counts cut
+    by the blocks (:func:`mfr_analysis.privacy_audit.audit_blocks`, sound: it finds at least
+    what the whole audit would). Only when one block alone is over the budget is the audit
+    skipped, with a warning, and the folder protected line by line."""
+    from mfr_analysis.privacy_audit import (
+        audit_blocks,
+        audit_disclosure,
+        block_cost,
+        folder_members,
+    )
 
     members = folder_members(reports, counts)
     people = len(set().union(*members.values())) if members else 0
+    audit = audit_disclosure
     if len(members) * people > AUDIT_BUDGET:
-        logging.getLogger(__name__).warning(
-            "privacy: %s published counts over %s clients are too many for the exact "
-            "subtraction audit; the folder is protected line by line (totals, parts and "
-            "remainders) only", f"{len(members):,}", f"{people:,}")
-        return plan_disclosure(counts, by=by, minimum=minimum, withhold=withhold)
+        first = plan_disclosure(counts, by=by, minimum=minimum, withhold=withhold)
+        cost = block_cost(members, first)
+        if cost > AUDIT_BUDGET:
+            logging.getLogger(__name__).warning(
+                "privacy: %s published counts over %s clients are too many for the exact "
+                "subtraction audit, even block by block (largest block %s); the folder is "
+                "protected line by line (totals, parts and remainders) only",
+                f"{len(members):,}", f"{people:,}", f"{cost:,}")
+            return first
+        audit = audit_blocks
     extra: set = set()
     while True:
         plan = plan_disclosure(counts, by=by, minimum=minimum, withhold=withhold,
                                count_hide=extra)
-        found, _ = audit_disclosure(members, plan)
+        found, _ = audit(members, plan)
         if not found - extra:
             return plan
         extra |= found
