@@ -26,7 +26,7 @@ and tau-Argus are R and Java); the linear algebra is numpy/scipy's.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +128,51 @@ def essential_rows(matrix: np.ndarray, atoms: tuple[int, ...]) -> list[int]:
     return [int(i) for i in np.flatnonzero((_free(u) < 1e-6) & (np.abs(weights) > 1e-6))]
 
 
+def _published_sets(members: Mapping[Cell, Collection], plan: DisclosurePlan
+                    ) -> dict[frozenset, list[Cell]]:
+    """Each distinct client set the plan publishes, with the cells (sorted) that publish it."""
+    by_set: dict[frozenset, list[Cell]] = {}
+    for cell, clients in members.items():
+        if clients and not plan.counts_hidden(*cell):
+            by_set.setdefault(frozenset(clients), []).append(cell)
+    for cells in by_set.values():
+        cells.sort()
+    return by_set
+
+
+def _last_to_hide(cells: Sequence[Cell]) -> tuple[bool, bool]:
+    """Sort key of a count to hide: a report's title count last, a group's clients next."""
+    return (any(m == CLIENTS and g == ALL for _, g, m in cells),
+            any(m == CLIENTS for _, _, m in cells))
+
+
+def _resolve(rows: Sequence[frozenset], minimum: int
+             ) -> tuple[set[int], list[tuple[int, np.ndarray]]]:
+    """One audit round over published ``rows`` (most hideable first): the rows to hide, and
+    for each disclosed set (its clients, the rows it is worked out from); nothing when
+    nothing is disclosed. A disclosed set already resolved by a row chosen this round is
+    left for the next round."""
+    matrix, sizes = _atoms(rows)
+    u, sigma, vt, _ = _svd(matrix)
+    disclosed = _disclosed(vt, sizes, minimum)
+    chosen: set[int] = set()
+    found: list[tuple[int, np.ndarray]] = []
+    if not disclosed:
+        return chosen, found
+    free = _free(u)
+    for atoms in disclosed:
+        indicator = np.zeros(matrix.shape[1])
+        indicator[list(atoms)] = 1.0
+        weights = u @ ((vt @ indicator) / sigma)
+        used = np.flatnonzero(np.abs(weights) > 1e-6)
+        essential = {int(i) for i in used if free[i] < 1e-6}
+        if chosen & essential:
+            continue  # a count this set needs already goes this round
+        found.append((int(sizes[list(atoms)].sum()), used))
+        chosen.add(min(essential) if essential else int(used.min()))
+    return chosen, found
+
+
 def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
                      minimum: int | None = None, max_rounds: int = 200
                      ) -> tuple[frozenset[Cell], list[Disclosure]]:
@@ -140,41 +185,16 @@ def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     essential count (a report's clients per group last: hiding them drops the group from
     counts and figures, and a title count withholds a report)."""
     minimum = plan.minimum if minimum is None else minimum
-    by_set: dict[frozenset, list[Cell]] = {}
-    for cell, clients in members.items():
-        if clients and not plan.counts_hidden(*cell):
-            by_set.setdefault(frozenset(clients), []).append(cell)
-    for cells in by_set.values():
-        cells.sort()
-
-    def rank_key(s: frozenset) -> tuple:
-        cells = by_set[s]
-        titles = any(m == CLIENTS and g == ALL for _, g, m in cells)
-        groups = any(m == CLIENTS for _, _, m in cells)
-        return (titles, groups, len(s), cells[0])
-
-    order = sorted(by_set, key=rank_key)
+    by_set = _published_sets(members, plan)
+    order = sorted(by_set, key=lambda s: (*_last_to_hide(by_set[s]), len(s), by_set[s][0]))
     extra: set[Cell] = set()
     found: list[Disclosure] = []
     for _ in range(max_rounds):
-        matrix, sizes = _atoms(order)
-        u, sigma, vt, _ = _svd(matrix)
-        disclosed = _disclosed(vt, sizes, minimum)
-        if not disclosed:
+        chosen, disclosures = _resolve(order, minimum)
+        if not chosen:
             break
-        free = _free(u)
-        chosen: set[int] = set()
-        for atoms in disclosed:
-            indicator = np.zeros(matrix.shape[1])
-            indicator[list(atoms)] = 1.0
-            weights = u @ ((vt @ indicator) / sigma)
-            used = np.flatnonzero(np.abs(weights) > 1e-6)
-            essential = {int(i) for i in used if free[i] < 1e-6}
-            if chosen & essential:
-                continue  # a count this set needs already goes this round
-            found.append(Disclosure(int(sizes[list(atoms)].sum()),
-                                    tuple(by_set[order[i]][0] for i in used)))
-            chosen.add(min(essential) if essential else int(used.min()))
+        found += [Disclosure(size, tuple(by_set[order[i]][0] for i in used))
+                  for size, used in disclosures]
         for index in sorted(chosen, reverse=True):
             extra.update(by_set[order[index]])
             del order[index]
@@ -259,12 +279,7 @@ def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     Blocks follow the slices, so slice counts are never cut; only the pooled counts are, and
     hiding a pooled count is the price of not solving one system over the whole folder."""
     minimum = plan.minimum if minimum is None else minimum
-    by_set: dict[frozenset, list[Cell]] = {}
-    for cell, clients in members.items():
-        if clients and not plan.counts_hidden(*cell):
-            by_set.setdefault(frozenset(clients), []).append(cell)
-    for cells in by_set.values():
-        cells.sort()
+    by_set = _published_sets(members, plan)
     blocks = client_blocks({cells[0]: s for s, cells in by_set.items()}, plan)
     block_of = {client: index for index, block in enumerate(blocks) for client in block}
     pieces: list[dict[frozenset, list[frozenset]]] = [{} for _ in blocks]
@@ -285,30 +300,15 @@ def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
 
             def rank_key(part: frozenset, rows: dict = rows) -> tuple:
                 cells = [c for s in rows[part] for c in by_set[s]]
-                titles = any(m == CLIENTS and g == ALL for _, g, m in cells)
-                groups = any(m == CLIENTS for _, _, m in cells)
-                return (titles, groups, len(rows[part]), min(len(s) for s in rows[part]),
-                        min(cells))
+                return (*_last_to_hide(cells), len(rows[part]),
+                        min(len(s) for s in rows[part]), min(cells))
 
             order = sorted(rows, key=rank_key)
-            matrix, sizes = _atoms(order)
-            u, sigma, vt, _ = _svd(matrix)
-            disclosed = _disclosed(vt, sizes, minimum)
-            if not disclosed:
+            chosen, disclosures = _resolve(order, minimum)
+            if not chosen:
                 break
-            free = _free(u)
-            chosen: set[int] = set()
-            for atoms in disclosed:
-                indicator = np.zeros(matrix.shape[1])
-                indicator[list(atoms)] = 1.0
-                weights = u @ ((vt @ indicator) / sigma)
-                used = np.flatnonzero(np.abs(weights) > 1e-6)
-                essential = {int(i) for i in used if free[i] < 1e-6}
-                if chosen & essential:
-                    continue
-                found.append(Disclosure(int(sizes[list(atoms)].sum()),
-                                        tuple(by_set[rows[order[i]][0]][0] for i in used)))
-                chosen.add(min(essential) if essential else int(used.min()))
+            found += [Disclosure(size, tuple(by_set[rows[order[i]][0]][0] for i in used))
+                      for size, used in disclosures]
             for row in chosen:
                 for s in rows[order[row]]:
                     extra.update(by_set[s])
