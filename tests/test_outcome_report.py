@@ -363,3 +363,16 @@ def test_flow_rows_follow_the_tree_depth_first() -> None:
                                        "With follow-up (MFR arm)", "Analysed: pain (MFR arm)"]
     assert labels.index("reason 0: a value outside its range") == labels.index("Quarantined") + 1
     assert list(rows["depth"])[:2] == [0, 1]
+
+
+def test_a_notebook_given_protected_claims_needs_their_plan() -> None:
+    """Without the folder's plan, the describe tables would be shown unprotected."""
+    from mfr_analysis.errors import InputError
+    from mfr_analysis.privacy import DisclosurePlan
+    from mfr_analysis.report.disclosure import report_plan
+
+    plan = DisclosurePlan(11, "site", frozenset({("a", "all", "flow:arms#control")}),
+                          count_hidden=frozenset({("a", "all", "flow:arms#mfr")}))
+    assert report_plan(plan.to_dict()) == plan
+    with pytest.raises(InputError, match="disclosure_plan"):
+        report_plan({})

@@ -214,16 +214,13 @@ def plan_report(sessions: pd.DataFrame, claims: pd.DataFrame, *, minimum: int,
                           folder.plan.for_slice(POOLED))
 
 
-def report_plan(disclosure_plan: Mapping | None, *, standalone: bool = False
-                ) -> DisclosurePlan | None:
-    """The plan a notebook was given by the runner (``disclosure_plan`` parameter); None when
-    it plans its own (``standalone``). A protected claims table without its plan is refused:
-    the describe tables would then be shown unprotected."""
+def report_plan(disclosure_plan: Mapping | None) -> DisclosurePlan:
+    """The plan the runner gave a notebook with its protected claims (``disclosure_plan``
+    parameter). A protected claims table without its plan is refused: the describe tables
+    would then be shown unprotected."""
     from mfr_analysis.errors import InputError
 
     if disclosure_plan:
         return DisclosurePlan.from_dict(disclosure_plan)
-    if standalone:
-        return None
     raise InputError("claims_path is given without disclosure_plan: run the report with "
                      "mfr-analysis report, or leave claims_path empty to plan here")
