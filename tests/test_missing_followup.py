@@ -20,6 +20,7 @@ from mfr_analysis.claims.sensitivity import (
     robustness_sentence,
     sensitivity_rows,
 )
+from mfr_analysis.describe.followup import followup_cells
 from mfr_analysis.settings import AnalysisSettings
 from tests.test_claims import as_derived
 
@@ -266,3 +267,33 @@ def test_a_few_control_clients_without_follow_up_are_not_derivable_from_any_marg
             continue
         hidden = sum(values[p] for p in parts if plan.counts_hidden("", *p))
         assert hidden == 0 or hidden >= 11, (group, measure, hidden)
+
+
+def test_the_exact_audit_sees_the_follow_up_table() -> None:
+    """Seen in a rendered report: with/without follow-up of all arms (90) minus the MFR arm's
+    (69) gives the control arm's 21, and its 26 clients minus 21 reveal 5 without follow-up.
+    Each family line alone is fine, so only the exact audit can stop this chain."""
+    from mfr_analysis.privacy import plan_disclosure, session_counts
+    from mfr_analysis.privacy_audit import audit_disclosure, folder_members
+    from mfr_analysis.report.disclosure import audited_plan
+
+    rows = ([("mfr", True)] * 69 + [("mfr", False)] * 30 + [("control", True)] * 21
+            + [("control", False)] * 5)
+    sessions = pd.DataFrame({
+        "client_id": [f"client{i}" for i in range(len(rows))],
+        "audience_group": pd.Categorical(["athlete"] * len(rows)),
+        "arm": pd.Categorical([arm for arm, _ in rows]),
+        "pain_pre": 6.0, "pain_post": 4.0,
+        "pain_followup": [4.5 if has else math.nan for _, has in rows],
+        "weeks_since_start": 0.0, "session_date": pd.Timestamp("2024-01-01")})
+    counts = pd.concat([session_counts(sessions), followup_cells(sessions, {}, None, "")],
+                       ignore_index=True)
+    members = folder_members([("", sessions, None)], counts)
+    assert members[("", "athlete", "followup:without#control")] == {
+        f"client{i}" for i in range(120, 125)}
+    lines_only = plan_disclosure(counts)
+    found, _ = audit_disclosure(members, lines_only)
+    assert found  # the chain the line plan leaves open ...
+    audited = audited_plan(counts, by=None, minimum=11, withhold=[],
+                           reports=[("", sessions, None)])
+    assert audit_disclosure(members, audited)[0] == frozenset()  # ... is closed

@@ -133,6 +133,18 @@ def _with_measures(table: pd.DataFrame) -> pd.DataFrame:
                            for name, part in columns.items()})
 
 
+def _names(arm: str) -> dict[str, tuple[str, str]]:
+    """The two names of each count of one arm (``all``: every arm), by part ('' = all its
+    clients, ``with`` / ``without`` follow-up): one per margin family it belongs to."""
+    if arm == ALL:
+        return {"": (_measure(ALL), f"{MEASURE}:arms"),
+                "with": (_measure(ALL, "with"), f"{MEASURE}:with"),
+                "without": (_measure(ALL, "without"), f"{MEASURE}:without")}
+    return {"": (_measure(arm), f"{MEASURE}:arms#{arm}"),
+            "with": (_measure(arm, "with"), f"{MEASURE}:with#{arm}"),
+            "without": (_measure(arm, "without"), f"{MEASURE}:without#{arm}")}
+
+
 def followup_cells(sessions: pd.DataFrame, cleaning_report: object, claims: object,
                    slice_value: str) -> pd.DataFrame:
     """The client counts the follow-up tables publish, as disclosure cells (columns
@@ -144,31 +156,30 @@ def followup_cells(sessions: pd.DataFrame, cleaning_report: object, claims: obje
     ``#control`` (the group's clients, twin of its ``clients`` cell); ``followup:with`` =
     ``#mfr`` + ``#control`` and ``followup:without`` likewise; ``followup:<arm>`` =
     ``#with`` + ``#without``; and ``followup:with#mfr`` is ``followup:mfr#with``."""
-    table = followup_completeness(sessions)
     rows: list[dict] = []
-
-    def cell(group: str, measure: str, clients: int, n_sessions: int, *twins: str) -> None:
-        for twin in twins or ("",):
-            rows.append({"slice": slice_value, "group": group, "measure": measure,
-                         "clients": int(clients), "sessions": int(n_sessions), "twin": twin})
-
-    for r in table.itertuples(index=False):
-        group, arm = str(r.audience_group), str(r.arm)
-        with_ = (r.clients_with_followup, r.sessions_with_followup)
-        without = (r.clients - r.clients_with_followup, r.sessions - r.sessions_with_followup)
-        if arm == ALL:
-            cell(group, _measure(ALL), r.clients, r.sessions, "clients", f"{MEASURE}:arms")
-            cell(group, f"{MEASURE}:arms", r.clients, r.sessions)
-            cell(group, _measure(ALL, "with"), *with_, f"{MEASURE}:with")
-            cell(group, _measure(ALL, "without"), *without, f"{MEASURE}:without")
-            cell(group, f"{MEASURE}:with", *with_)
-            cell(group, f"{MEASURE}:without", *without)
-            continue
-        cell(group, _measure(arm), r.clients, r.sessions, f"{MEASURE}:arms#{arm}")
-        cell(group, f"{MEASURE}:arms#{arm}", r.clients, r.sessions)
-        cell(group, _measure(arm, "with"), *with_, f"{MEASURE}:with#{arm}")
-        cell(group, _measure(arm, "without"), *without, f"{MEASURE}:without#{arm}")
-        cell(group, f"{MEASURE}:with#{arm}", *with_)
-        cell(group, f"{MEASURE}:without#{arm}", *without)
+    for r in followup_completeness(sessions).itertuples(index=False):
+        counts = {"": (r.clients, r.sessions),
+                  "with": (r.clients_with_followup, r.sessions_with_followup),
+                  "without": (r.clients - r.clients_with_followup,
+                              r.sessions - r.sessions_with_followup)}
+        for part, (first, second) in _names(str(r.arm)).items():
+            clients, n_sessions = (int(n) for n in counts[part])
+            twins = [second, *(["clients"] if first == _measure(ALL) else [])]
+            rows += [{"slice": slice_value, "group": str(r.audience_group), "measure": name,
+                      "clients": clients, "sessions": n_sessions, "twin": twin}
+                     for name, twin in [*((first, t) for t in twins), (second, "")]]
     return pd.DataFrame(rows, columns=["slice", "group", "measure", "clients", "sessions",
                                        "twin"])
+
+
+def followup_members(sessions: pd.DataFrame, slice_value: str) -> dict[tuple, frozenset]:
+    """The clients behind every follow-up cell (:func:`followup_cells`), for the exact
+    disclosure audit (:mod:`mfr_analysis.privacy_audit`)."""
+    out: dict[tuple, frozenset] = {}
+    for group, arm, cell in _cells(_per_client(sessions)):
+        ids = cell["client_id"].astype("str")
+        parts = {"": frozenset(ids), "with": frozenset(ids[cell["has_followup"]])}
+        parts["without"] = parts[""] - parts["with"]
+        for part, names in _names(arm).items():
+            out.update({(slice_value, group, name): parts[part] for name in names})
+    return out
