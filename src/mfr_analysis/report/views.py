@@ -388,10 +388,13 @@ def privacy_rule(minimum: int = MIN_REPORTED_CLIENTS) -> str:
     """The disclosure-control rule in words, for the methods appendix."""
     return (f"No count below {minimum} clients (other than none) is shown (CMS cell-size "
             "rule), nor can one be worked out by adding or subtracting numbers published "
-            "anywhere in this report folder: where a total minus its shown parts would reveal a "
-            "small cell, the next smallest cell is withheld too (complementary suppression), "
-            "across the all-clients report, every slice report and their claims files. Withheld "
-            f"cells read *suppressed*; notes give small counts as 'fewer than {minimum}'; "
+            "anywhere in this report folder. A cell of fewer clients is hidden whole and reads "
+            "*suppressed*. Where a total minus its shown parts, or a combination of the "
+            "folder's published client counts (checked by linear algebra), would reveal a "
+            "small group, a further count is withheld (complementary suppression): it reads "
+            "*withheld*, while its estimate and verdict stay, since an average over many "
+            "clients reveals no count. This holds across the all-clients report, every slice "
+            f"report and their claims files. Notes give small counts as 'fewer than {minimum}'; "
             f"figures leave out points resting on fewer than {minimum} clients and never draw "
             "one client's values; dates are shown as months.")
 
