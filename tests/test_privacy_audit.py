@@ -347,3 +347,28 @@ def test_the_budget_chooses_blocks_and_they_leave_nothing_to_the_whole_audit(
         disclosure.plan_folder(sessions, "audience_group", evaluate, minimum=MINIMUM)
     assert not calls["audit_blocks"]
     assert "even block by block" in caplog.text
+
+
+def test_a_hidden_cell_split_into_three_atoms_is_still_found() -> None:
+    """Seen in a rendered report: 5 control clients without follow-up were hidden, yet all
+    clients minus those with follow-up minus the MFR clients without it gave them. Other
+    counts split the 5 into three atoms, so neither an atom nor a pair is determined: the
+    audit also checks every hidden small cell itself."""
+    from mfr_analysis.privacy import DisclosurePlan
+    from mfr_analysis.privacy_audit import audit_blocks, audit_disclosure
+
+    followed = [f"f{i}" for i in range(35)]
+    hidden = ["t1", "t2", "t3", "t4", "t5"]
+    members = {
+        ("", ALL, "everyone"): frozenset(followed + hidden),
+        ("", ALL, "followed"): frozenset(followed),
+        ("", ALL, "c1"): frozenset(followed[:12] + ["t1"]),
+        ("", ALL, "c2"): frozenset(followed[12:24] + ["t2", "t3"]),
+        ("", ALL, "without"): frozenset(hidden),
+    }
+    plan = DisclosurePlan(MINIMUM, None, frozenset({("", ALL, "without")}))
+    for audit in (audit_disclosure, audit_blocks):
+        extra, found = audit(members, plan)
+        assert found and found[0].clients == 5, audit.__name__
+        assert extra & {("", ALL, "everyone"), ("", ALL, "followed"), ("", ALL, "c1"),
+                        ("", ALL, "c2")}, audit.__name__

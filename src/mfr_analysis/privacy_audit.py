@@ -47,8 +47,14 @@ class Disclosure:
     cells: tuple[Cell, ...]  # one published cell of each set the atoms belong to (example)
 
 
-def _atoms(sets: list[frozenset]) -> tuple[np.ndarray, np.ndarray]:
+def _atoms(sets: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray]:
     """The 0/1 matrix (sets x atoms) and each atom's number of clients."""
+    matrix, sizes, _ = _atoms_of(sets)
+    return matrix, sizes
+
+
+def _atoms_of(sets: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`_atoms` and the atom (column) of every client in some set."""
     signature: dict[object, list[int]] = {}
     for index, members in enumerate(sets):
         for client in members:
@@ -58,10 +64,35 @@ def _atoms(sets: list[frozenset]) -> tuple[np.ndarray, np.ndarray]:
         key = tuple(rows)
         sizes[key] = sizes.get(key, 0) + 1
     keys = sorted(sizes)
+    column = {key: i for i, key in enumerate(keys)}
     matrix = np.zeros((len(sets), len(keys)))
-    for column, key in enumerate(keys):
-        matrix[list(key), column] = 1.0
-    return matrix, np.array([sizes[k] for k in keys], dtype=np.int64)
+    for i, key in enumerate(keys):
+        matrix[list(key), i] = 1.0
+    atom_of = {client: column[tuple(rows)] for client, rows in signature.items()}
+    return matrix, np.array([sizes[k] for k in keys], dtype=np.int64), atom_of
+
+
+def _hidden_disclosed(targets: Iterable[frozenset], basis: np.ndarray, sizes: np.ndarray,
+                      atom_of: Mapping) -> list[tuple[int, ...]]:
+    """Hidden small cells (``targets``: their client sets) a reader can still work out: a
+    set that is a union of whole atoms and whose indicator lies in the row space. Atoms and
+    pairs (:func:`_disclosed`) miss a hidden cell split into three or more atoms by other
+    counts; the cells themselves are what a reader is after."""
+    found = []
+    for target in targets:
+        columns: dict[int, int] = {}
+        for client in target:
+            if client not in atom_of:
+                break  # a client in no published count: the set is not determined
+            columns[atom_of[client]] = columns.get(atom_of[client], 0) + 1
+        else:
+            if any(sizes[c] != n for c, n in columns.items()):
+                continue  # cuts an atom: not determined by the counts
+            vector = np.zeros(len(sizes))
+            vector[list(columns)] = 1.0
+            if abs(float(np.sum((basis @ vector) ** 2)) - len(columns)) < 1e-6:
+                found.append(tuple(sorted(columns)))
+    return found
 
 
 def _svd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -140,21 +171,32 @@ def _published_sets(members: Mapping[Cell, Collection], plan: DisclosurePlan
     return by_set
 
 
+def _small_hidden(members: Mapping[Cell, Collection], plan: DisclosurePlan, minimum: int
+                  ) -> list[frozenset]:
+    """The client sets of the cells the plan hides for being small (1..minimum-1 clients)."""
+    return sorted({frozenset(clients) for cell, clients in members.items()
+                   if 0 < len(clients) < minimum and plan.counts_hidden(*cell)},
+                  key=lambda s: (len(s), sorted(map(str, s))))
+
+
 def _last_to_hide(cells: Sequence[Cell]) -> tuple[bool, bool]:
     """Sort key of a count to hide: a report's title count last, a group's clients next."""
     return (any(m == CLIENTS and g == ALL for _, g, m in cells),
             any(m == CLIENTS for _, _, m in cells))
 
 
-def _resolve(rows: Sequence[frozenset], minimum: int
+def _resolve(rows: Sequence[frozenset], minimum: int, targets: Sequence[frozenset] = ()
              ) -> tuple[set[int], list[tuple[int, np.ndarray]]]:
     """One audit round over published ``rows`` (most hideable first): the rows to hide, and
     for each disclosed set (its clients, the rows it is worked out from); nothing when
-    nothing is disclosed. A disclosed set already resolved by a row chosen this round is
-    left for the next round."""
-    matrix, sizes = _atoms(rows)
+    nothing is disclosed. Disclosed sets are small atoms, pairs of them and the hidden small
+    cells ``targets``. A disclosed set already resolved by a row chosen this round is left
+    for the next round."""
+    matrix, sizes, atom_of = _atoms_of(rows)
     u, sigma, vt, _ = _svd(matrix)
     disclosed = _disclosed(vt, sizes, minimum)
+    disclosed += [atoms for atoms in _hidden_disclosed(targets, vt, sizes, atom_of)
+                  if atoms not in disclosed]
     chosen: set[int] = set()
     found: list[tuple[int, np.ndarray]] = []
     if not disclosed:
@@ -186,11 +228,12 @@ def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     counts and figures, and a title count withholds a report)."""
     minimum = plan.minimum if minimum is None else minimum
     by_set = _published_sets(members, plan)
+    targets = _small_hidden(members, plan, minimum)
     order = sorted(by_set, key=lambda s: (*_last_to_hide(by_set[s]), len(s), by_set[s][0]))
     extra: set[Cell] = set()
     found: list[Disclosure] = []
     for _ in range(max_rounds):
-        chosen, disclosures = _resolve(order, minimum)
+        chosen, disclosures = _resolve(order, minimum, targets)
         if not chosen:
             break
         found += [Disclosure(size, tuple(by_set[order[i]][0] for i in used))
@@ -280,6 +323,7 @@ def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     hiding a pooled count is the price of not solving one system over the whole folder."""
     minimum = plan.minimum if minimum is None else minimum
     by_set = _published_sets(members, plan)
+    targets = _small_hidden(members, plan, minimum)
     blocks = client_blocks({cells[0]: s for s, cells in by_set.items()}, plan)
     block_of = {client: index for index, block in enumerate(blocks) for client in block}
     pieces: list[dict[frozenset, list[frozenset]]] = [{} for _ in blocks]
@@ -293,6 +337,8 @@ def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
     found: list[Disclosure] = []
     alive = set(by_set)
     for index in range(len(blocks)):
+        # a hidden cell's part in this block is determined if the cell is (soundness above)
+        inside = [t & blocks[index] for t in targets if t & blocks[index]]
         for _ in range(max_rounds):
             rows = {part: [s for s in sets if s in alive]
                     for part, sets in pieces[index].items()}
@@ -304,7 +350,7 @@ def audit_blocks(members: Mapping[Cell, Collection], plan: DisclosurePlan,
                         min(len(s) for s in rows[part]), min(cells))
 
             order = sorted(rows, key=rank_key)
-            chosen, disclosures = _resolve(order, minimum)
+            chosen, disclosures = _resolve(order, minimum, inside)
             if not chosen:
                 break
             found += [Disclosure(size, tuple(by_set[rows[order[i]][0]][0] for i in used))
