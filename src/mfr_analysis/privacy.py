@@ -146,6 +146,12 @@ def _sensitivity_family(claims: pd.DataFrame, slice_value: str) -> pd.DataFrame:
                 rows.append({"slice": slice_value, "group": str(group), "measure": measure,
                              "clients": n, "sessions": m, "twin": claim_measure(
                                  claim_id, outcome, twin) if twin else ""})
+        # the followed-up rows count the primary follow-up row's clients again: hidden with it
+        for approach in _FOLLOWED:
+            rows.append({"slice": slice_value, "group": str(group),
+                         "measure": claim_measure(claim_id, outcome, approach),
+                         "clients": clients[1], "sessions": sessions[1],
+                         "twin": claim_measure(claim_id, outcome)})
     return pd.DataFrame(rows)
 
 
