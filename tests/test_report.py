@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mfr_analysis.report.run import (
+    BENCHMARK_NOTEBOOK,
     CLAIMS_NOTEBOOK,
     ReportOptions,
     SliceJob,
@@ -123,7 +124,7 @@ def test_explore_notebook_runs_on_the_clean_table(report_dir: Path, tmp_path: Pa
 def test_notebooks_are_committed_clean() -> None:
     notebooks = [*notebook_dir().glob("*.ipynb"), *(REPO / "notebooks").glob("*.ipynb")]
     assert {p.name for p in notebooks} == {CLAIMS_NOTEBOOK, "data_quality.ipynb",
-                                            "explore.ipynb"}
+                                            BENCHMARK_NOTEBOOK, "explore.ipynb"}
     for path in notebooks:
         notebook = json.loads(path.read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]

@@ -67,6 +67,11 @@ class SliceBy(StrEnum):
     site = "site"
 
 
+class BenchmarkBy(StrEnum):
+    site = "site"
+    clinician = "clinician"
+
+
 # option defaults: the analysis settings' own (mfr_analysis.settings)
 DEFAULT_CORRECTION = Correction(DEFAULTS.correction)
 DEFAULT_DATE_ORDER = DateOrder(DEFAULTS.date_order)
@@ -410,6 +415,11 @@ def report(
     by: Annotated[
         SliceBy | None, typer.Option("--by", help="Also one report per audience group or site.")
     ] = None,
+    benchmark: Annotated[
+        list[BenchmarkBy] | None, typer.Option(
+            "--benchmark", help="Also a page comparing sites or clinicians, risk-adjusted "
+            "(funnel plots, never a ranking); give it twice for both.")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", metavar="N", help="Parallel report runs "
                                  "(default: one per core; at most two per core, as memory "
@@ -464,6 +474,7 @@ def report(
                 scheduler=scheduler,
                 options=options,
                 progress=progress,
+                benchmark=[unit.value for unit in benchmark or ()],
             )
         except SlicesFailed as failure:  # exit 1, not the 2 of a refused run (below)
             _say_unrecognised_in_report(failure.index, mapping)

@@ -215,6 +215,27 @@ def _resolve(rows: Sequence[frozenset], minimum: int, targets: Sequence[frozense
     return chosen, found
 
 
+def audit_sets(sets: Sequence[frozenset], minimum: int = MIN_REPORTED_CLIENTS,
+               targets: Sequence[frozenset] = (), max_rounds: int = 200) -> set[int]:
+    """Positions of the published client sets whose counts must be withheld so that no
+    1..minimum-1 clients can be worked out from the rest; ``sets`` in the order to hide
+    them (most hideable first). The same audit as :func:`audit_disclosure`, on bare sets;
+    ``targets``: further small sets a reader is after (e.g. the difference of two counts of
+    one unit), checked whole as well as atoms and pairs of atoms."""
+    order = list(range(len(sets)))
+    hidden: set[int] = set()
+    small = [t for t in targets if 0 < len(t) < minimum]
+    for _ in range(max_rounds):
+        live = [i for i in order if sets[i] and i not in hidden]
+        if not live:
+            break
+        chosen, _ = _resolve([sets[i] for i in live], minimum, small)
+        if not chosen:
+            break
+        hidden.update(live[i] for i in chosen)
+    return hidden
+
+
 def audit_disclosure(members: Mapping[Cell, Collection], plan: DisclosurePlan,
                      minimum: int | None = None, max_rounds: int = 200
                      ) -> tuple[frozenset[Cell], list[Disclosure]]:
@@ -493,6 +514,6 @@ def folder_members(reports: Iterable[tuple[str, pd.DataFrame, pd.DataFrame | Non
     return verified(members, counts)
 
 
-__all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_blocks", "audit_disclosure",
+__all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_blocks", "audit_disclosure", "audit_sets",
            "block_cost", "client_blocks", "disclosed_sets", "essential_rows", "folder_members",
            "report_members", "row_space_projector", "verified"]

@@ -124,14 +124,14 @@ def flags(estimate: np.ndarray, se: np.ndarray, direction: int,
 
 
 def limit_grid(n_low: int, n_high: int, sd: float, dispersion: Dispersion | None, *,
-               points: int = 60) -> pd.DataFrame:
+               points: int = 60, extra: float = 0.0) -> pd.DataFrame:
     """Limits for plotting against clients: ``n_clients, level, lower, upper`` for the
-    standard error ``sd / sqrt(n)`` over a geometric grid of client counts."""
+    standard error ``sqrt(sd^2 / n + extra)`` over a geometric grid of client counts."""
     n_low, n_high = max(1, int(n_low)), max(int(n_low), int(n_high), 1)
     grid = np.unique(np.geomspace(n_low, n_high, points).round().astype(int))
     rows = []
     for level in LIMIT_LEVELS:
-        width = half_width(sd / np.sqrt(grid), z_for(level), dispersion)
+        width = half_width(np.sqrt(sd ** 2 / grid + extra), z_for(level), dispersion)
         rows.append(pd.DataFrame({"n_clients": grid, "level": level,
                                   "lower": -width, "upper": width}))
     return pd.concat(rows, ignore_index=True)

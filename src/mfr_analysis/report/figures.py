@@ -1392,3 +1392,83 @@ def change_ecdf(individual: pd.DataFrame, mcid: float | None,
     _outside_legend(fig, legend and [h for h, _ in legend], [w_ for _, w_ in legend], ncols=2,
                     ax=given)
     return fig if given is None else ax
+
+
+# ---------------------------------------------------------------- funnel plots ---
+
+FLAG_STYLE = {  # the flag of a unit: colour and marker (the marker is the cue without colour)
+    "above": ("#0b6e4f", "^", "above the 95 % limits (better than expected)"),
+    "below": ("#b5520b", "v", "below the 95 % limits (worse than expected)"),
+    "within": ("#8c959f", "o", "within the limits"),
+}
+FUNNEL_COLUMNS = {  # (indicator, adjustment) -> (estimate column, flag column)
+    ("o_minus_e", "unadjusted"): ("unadjusted_o_minus_e", "flag_unadjusted"),
+    ("o_minus_e", "adjusted"): ("o_minus_e", "flag_adjusted"),
+    ("responders_o_minus_e", "unadjusted"): ("responders_unadjusted_o_minus_e",
+                                             "flag_responders_unadjusted"),
+    ("responders_o_minus_e", "adjusted"): ("responders_o_minus_e",
+                                           "flag_responders_adjusted"),
+}
+ADJUSTMENT_TITLES = {"unadjusted": "Unadjusted: against the network's mean",
+                     "adjusted": "Risk-adjusted: against each client's expected change"}
+
+
+@_themed
+def funnel_plot(units: pd.DataFrame, limits: pd.DataFrame, indicator: str = "o_minus_e", *,
+                y_label: str = "", better: int = 1, ax: Axes | None = None) -> FigureLike:
+    """Funnel plot of one indicator of the benchmarking table against clients: one panel
+    unadjusted, one risk-adjusted (stacked, readable on a phone), each unit a point, the
+    95 % (dashed) and 99.8 % (dotted) limits around 0 with the overdispersion the limits
+    table applies, and every unit outside the 95 % limits labelled. No rank, no order.
+
+    ``units``: rows of :func:`mfr_analysis.benchmarking.benchmark` that may be drawn (named,
+    not pooled, count shown); ``limits``: its ``limits``; ``y_label``: the quantity ("change",
+    completed per panel). ``better``: the sign of a better
+    result on this indicator (-1 when a fall is better, as for pain). Multi-panel: ``ax`` is
+    replaced by a SubFigure holding the panels, which is returned."""
+    fig = _panel_area(ax, 6.4, 8.6)
+    axes = fig.subplots(2, 1, squeeze=False)[:, 0]
+    legend: list[tuple[Artist, str]] = []
+    named = units.loc[~units["pooled"].astype(bool)] if "pooled" in units else units
+    for panel, adjustment in zip(axes, ("unadjusted", "adjusted"), strict=True):
+        estimate, flag = FUNNEL_COLUMNS[indicator, adjustment]
+        grid = limits.loc[(limits["indicator"] == indicator)
+                          & (limits["adjustment"] == adjustment)]
+        for level, style in ((0.95, "--"), (0.998, ":")):
+            line = grid.loc[np.isclose(grid["level"], level)].sort_values("n_clients")
+            if line.empty:
+                continue
+            for column in ("lower", "upper"):
+                drawn = panel.plot(line["n_clients"], line[column], color=QUIET,
+                                   linestyle=style, linewidth=1.1)[0]
+            legend.append((drawn, f"{level:.1%} limits".replace(".0%", "%")))
+        zero = panel.axhline(0, color=INK, linewidth=1)
+        legend.append((zero, "as expected (0)"))
+        for key, (colour, marker, words) in FLAG_STYLE.items():
+            rows = named.loc[named[flag].astype("string").fillna("within") == key]
+            if rows.empty:
+                continue
+            points = panel.scatter(rows["n_clients"], rows[estimate], color=colour,
+                                   marker=marker, s=34, edgecolors=INK, linewidths=0.4,
+                                   zorder=3)
+            legend.append((points, words))
+            if key != "within":
+                for row in rows.itertuples():
+                    panel.annotate(str(row.unit), (row.n_clients,
+                                                   getattr(row, estimate)),
+                                   xytext=(4, 4), textcoords="offset points",
+                                   fontsize="x-small", color=INK)
+        panel.set_title(ADJUSTMENT_TITLES[adjustment], fontsize="medium")
+        panel.set_xlabel("clients of the unit")
+        versus = "minus network mean" if adjustment == "unadjusted" else "obs. minus exp."
+        panel.set_ylabel(f"{y_label or indicator.replace('_', ' ')}: {versus}")
+        panel.text(0.99, 0.98 if better > 0 else 0.02,
+                   "better than expected" + (" ↑" if better > 0 else " ↓"),
+                   transform=panel.transAxes, ha="right",
+                   va="top" if better > 0 else "bottom", fontsize="x-small", color=QUIET)
+        if named.empty:
+            panel.text(0.5, 0.5, "no unit large enough to show", ha="center", va="center",
+                       transform=panel.transAxes, color=QUIET)
+    handles, labels = _unique(legend)
+    _outside_legend(fig, handles, labels, ncols=3)
+    return fig

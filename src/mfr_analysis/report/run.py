@@ -43,6 +43,8 @@ NOTEBOOK_DIR_ENV = "MFR_NOTEBOOK_DIR"
 NOTEBOOK_PACKAGE = "mfr_analysis.report_notebooks"  # notebooks/reports/ (pyproject.toml)
 DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
 CLAIMS_NOTEBOOK = "claims_report.ipynb"
+BENCHMARK_NOTEBOOK = "benchmarking.ipynb"
+BENCHMARK_BY = ("site", "clinician")  # --benchmark: the unit levels compared
 # the analysis settings the report notebooks take as parameters (AnalysisSettings fields)
 NOTEBOOK_SETTINGS = ("alpha", "correction", "min_clients", "min_reported_clients",
                      "mcid_overrides")
@@ -148,7 +150,7 @@ def safe_slug(value: str) -> str:
 # File stems of the pages every run writes, and folder names inside the report folder: a
 # slice never gets one of these.
 RESERVED_STEMS = frozenset({"index", "data-quality", "claims-all", "notebooks", "data",
-                            "manifest"})
+                            "manifest", *(f"benchmark-{by}" for by in BENCHMARK_BY)})
 
 
 def slice_slugs(values: Iterable[object]) -> dict[str, str]:
@@ -238,9 +240,11 @@ def protect_folder(sessions_path: Path, by: str | None, options: ReportOptions,
 
 
 def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: str | None,
-              options: ReportOptions, folder: FolderPlan) -> tuple[list[SliceJob], list[str]]:
-    """The notebook runs to do (each slice's protected claims saved beside its page), and
-    the index lines on slices without a report."""
+              options: ReportOptions, folder: FolderPlan, benchmark: Sequence[str] = ()
+              ) -> tuple[list[SliceJob], list[str]]:
+    """The notebook runs to do (each slice's protected claims saved beside its page, then
+    one benchmarking page per unit level in ``benchmark``), and the index lines on slices
+    without a report."""
     from mfr_analysis.report.disclosure import withheld_summary, write_claims
 
     common = {
@@ -266,6 +270,9 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         if item.value != POOLED:
             parameters["title"] = f"{options.title}: {item.label}"
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
+    for unit in benchmark:
+        jobs.append(SliceJob(BENCHMARK_NOTEBOOK, f"benchmark-{unit}",
+                             f"{unit.capitalize()}s compared", {**common, "benchmark_by": unit}))
     noun = "audience group" if by == "audience_group" else (by or "slice")
     return jobs, withheld_summary(folder.withheld, noun, options.settings.min_reported_clients)
 
@@ -688,6 +695,7 @@ class SlicesFailed(ReportError):
 # Files a report run writes into its folder: replaced, or removed as stale when this run
 # does not write them again (also when an older version wrote them without a manifest).
 REPORT_OWNED = ("index.html", "data-quality.html", "claims-*.html", "claims-*.json",
+                "benchmark-*.html",
                 "notebooks/*.ipynb", "data/sessions.parquet", "data/quarantine.csv",
                 "data/cleaning_report.json", "data/manifest.json",
                 "data/sessions.parquet/part-*.parquet")
@@ -720,6 +728,7 @@ def run_reports(
     options: ReportOptions | None = None,
     progress: bool = True,
     scheduler: str | None = None,
+    benchmark: Sequence[str] = (),
 ) -> Path:
     """Clean once, run every report notebook in parallel, write ``index.html``; return its path.
 
@@ -728,8 +737,10 @@ def run_reports(
     (:func:`mfr_analysis.io.output_set`): an interrupted or killed run leaves the previous
     report as it was, and pages of an earlier report that this run did not write are removed.
     Before any notebook runs, the claims of every slice are computed and protected across the
-    whole folder (:func:`protect_folder`). Raises :class:`SlicesFailed` (after publishing,
-    failed pages and the index included) when any report failed.
+    whole folder (:func:`protect_folder`). ``benchmark``: unit levels ("site", "clinician")
+    that also get a benchmarking page (sites or clinicians compared, risk-adjusted). Raises
+    :class:`SlicesFailed` (after publishing, failed pages and the index included) when any
+    report failed.
     """
     from mfr_analysis.config import check_workers
     from mfr_analysis.io import output_set, refuse_output_over_inputs
@@ -738,6 +749,10 @@ def run_reports(
     from mfr_analysis.report.views import load_cleaning_report
 
     options = validate_options(options or ReportOptions())
+    benchmark = list(dict.fromkeys(benchmark))
+    unknown = [unit for unit in benchmark if unit not in BENCHMARK_BY]
+    if unknown:
+        raise ReportError(f"--benchmark {unknown[0]}: expected site or clinician")
     if workers is not None:
         check_workers(workers)  # bounded by the machine's cores and memory
     out = Path(out)
@@ -749,7 +764,8 @@ def run_reports(
                                                            progress)
         cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
         folder = protect_folder(sessions_path, by, options, progress, cleaning)
-        jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options, folder)
+        jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options, folder,
+                                   benchmark)
         jobs = [_relative_paths(job, stage) for job in jobs]
         results = run_jobs(jobs, stage, workers=workers, progress=progress,
                            scheduler=scheduler)
