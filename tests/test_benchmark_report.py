@@ -90,6 +90,7 @@ def test_the_index_links_both_pages(network: dict) -> None:
     for page in ("benchmark-site.html", "benchmark-clinician.html"):
         assert f'href="{page}"' in index
         assert (network["out"] / page).is_file()
+    assert index.count("never ranked") == 2  # what the page is, not the data-quality line
 
 
 @pytest.mark.parametrize("by", ["site", "clinician"])

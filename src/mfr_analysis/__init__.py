@@ -308,7 +308,7 @@ def evaluate_claims(sessions: pd.DataFrame, **options: Any) -> pd.DataFrame:
 @_Verb
 def report(inputs: str | Path | Sequence[str | Path], out: str | Path, *,
            by: str | None = None, workers: int | None = None, progress: bool = False,
-           **options: Any) -> Path:
+           benchmark: Sequence[str] = (), **options: Any) -> Path:
     """Write the HTML reports (all clients, and one per slice) and their index page.
 
     Cleans raw logs once (or reads clean tables), computes and protects every slice's
@@ -328,6 +328,9 @@ def report(inputs: str | Path | Sequence[str | Path], out: str | Path, *,
         Parallel notebook runs (default: one per core).
     progress : bool, default False
         Show progress on stderr.
+    benchmark : sequence of {"site", "clinician"}, optional
+        Also a benchmarking page per unit level (``benchmark-site.html``...): units compared
+        risk-adjusted, with funnel plots, never ranked.
     **options
         ``title`` and ``mapping`` (see :class:`mfr_analysis.report.run.ReportOptions`), and
         either ``settings`` (an :class:`mfr_analysis.settings.AnalysisSettings`) or its
@@ -362,7 +365,7 @@ def report(inputs: str | Path | Sequence[str | Path], out: str | Path, *,
     return run_reports([inputs] if isinstance(inputs, str | Path) else list(inputs), out,
                        by=by, workers=workers,
                        options=ReportOptions(settings=settings, **report_only),
-                       progress=progress)
+                       progress=progress, benchmark=benchmark)
 
 
 def __dir__() -> list[str]:

@@ -35,7 +35,7 @@ verdict holds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -207,6 +207,58 @@ def ipw_estimate(y: np.ndarray, observed: np.ndarray, covariates: pd.DataFrame,
     return _ols(y[observed], X[observed], controlled, weights)
 
 
+class _FixedPredictorsMICEData(MICEData):
+    """:class:`MICEData` for a table whose only incomplete column is ``y``: the predictors
+    of ``y`` never change between cycles, so their design matrices are built once.
+
+    Hand-written because statsmodels rebuilds them with patsy on every cycle (90 % of the
+    time of the sensitivity rows); the draws and the imputations are the same."""
+
+    def __init__(self, data: pd.DataFrame, **kwargs: object) -> None:
+        self._built: dict[tuple[str, str], tuple] = {}
+        super().__init__(data, **kwargs)
+
+    def _once(self, kind: str, vname: str, build: Callable[[str], tuple]) -> tuple:
+        if (kind, vname) not in self._built:
+            self._built[kind, vname] = build(vname)
+        return tuple(v.copy(order="K") if isinstance(v, np.ndarray) else dict(v)
+                     if isinstance(v, dict) else v
+                     for v in self._built[kind, vname])
+
+    def get_split_data(self, vname: str) -> tuple:  # noqa: D102 (statsmodels' own)
+        return self._once("split", vname, super().get_split_data)
+
+    def get_fitting_data(self, vname: str) -> tuple:  # noqa: D102
+        return self._once("fit", vname, super().get_fitting_data)
+
+
+def _imputed_fits(frame: pd.DataFrame, names: list[str], predictors: list[str],
+                  controlled: bool, fixed: bool | None = None) -> list:
+    """The analysis model's OLS results on each of :data:`N_IMPUTATIONS` imputed data sets
+    (one MICE cycle each: only y is missing, so one cycle is a fresh draw). ``fixed``: build
+    the predictors' matrices once (default: when y is the only incomplete column), else
+    statsmodels' MICE as it is."""
+    fit_kwds = {"cov_type": "HC1"} if controlled else {}
+    if fixed is None:
+        fixed = bool(frame.drop(columns="y").notna().all().all())
+    if fixed:
+        imputed = _FixedPredictorsMICEData(frame, rng=np.random.default_rng(SEED))
+        # y from the observed covariates (the analysis columns would repeat them)
+        imputed.set_imputer("y", formula=" + ".join(predictors))
+        design = np.column_stack([np.ones(len(frame)), *(frame[n] for n in names)])
+        fits = []
+        for _ in range(N_IMPUTATIONS):
+            imputed.update_all(1)
+            fits.append(sm.OLS(imputed.data["y"].to_numpy(dtype=float), design)
+                        .fit(**fit_kwds))
+        return fits
+    imputed = MICEData(frame, rng=np.random.default_rng(SEED))
+    imputed.set_imputer("y", formula=" + ".join(predictors))
+    formula = "y ~ " + (" + ".join(names) if names else "1")
+    mice = MICE(formula, sm.OLS, imputed, n_skip=0, fit_kwds=fit_kwds)
+    return [mice.next_sample() for _ in range(N_IMPUTATIONS)]
+
+
 def _mi_estimate(data: pd.DataFrame, covariates: pd.DataFrame, controlled: bool,
                  ) -> tuple[float, float, float]:
     """(estimate, total SE, Barnard-Rubin df) by MICE with :data:`N_IMPUTATIONS`."""
@@ -215,15 +267,8 @@ def _mi_estimate(data: pd.DataFrame, covariates: pd.DataFrame, controlled: bool,
     names = ["mfr_", "pre_c_"] if controlled else []
     for i, name in enumerate(names, start=1):
         frame[name] = X[:, i]
-    imputed = MICEData(frame, rng=np.random.default_rng(SEED))
-    formula = "y ~ " + (" + ".join(names) if names else "1")
-    # y from the observed covariates (the analysis columns would repeat them)
-    imputed.set_imputer("y", formula=" + ".join(covariates.columns))
-    fit_kwds = {"cov_type": "HC1"} if controlled else {}
-    mice = MICE(formula, sm.OLS, imputed, n_skip=0, fit_kwds=fit_kwds)
-    # one imputed data set per next_sample (only y is missing, so one cycle is a fresh draw);
     # MICE.fit's own pooling (MICE.combine) fails on a one-parameter model and gives no df
-    results = [mice.next_sample() for _ in range(N_IMPUTATIONS)]
+    results = _imputed_fits(frame, names, list(covariates.columns), controlled)
     k = 1 if controlled else 0
     estimates = [float(np.asarray(r.params)[k]) for r in results]
     variances = [float(np.asarray(r.cov_params())[k, k]) for r in results]

@@ -38,6 +38,8 @@ from mfr_analysis.version import package_version
 LABEL_LIMIT = 120  # characters of a slice name shown in the index
 TITLE_LIMIT = 300
 TEMPLATE = "index.html.j2"  # in mfr_analysis/templates/
+BENCHMARK_NOTE = ("each unit's outcomes against those expected for its clients (risk-adjusted), "
+                  "with funnel plots; listed by name, never ranked")
 
 
 @cache
@@ -131,7 +133,8 @@ def write_index(out: Path, results: Sequence[SliceResult], withheld: Sequence[st
     """Write ``out/index.html`` linking every report; failed runs are listed, not hidden."""
     reports = [{"html": result.html, "label": result.label, "slug": result.slug,
                 "failed": bool(result.error), "claims_file": bool(result.claims),
-                "claims": None if result.error else report_verdicts(result.claims)}
+                "claims": None if result.error else report_verdicts(result.claims),
+                "note": BENCHMARK_NOTE if result.slug.startswith("benchmark-") else ""}
                for result in results]
     page = _environment().get_template(TEMPLATE).render(
         csp_meta=Markup(CSP_META), title=title, title_limit=TITLE_LIMIT,
