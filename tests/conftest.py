@@ -3,7 +3,8 @@ Dask cluster per session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,39 @@ def simulated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def report_dir(simulated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Reports for all clients and each audience group of the simulated logs."""
-    from mfr_analysis.report.run import run_reports
+def built_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """A read-only folder that ``build`` fills once per test run, shared by the pytest-xdist
+    processes (the first to come builds it while the others wait on a lock)."""
+    if worker_id == "master":  # one process: its own temporary folder
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
+    folder = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / f"{name}.done").exists():
+            build(folder)
+            (shared / f"{name}.done").touch()
+    return folder
 
-    out = tmp_path_factory.mktemp("reports")
-    run_reports([simulated_logs], out, by="audience_group", workers=2, progress=False)
-    return out
+
+@pytest.fixture(scope="session")
+def report_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """Reports for all clients and each audience group of simulated logs of 300 clients
+    (built once per test run: the tests only read them)."""
+    from mfr_analysis.report.run import run_reports
+    from mfr_analysis.simulate import write_simulation
+
+    def build(folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as patch:  # session scope: before any test's key
+            patch.setenv("MFR_PSEUDONYM_KEY", TEST_KEY)
+            logs = folder.parent / f"{folder.name}-logs" / "logs.csv"
+            write_simulation(300, 7, logs)
+            run_reports([logs], folder, by="audience_group", workers=2, progress=False)
+
+    return built_once(tmp_path_factory, worker_id, "reports", build)
 
 
 @pytest.fixture(scope="session")
