@@ -167,3 +167,22 @@ def test_the_page_renders_offline_in_chromium(browser: object, network: dict) ->
     assert images >= 2 and broken == 0  # a funnel plot of change and of responders at least
     assert rows > 0
     assert narrow <= 420
+
+
+def test_with_a_page_per_site_no_site_total_gives_a_small_difference(network: dict) -> None:
+    """``report --by site --benchmark site``: each site's own page shows its clients; a
+    benchmark count that differs from it by 1-10 clients is withheld."""
+    from mfr_analysis.report.benchmark_views import benchmark_page
+
+    sessions = network["sessions"]
+    alone = benchmark_page(sessions, "site", outcomes=["pain"])
+    paged = benchmark_page(sessions, "site", outcomes=["pain"], unit_pages=True)
+    pain = alone.results["pain"].fit.clients
+    sites = sessions["site"].astype("string")
+    small = [site for site in sites.dropna().unique()
+             if 0 < sessions.loc[sites == site, "client_id"].nunique()
+             - int((pain["site"] == site).sum()) < MINIMUM
+             and site in set(alone.results["pain"].units["unit"])]
+    assert small, "the network should have sites with a few clients without a pain pair"
+    assert not alone.withheld["pain"] & set(small)
+    assert set(small) <= paged.withheld["pain"]

@@ -216,23 +216,36 @@ def _resolve(rows: Sequence[frozenset], minimum: int, targets: Sequence[frozense
 
 
 def audit_sets(sets: Sequence[frozenset], minimum: int = MIN_REPORTED_CLIENTS,
-               targets: Sequence[frozenset] = (), max_rounds: int = 200) -> set[int]:
+               targets: Sequence[frozenset] = (), max_rounds: int = 200,
+               keep: int = 0) -> set[int]:
     """Positions of the published client sets whose counts must be withheld so that no
     1..minimum-1 clients can be worked out from the rest; ``sets`` in the order to hide
     them (most hideable first). The same audit as :func:`audit_disclosure`, on bare sets;
     ``targets``: further small sets a reader is after (e.g. the difference of two counts of
-    one unit), checked whole as well as atoms and pairs of atoms."""
-    order = list(range(len(sets)))
+    one unit), checked whole as well as atoms and pairs of atoms. The last ``keep`` sets are
+    published elsewhere and are never chosen: a disclosure that needs one of them loses its
+    first other count instead (one by one, until nothing is disclosed)."""
+    fixed = len(sets) - keep
     hidden: set[int] = set()
     small = [t for t in targets if 0 < len(t) < minimum]
     for _ in range(max_rounds):
-        live = [i for i in order if sets[i] and i not in hidden]
+        live = [i for i in range(len(sets)) if sets[i] and i not in hidden]
         if not live:
             break
-        chosen, _ = _resolve([sets[i] for i in live], minimum, small)
-        if not chosen:
-            break
-        hidden.update(live[i] for i in chosen)
+        chosen, found = _resolve([sets[i] for i in live], minimum, small)
+        chosen_rows = {live[i] for i in chosen}
+        picks: set[int] = set()
+        for _, used in found:
+            rows = sorted(live[i] for i in used)
+            if picks & set(rows):
+                continue
+            hideable = [r for r in rows if r < fixed]
+            mine = [r for r in hideable if r in chosen_rows]
+            if mine or hideable:
+                picks.add((mine or hideable)[0])
+        if not picks:
+            break  # nothing left that this page may hide
+        hidden.update(picks)
     return hidden
 
 

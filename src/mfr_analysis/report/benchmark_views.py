@@ -93,11 +93,13 @@ def _unit_sets(result: Benchmark, by: str) -> dict[str, frozenset]:
             if unit in named or (units["pooled"].any() and unit == OTHER)}
 
 
-def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int
+def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
+                   unit_totals: Mapping[str, frozenset] | None = None
                    ) -> dict[str, frozenset[str]]:
     """Per outcome, the units whose client count the page withholds so that no 1..minimum-1
     clients can be worked out from the counts it shows and each outcome's total (published by
-    the claims pages); the first outcome's counts are kept longest (hidden last)."""
+    the claims pages), and ``unit_totals`` (each unit's clients, when the folder has a page
+    per unit); the first outcome's counts are kept longest (hidden last)."""
     cells: list[tuple[str, str]] = []
     sets: list[frozenset] = []
     for outcome in reversed(list(results)):  # most hideable first: the later outcomes
@@ -107,23 +109,30 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int
     for outcome, result in results.items():  # each outcome's total: other pages show it
         cells.append((outcome, ""))
         sets.append(frozenset(result.fit.clients["client_id"]))
+    for members in (unit_totals or {}).values():  # each unit's clients: its own page shows it
+        cells.append(("", ""))
+        sets.append(members)
     targets = []  # one unit's counts of two outcomes: their differences
     for i, (outcome, unit) in enumerate(cells):
         for j in range(i + 1, len(cells)):
             if unit and cells[j][1] == unit and cells[j][0] != outcome:
                 targets += [sets[i] - sets[j], sets[j] - sets[i]]
-    hidden = audit_sets(sets, minimum, targets)
+    hidden = audit_sets(sets, minimum, targets,
+                        keep=len(results) + len(unit_totals or {}))  # the totals: elsewhere
     out: dict[str, set[str]] = {outcome: set() for outcome in results}
     for index in hidden:
         outcome, unit = cells[index]
-        if unit:  # a total is hidden last and is not this page's to hide
+        if outcome and unit:  # a total is hidden last and is not this page's to hide
             out[outcome].add(unit)
     return {outcome: frozenset(units) for outcome, units in out.items()}
 
 
 def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings | None = None,
-                   outcomes: Sequence[str] | None = None) -> BenchmarkPage:
-    """Benchmark every outcome of the page by ``by`` (site or clinician), protected."""
+                   outcomes: Sequence[str] | None = None, *, unit_pages: bool = False
+                   ) -> BenchmarkPage:
+    """Benchmark every outcome of the page by ``by`` (site or clinician), protected;
+    ``unit_pages``: the folder also has a claims page per unit (``report --by site``), whose
+    client counts the protection then takes into account."""
     settings = settings or AnalysisSettings()
     if by not in BENCHMARK_BY:
         raise AnalysisError(f"benchmark by {by!r}: expected site or clinician")
@@ -135,7 +144,12 @@ def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings |
             results[outcome] = benchmark(sessions, by, outcome, settings, fit=fit)
         except AnalysisError as error:
             skipped[outcome] = str(error)
-    withheld = protect_counts(results, by, settings.min_reported_clients)
+    totals = None
+    if unit_pages:
+        units = sessions[by].astype("string")
+        totals = {str(unit): frozenset(sessions.loc[units == unit, "client_id"])
+                  for unit in units.dropna().unique()}
+    withheld = protect_counts(results, by, settings.min_reported_clients, totals)
     return BenchmarkPage(by, results, skipped, withheld)
 
 

@@ -272,7 +272,8 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
     for unit in benchmark:
         jobs.append(SliceJob(BENCHMARK_NOTEBOOK, f"benchmark-{unit}",
-                             f"{unit.capitalize()}s compared", {**common, "benchmark_by": unit}))
+                             f"{unit.capitalize()}s compared",
+                             {**common, "benchmark_by": unit, "unit_pages": by == unit}))
     noun = "audience group" if by == "audience_group" else (by or "slice")
     return jobs, withheld_summary(folder.withheld, noun, options.settings.min_reported_clients)
 
