@@ -24,6 +24,7 @@ EARLIEST_SESSION_DATE = "1990-01-01"
 # CMS cell-size rule: counts of 1-10 clients are never shown in a report. The default of
 # AnalysisSettings.min_reported_clients (the analysis settings' defaults live there only).
 MIN_REPORTED_CLIENTS = DEFAULTS.min_reported_clients
+UNIT_LEVELS: tuple[str, ...] = ("site", "clinician")  # units compared, outermost first
 
 AUDIENCE_GROUPS: tuple[str, ...] = ("athlete", "senior", "desk_worker", "rehab", "chronic_pain")
 

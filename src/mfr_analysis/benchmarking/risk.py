@@ -54,6 +54,7 @@ import pandas as pd
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
+from mfr_analysis.config import UNIT_LEVELS
 from mfr_analysis.errors import AnalysisError
 from mfr_analysis.settings import AnalysisSettings
 from mfr_analysis.tables import load_table
@@ -69,7 +70,7 @@ __all__ = [
     "risk_model",
 ]
 
-LEVELS: tuple[str, ...] = ("site", "clinician")  # unit levels, outermost first
+LEVELS = UNIT_LEVELS  # unit levels, outermost first
 MIXED_MAX_CLIENTS = 20_000  # `auto` fits MixedLM up to this many clients (about 10 s)
 MISSING = "missing"  # the level of a client whose factor is missing
 Method = Literal["auto", "mixed", "moments"]

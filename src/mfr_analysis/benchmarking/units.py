@@ -67,7 +67,8 @@ UNIT_COLUMNS: tuple[str, ...] = (
     "shrunken", "responders_observed", "responders_ci_low", "responders_ci_high",
     "responders_expected", "responders_o_minus_e", "responders_se",
     "responders_o_minus_e_ci_low", "responders_o_minus_e_ci_high",
-    "unadjusted_o_minus_e", "unadjusted_se", "responders_unadjusted_o_minus_e",
+    "unadjusted_o_minus_e", "unadjusted_se", "unadjusted_ci_low", "unadjusted_ci_high",
+    "responders_unadjusted_o_minus_e",
     "responders_unadjusted_se", "flag_unadjusted", "flag_adjusted", "flag_adjusted_998",
     "flag_responders_unadjusted", "flag_responders_adjusted", "pooled", "by", "outcome",
     "direction", "mcid")
@@ -143,6 +144,8 @@ def _summarise(clients: pd.DataFrame, key: pd.Series, *, s2e: float, s2raw: floa
     )
     return out.assign(
         ci_low=out["o_minus_e"] - z * out["se"], ci_high=out["o_minus_e"] + z * out["se"],
+        unadjusted_ci_low=out["unadjusted_o_minus_e"] - z * out["unadjusted_se"],
+        unadjusted_ci_high=out["unadjusted_o_minus_e"] + z * out["unadjusted_se"],
         responders_o_minus_e=out["responders_observed"] - out["responders_expected"],
         responders_unadjusted_o_minus_e=out["responders_observed"] - share,
     ).assign(

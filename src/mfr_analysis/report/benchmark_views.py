@@ -23,7 +23,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from mfr_analysis.benchmarking import Benchmark, benchmark
-from mfr_analysis.benchmarking.risk import fit_risk, outcome_spec
+from mfr_analysis.benchmarking.risk import LEVELS, fit_risk, outcome_spec
 from mfr_analysis.benchmarking.units import OTHER
 from mfr_analysis.errors import AnalysisError
 from mfr_analysis.privacy_audit import audit_sets
@@ -40,15 +40,13 @@ from mfr_analysis.report.safe_text import html_text
 from mfr_analysis.settings import AnalysisSettings
 from mfr_analysis.tables import load_table
 
-__all__ = ["BENCHMARK_BY", "BenchmarkPage", "benchmark_outcomes", "benchmark_page",
+__all__ = ["BenchmarkPage", "benchmark_outcomes", "benchmark_page",
            "funnel_section", "intro", "methods_section", "units_section"]
 
-BENCHMARK_BY = ("site", "clinician")
 MAIN_ROM_MEASURES = 2  # the ROM measures with the most clients are benchmarked
 MIN_FOLLOWUP_SHARE = 0.2  # lasting relief is benchmarked when this share of clients has one
 UNIT_WORDS = {"site": ("site", "sites"), "clinician": ("clinician", "clinicians")}
 WITHHELD = "withheld"
-Z95 = 1.959963984540054  # the 95 % normal quantile of the intervals and the funnel flags
 FLAG_WORDS = {"above": "above (better than expected)", "below": "below (worse than expected)",
               "within": "within", "": "not assessed (pooled)"}
 
@@ -112,11 +110,12 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
     for members in (unit_totals or {}).values():  # each unit's clients: its own page shows it
         cells.append(("", ""))
         sets.append(members)
-    targets = []  # one unit's counts of two outcomes: their differences
-    for i, (outcome, unit) in enumerate(cells):
-        for j in range(i + 1, len(cells)):
-            if unit and cells[j][1] == unit and cells[j][0] != outcome:
-                targets += [sets[i] - sets[j], sets[j] - sets[i]]
+    by_unit: dict[str, list[frozenset]] = {}  # one unit's counts of two outcomes
+    for (outcome, unit), members in zip(cells, sets, strict=True):
+        if outcome and unit:
+            by_unit.setdefault(unit, []).append(members)
+    targets = [a - b for counts in by_unit.values() for a in counts for b in counts
+               if a is not b]
     hidden = audit_sets(sets, minimum, targets,
                         keep=len(results) + len(unit_totals or {}))  # the totals: elsewhere
     out: dict[str, set[str]] = {outcome: set() for outcome in results}
@@ -134,7 +133,7 @@ def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings |
     ``unit_pages``: the folder also has a claims page per unit (``report --by site``), whose
     client counts the protection then takes into account."""
     settings = settings or AnalysisSettings()
-    if by not in BENCHMARK_BY:
+    if by not in LEVELS:  # before any fit: benchmark() would say it once per outcome
         raise AnalysisError(f"benchmark by {by!r}: expected site or clinician")
     results: dict[str, Benchmark] = {}
     skipped: dict[str, str] = {}
@@ -241,9 +240,8 @@ def unit_rows(result: Benchmark, withheld: frozenset[str], minimum: int) -> pd.D
             "n_clients": int(row.n_clients) if shown else None,
             "clients": count_text(row.n_clients, minimum) if shown else WITHHELD,
             "observed": number_text(row.observed, 2),
-            "unadjusted": interval_text(row.unadjusted_o_minus_e,
-                                        row.unadjusted_o_minus_e - Z95 * row.unadjusted_se,
-                                        row.unadjusted_o_minus_e + Z95 * row.unadjusted_se),
+            "unadjusted": interval_text(row.unadjusted_o_minus_e, row.unadjusted_ci_low,
+                                        row.unadjusted_ci_high),
             "expected": number_text(row.expected, 2),
             "o_minus_e": interval_text(row.o_minus_e, row.ci_low, row.ci_high),
             "shrunken": "" if row.is_pooled else number_text(row.shrunken, 2),
@@ -402,8 +400,3 @@ def methods_section(page: BenchmarkPage) -> HTML:
     for outcome, why in page.skipped.items():
         parts.append(_para(f"{outcome_title(outcome)}: not benchmarked ({why})."))
     return _section("benchmark-methods", "Methods: the risk-adjustment models", parts)
-
-
-def words_table() -> pd.Series:
-    """The page's sentences (``data/benchmark_words.csv``)."""
-    return load_table("benchmark_words").set_index("key")["text"]

@@ -29,7 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mfr_analysis.config import CLEANING_REPORT_FILE, MIN_REPORTED_CLIENTS, SESSIONS_FILE
+from mfr_analysis.config import (
+    CLEANING_REPORT_FILE,
+    MIN_REPORTED_CLIENTS,
+    SESSIONS_FILE,
+    UNIT_LEVELS,
+)
 from mfr_analysis.errors import ReportError
 from mfr_analysis.privacy import POOLED
 from mfr_analysis.report.disclosure import FolderPlan
@@ -44,7 +49,6 @@ NOTEBOOK_PACKAGE = "mfr_analysis.report_notebooks"  # notebooks/reports/ (pyproj
 DATA_QUALITY_NOTEBOOK = "data_quality.ipynb"
 CLAIMS_NOTEBOOK = "claims_report.ipynb"
 BENCHMARK_NOTEBOOK = "benchmarking.ipynb"
-BENCHMARK_BY = ("site", "clinician")  # --benchmark: the unit levels compared
 # the analysis settings the report notebooks take as parameters (AnalysisSettings fields)
 NOTEBOOK_SETTINGS = ("alpha", "correction", "min_clients", "min_reported_clients",
                      "mcid_overrides")
@@ -150,7 +154,7 @@ def safe_slug(value: str) -> str:
 # File stems of the pages every run writes, and folder names inside the report folder: a
 # slice never gets one of these.
 RESERVED_STEMS = frozenset({"index", "data-quality", "claims-all", "notebooks", "data",
-                            "manifest", *(f"benchmark-{by}" for by in BENCHMARK_BY)})
+                            "manifest", *(f"benchmark-{by}" for by in UNIT_LEVELS)})
 
 
 def slice_slugs(values: Iterable[object]) -> dict[str, str]:
@@ -751,7 +755,7 @@ def run_reports(
 
     options = validate_options(options or ReportOptions())
     benchmark = list(dict.fromkeys(benchmark))
-    unknown = [unit for unit in benchmark if unit not in BENCHMARK_BY]
+    unknown = [unit for unit in benchmark if unit not in UNIT_LEVELS]
     if unknown:
         raise ReportError(f"--benchmark {unknown[0]}: expected site or clinician")
     if workers is not None:
