@@ -158,7 +158,7 @@ def figure_of(drawing: Figure | SubFigure | Axes) -> Figure:
 
 
 def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
-    """The figure as a PNG at its dpi (constrained layout fits it), reduced to a 256-colour
+    """The figure as a PNG at its dpi (cropped to what it draws), reduced to a 256-colour
     palette (about 4x smaller, no visible change for flat-colour charts), and the width in
     CSS pixels to lay it out at; a pyplot figure is closed (ours are not pyplot's)."""
     import io
@@ -167,17 +167,13 @@ def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
     from PIL import Image
 
     fig = figure_of(drawing)
+    buffer = io.BytesIO()
+    # the tight crop takes in what constrained layout leaves outside (a legend wider than the
+    # figure), at the cost of a second drawing
+    fig.savefig(buffer, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
     dpi = fig.get_dpi()
-    # drawn once on its own canvas and read as pixels: savefig's tight crop drew every
-    # figure twice and encoded a PNG only to decode it (constrained layout already keeps
-    # the drawing inside the figure)
-    if not hasattr(fig.canvas, "buffer_rgba"):  # a canvas that does not hold pixels
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        FigureCanvasAgg(fig)
-    fig.canvas.draw()
-    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
     plt.close(fig)
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     # maximum coverage keeps white white and every colour within a few levels (fast
     # octree shifted white to 254 and lines by up to 40 levels)
     palette = image.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE,
