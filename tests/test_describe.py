@@ -103,6 +103,52 @@ def test_reliable_change_follows_jacobson_truax() -> None:
     assert classify(np.array([2.5])).tolist() == ["deteriorated"]
 
 
+# Jacobson & Truax 1991, Table 2: the Dyadic Adjustment Scale of 30 couples before and after
+# behavioural marital therapy (higher is better), the paper's own worked data set.
+JT_1991_DAS_PRE = [90.5, 74, 97, 73.5, 61, 66.5, 68.5, 86.5, 88.5, 68.5, 98, 80.5, 89.5, 91.5,
+                   83.5, 60.5, 83, 88, 98.5, 78.5, 99.5, 79.5, 84.5, 92.5, 93, 85, 64, 61, 80,
+                   82.5]
+JT_1991_DAS_POST = [97, 124, 97.5, 88, 96.5, 62.5, 112.5, 103.5, 90, 82.5, 105, 99.5, 112.5,
+                    101, 99.5, 79.5, 88, 100.5, 119, 116, 116, 129, 113, 118, 92, 114, 68, 52,
+                    60.5, 104.5]
+
+
+def test_reliable_change_on_jacobson_truax_table_2() -> None:
+    # By hand: the 30 pretest scores sum to 2447.5 (mean 81.583) and their squared deviations
+    # to 4055.54, so SD_pre = sqrt(4055.54 / 29) = 11.826 (JT use the pretreatment SD). With
+    # the DAS's published reliability .96 (Spanier 1976, J Marriage Fam 38:15-28):
+    # SE = 11.826 * sqrt(.04) = 2.365, S_diff = sqrt(2) * 2.365 = 3.345; a change is reliable
+    # beyond 1.96 * 3.345 = 6.56 points. Couple 2 (74 -> 124): RC = 50 / 3.345 = 14.95;
+    # couple 29 (80 -> 60.5): RC = -19.5 / 3.345 = -5.83; couple 27 (64 -> 68): RC = 1.20.
+    pre, post = np.array(JT_1991_DAS_PRE), np.array(JT_1991_DAS_POST)
+    assert pre.sum() == 2447.5 and ((pre - pre.mean()) ** 2).sum() == pytest.approx(4055.54,
+                                                                                    abs=0.01)
+    sd_pre = float(np.std(pre, ddof=1))
+    assert s_diff(sd_pre, 0.96) == pytest.approx(3.345, abs=5e-4)
+    rc = reliable_change(pre, post, sd_pre, 0.96)
+    assert rc[[1, 28, 26]] == pytest.approx([14.95, -5.83, 1.20], abs=0.01)
+    classes = classify(rc, direction=1)  # higher is better on the DAS
+    # changes of 7 points or more (21 couples) are reliable improvements; the falls of 9
+    # (couple 28) and 19.5 (couple 29) reliable deteriorations; -4 to 6.5 (7 couples) not
+    assert (classes == "deteriorated").nonzero()[0].tolist() == [27, 28]
+    assert (classes == "improved").sum() == 21 and (classes == "unchanged").sum() == 7
+    assert set((post - pre)[classes == "unchanged"]) == {-4, -1, 0.5, 1.5, 4, 5, 6.5}
+
+
+def test_no_spread_before_gives_no_class() -> None:
+    # every client starts at 6: SD_pre = 0 leaves no measurement error to scale a change by
+    sessions = _sessions([("athlete", "mfr", 12, 6.0, 2.0), ("athlete", "mfr", 12, 6.0, 6.0)])
+    change = individual_change(sessions)
+    assert change["rci"].isna().all()
+    assert set(change["rci_class"]) == {"not_classifiable"}
+    summary = individual_summary(change)
+    row = summary[(summary["audience_group"] == ALL) & (summary["rci_class"]
+                                                        == "not_classifiable")].iloc[0]
+    assert (row["clients"], row["total"]) == (24, 24)
+    assert "not_classifiable" not in set(individual_summary(individual_change(_sessions(
+        [("athlete", "mfr", 12, 7.0, 2.0), ("athlete", "mfr", 12, 2.0, 2.0)])))["rci_class"])
+
+
 def test_individual_change_by_hand() -> None:
     # pre 7 or 2 (12 clients each); SD of pre = sqrt(24/23 * 6.25); r = 0.95
     sessions = _sessions([("athlete", "mfr", 12, 7.0, 2.0), ("athlete", "mfr", 12, 2.0, 2.0)])

@@ -15,7 +15,9 @@ judges at the group level with the MCID; this table judges it client by client.
   ``improved``, ``rci > 1.96`` ``deteriorated``, else ``unchanged``;
 * ``recovered`` (Jacobson & Truax's clinically significant change): improved reliably and
   moved from above the functional cut-off (pain above 3: more than mild) to at or below it;
-  ``<NA>`` for a client already at or below the cut-off before (nothing to recover from).
+  ``<NA>`` for a client already at or below the cut-off before (nothing to recover from);
+* no spread of ``pre`` (one client, or every client starting at the same score) leaves no
+  measurement error to compare with: ``rci`` is NaN and the class ``not_classifiable``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from mfr_analysis.tables import load_table
 
 CRITICAL = 1.96  # two-sided 5 % (Jacobson & Truax 1991)
 CLASSES: tuple[str, ...] = ("improved", "unchanged", "deteriorated")
+NOT_CLASSIFIABLE = "not_classifiable"
 RECOVERY: tuple[str, ...] = ("recovered", "not_recovered", "not_applicable")
 CHANGE_COLUMNS = ("client_id", "audience_group", "arm", "pre", "post", "change", "rci",
                   "rci_class", "recovered")
@@ -58,17 +61,22 @@ def s_diff(sd_pre: float, reliability: float) -> float:
 
 def reliable_change(pre: np.ndarray | pd.Series, post: np.ndarray | pd.Series, sd_pre: float,
                     reliability: float) -> np.ndarray:
-    """The reliable change index ``(post - pre) / S_diff`` of each pair."""
-    return (np.asarray(post, dtype=float) - np.asarray(pre, dtype=float)) / s_diff(
-        sd_pre, reliability)
+    """The reliable change index ``(post - pre) / S_diff`` of each pair; NaN when ``S_diff``
+    is not a positive number (no spread of ``pre``: nothing to scale a change by)."""
+    change = np.asarray(post, dtype=float) - np.asarray(pre, dtype=float)
+    scale = s_diff(sd_pre, reliability)
+    if not np.isfinite(scale) or scale <= 0:
+        return np.full(change.shape, np.nan)
+    return change / scale
 
 
 def classify(rci: np.ndarray | pd.Series, direction: int = -1) -> np.ndarray:
     """'improved' / 'unchanged' / 'deteriorated' at ``|rci| > 1.96``; ``direction`` -1 when a
     fall is better (pain)."""
     signed = np.asarray(rci, dtype=float) * direction
-    return np.where(signed > CRITICAL, "improved",
-                    np.where(signed < -CRITICAL, "deteriorated", "unchanged"))
+    return np.where(np.isnan(signed), NOT_CLASSIFIABLE, np.where(
+        signed > CRITICAL, "improved", np.where(signed < -CRITICAL, "deteriorated",
+                                                "unchanged")))
 
 
 def _first_pairs(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -127,11 +135,13 @@ def individual_summary(change: pd.DataFrame) -> pd.DataFrame:
         change["recovered"].isna(), "not_applicable",
         np.where(change["recovered"].fillna(False).astype(bool), "recovered",
                  "not_recovered")))
+    classes = CLASSES + ((NOT_CLASSIFIABLE,) if (change["rci_class"] == NOT_CLASSIFIABLE).any()
+                         else ())
     for group, part in audience_groups(frame):
         for arm in arms_present(part["arm"]):
             rows = part[part["arm"] == arm]
             total = len(rows)
-            for kind, column, levels in (("reliable_change", "rci_class", CLASSES),
+            for kind, column, levels in (("reliable_change", "rci_class", classes),
                                          ("recovery", "recovery", RECOVERY)):
                 family = f"individual:{kind}_{arm}"
                 for level in levels:

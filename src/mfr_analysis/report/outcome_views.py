@@ -45,7 +45,6 @@ APPROACH_WORDS = {
     "last_observation_carried_forward": "last observation carried forward (sensitivity only, "
                                         "never the main result)",
 }
-RCI_CLASSES = ("improved", "unchanged", "deteriorated", "recovered")
 
 
 # ------------------------------------------------------------------------- pieces ---
