@@ -1,0 +1,92 @@
+"""Speed work changes no result (issue 15): the clean table, the quarantine and the whole
+claims table of the shipped sample are the same bytes as the committed fixtures; and the
+primary rows still match the fixture of issue 12 (refactors change no number).
+
+The fixtures are canonical CSV renderings (floats to 10 significant digits, ``\\n`` line ends)
+rather than the parquet bytes, whose metadata names the writing library's version. They were
+written with the test key before the performance work of issue 15. Regenerate them only for a
+change meant to change results (``python -m tests.test_identical_results``) and say so in
+the commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mfr_analysis.claims import evaluate_claims, primary_rows
+from mfr_analysis.pipeline import load_sessions, run_clean
+from tests.conftest import TEST_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample" / "logs"
+FIXTURES = REPO / "tests" / "fixtures"
+CLEAN_FIXTURE = FIXTURES / "sample_clean_sessions.csv"
+QUARANTINE_FIXTURE = FIXTURES / "sample_quarantine.csv"
+CLAIMS_FIXTURE = FIXTURES / "sample_claims_full.csv"
+
+
+def canonical(frame: pd.DataFrame) -> bytes:
+    """One byte string per table: what the comparison reads."""
+    return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
+
+
+def tables(folder: Path) -> dict[Path, pd.DataFrame]:
+    """The sample's clean table, quarantine and claims table, cleaned into ``folder``."""
+    run_clean([SAMPLE], folder, progress=False, key=TEST_KEY.encode())
+    sessions = pd.read_parquet(folder / "sessions.parquet")
+    quarantine = pd.read_csv(folder / "quarantine.csv", dtype="str", keep_default_na=False)
+    claims = evaluate_claims(load_sessions([folder]))
+    return {CLEAN_FIXTURE: sessions, QUARANTINE_FIXTURE: quarantine, CLAIMS_FIXTURE: claims}
+
+
+@pytest.fixture(scope="module")
+def sample_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, pd.DataFrame]:
+    return tables(tmp_path_factory.mktemp("identical") / "clean")
+
+
+@pytest.fixture(scope="module")
+def rendered(sample_tables: dict[Path, pd.DataFrame]) -> dict[Path, bytes]:
+    return {path: canonical(table) for path, table in sample_tables.items()}
+
+
+@pytest.mark.parametrize("fixture", [CLEAN_FIXTURE, QUARANTINE_FIXTURE, CLAIMS_FIXTURE],
+                         ids=lambda p: p.stem)
+def test_the_sample_gives_the_same_bytes(rendered: dict[Path, bytes], fixture: Path) -> None:
+    got, expected = rendered[fixture], fixture.read_bytes()
+    if got != expected:  # say where, not only that
+        lines = zip(got.decode().splitlines(), expected.decode().splitlines(), strict=False)
+        first = next((i for i, (a, b) in enumerate(lines) if a != b), None)
+        pytest.fail(f"{fixture.name} differs (lengths {len(got)} vs {len(expected)}; first "
+                    f"different line {first})")
+
+
+def test_the_primary_rows_match_the_issue_12_fixture(
+        sample_tables: dict[Path, pd.DataFrame]) -> None:
+    # written by evaluate_claims before the refactor of issue 12; issue 13 added columns
+    expected = pd.read_json(FIXTURES / "sample_claims.json", orient="records")
+    table = primary_rows(sample_tables[CLAIMS_FIXTURE]).reset_index(drop=True)
+    assert list(table.columns[:len(expected.columns)]) == list(expected.columns)
+    for column in expected.columns:
+        if pd.api.types.is_numeric_dtype(expected[column]):
+            pd.testing.assert_series_equal(
+                table[column].astype("float64"), expected[column].astype("float64"),
+                check_names=False, rtol=1e-9, atol=1e-12, obj=column)
+        else:
+            got = table[column].fillna("").astype("str").tolist()
+            assert got == expected[column].fillna("").astype("str").tolist(), column
+
+
+def test_the_rendering_sees_a_change_in_the_tenth_digit() -> None:
+    table = pd.DataFrame({"estimate": [1.234567891]})
+    assert canonical(table) != canonical(table.assign(estimate=1.234567892))
+
+
+if __name__ == "__main__":  # rewrite the fixtures: only for a change meant to change results
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, table in tables(Path(tmp) / "clean").items():
+            path.write_bytes(data := canonical(table))
+            print(f"wrote {path.relative_to(REPO)} ({len(data):,} bytes)")
