@@ -43,9 +43,8 @@ test: $(INSTALLED_DEV) $(KERNEL) ## set up .venv with the dev extra and run ever
 lint: $(INSTALLED_DEV) ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(INSTALLED_DEV) $(KERNEL) ## print the benchmark figures (slow)
-	$(BIN)/python benchmarks/bench_clean.py --rows 1000000
-	$(BIN)/python benchmarks/bench_claims.py --clients 200000
+bench: $(INSTALLED_DEV) $(KERNEL) ## one table of every performance goal (about 40 min; BENCH_ARGS=--quick)
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 sample: $(INSTALLED) ## regenerate data/sample from the simulator (deterministic)
 	mkdir -p $(SAMPLE_LOGS) data/sample/truth

@@ -728,3 +728,30 @@ def test_show_figure_takes_what_a_figure_function_returns() -> None:
     assert "data:image/png;base64," in show_figure(figures.row_flow(report, ax=ax),
                                                    alt="rows").data
 
+
+
+def test_png_crop_keeps_a_legend_beyond_the_figure_and_trims_white() -> None:
+    """Drawn once and cropped when the drawing fits the figure; a legend placed past the
+    figure's right edge is still in the picture (savefig's tight crop takes it in)."""
+    import io
+
+    from PIL import Image
+
+    from mfr_analysis.report.figures import CSS_PIXELS_PER_INCH, png_bytes
+
+    def figure(outside: bool) -> Figure:
+        fig = Figure(figsize=(4, 3), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], label="a rather long legend entry for this line")
+        if outside:
+            ax.legend(loc="center left", bbox_to_anchor=(1.05, 0.5))
+        return fig
+
+    inside_png, inside_width = png_bytes(figure(False))
+    outside_png, outside_width = png_bytes(figure(True))
+    # within the figure: cropped to the drawing plus 0.1 in, never wider than the figure
+    assert inside_width <= 4 * CSS_PIXELS_PER_INCH + 0.2 * CSS_PIXELS_PER_INCH
+    image = np.asarray(Image.open(io.BytesIO(inside_png)).convert("RGB"))
+    assert (image[:, :5] == 255).all() and not (image[:, 15:40] == 255).all()  # white pad
+    # the legend lies past the right edge: the picture is wider than the figure
+    assert outside_width > 4 * CSS_PIXELS_PER_INCH

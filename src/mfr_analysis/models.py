@@ -13,8 +13,10 @@ decide on a fallback and report why. Nothing here knows about claims;
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,6 +164,44 @@ def _n_clients(groups: np.ndarray | pd.Series | None) -> int:
     return 0 if groups is None else int(pd.unique(np.asarray(groups)).size)
 
 
+# Fits already made in this process, by a digest of their exact inputs. A report folder
+# evaluates the claims of every slice, and a slice's cells are often the very cells of the
+# pooled table (the audience group of a by-group slice): the same numbers give the same fit,
+# so it is made once. functools.lru_cache cannot key on arrays, hence this small LRU.
+FIT_MEMO_SIZE = 256
+_FIT_MEMO: OrderedDict[bytes, ModelResult] = OrderedDict()
+
+
+def _digest(*parts: object) -> bytes:
+    """A digest of arrays (dtype, shape and bytes) and plain values, in order."""
+    digest = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        if isinstance(part, np.ndarray | pd.Series | pd.api.extensions.ExtensionArray):
+            array = np.ascontiguousarray(np.asarray(part))
+            if array.dtype == object:  # labels: their text, in order
+                digest.update(repr(array.tolist()).encode())
+            else:
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(array.tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\x1f")
+    return digest.digest()
+
+
+def _memoised(key: bytes, fit: Callable[[], ModelResult]) -> ModelResult:
+    """``fit()``, or the result of the same fit made earlier in this process."""
+    found = _FIT_MEMO.get(key)
+    if found is not None:
+        _FIT_MEMO.move_to_end(key)
+        return found
+    result = fit()
+    _FIT_MEMO[key] = result
+    if len(_FIT_MEMO) > FIT_MEMO_SIZE:
+        _FIT_MEMO.popitem(last=False)
+    return result
+
+
 def fit_mixed(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *, names: Sequence[str],
               exog_re: np.ndarray | None = None, reml: bool = True,
               start_cov_re: np.ndarray | None = None, alpha: float = 0.05) -> ModelResult:
@@ -169,8 +209,20 @@ def fit_mixed(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *, names: Seque
 
     ``start_cov_re`` (random-effects covariance relative to the residual variance, e.g. from
     moment estimates) starts the optimiser near the answer with OLS fixed effects: near the
-    boundary the default start makes statsmodels retry optimisers for tens of seconds.
+    boundary the default start makes statsmodels retry optimisers for tens of seconds. A fit
+    of exactly the same inputs made earlier in the process is returned again (see
+    :data:`FIT_MEMO_SIZE`).
     """
+    key = _digest("mixed", np.asarray(y, dtype=float), np.asarray(X, dtype=float),
+                  np.asarray(clients), tuple(names), exog_re, reml, start_cov_re, alpha)
+    return _memoised(key, lambda: _fit_mixed(y, X, clients, names=names, exog_re=exog_re,
+                                             reml=reml, start_cov_re=start_cov_re,
+                                             alpha=alpha))
+
+
+def _fit_mixed(y: np.ndarray, X: np.ndarray, clients: np.ndarray, *, names: Sequence[str],
+               exog_re: np.ndarray | None, reml: bool, start_cov_re: np.ndarray | None,
+               alpha: float) -> ModelResult:
     # statsmodels flags "MLE on the boundary" when a random-effect variance is below 0.01 in
     # the data's own units; fitting on standardised columns makes that check scale-free.
     # The model is the same (a linear reparametrisation); estimates are scaled back.

@@ -242,10 +242,17 @@ class Prepared:
         lowered = tuple(p.lower() for p in prefixes)
         return tuple(str(c) for c in self.table.columns if str(c).lower().startswith(lowered))
 
+    def client_ids(self, mask: np.ndarray) -> pd.Categorical:
+        """The client ids of the sessions in ``mask``, as a categorical over the sorted ids:
+        grouping by it reads integer codes, not a million strings each time."""
+        dtype = self._cached(("client_dtype",), lambda: pd.CategoricalDtype(
+            pd.Index(self.client_labels, dtype="str")))
+        return pd.Categorical.from_codes(self.clients[mask], dtype=dtype)
+
     def frame(self, mask: np.ndarray, **values: np.ndarray) -> pd.DataFrame:
         """Usable sessions of one series: keys, then the values, in the prepared order."""
         return pd.DataFrame({"group": self.group[mask],
-                             "client_id": self.client_labels[self.clients[mask]],
+                             "client_id": self.client_ids(mask),
                              "control": self.control[mask],
                              **{name: v[mask] for name, v in values.items()}})
 

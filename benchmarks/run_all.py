@@ -1,0 +1,459 @@
+"""Every performance goal in one table: ``make bench`` (``python benchmarks/run_all.py``).
+
+Each row times a piece of work and the floor of the same work (the least any tool must do
+for it) in the same run, at two sizes, and prints both times, their ratio, the peak memory of
+the whole process tree of the work (the measured process and every child it starts, such as
+Dask workers and Jupyter kernels, summed and sampled every 0.1 s) and whether the goal holds.
+
+Every measurement runs in a fresh child process (``--child``), so one run's memory and
+imports never help the next; the two sides of a row alternate (work, floor, work, floor...)
+and the best of ``--repeat`` runs of each is kept, as a busy machine only ever slows a run.
+Inputs are generated once, before any timing, in a temporary folder (``BENCH_TMP`` to
+choose where: the 50M-row input needs about 12 GB of disk).
+
+    python benchmarks/run_all.py                 # the full table (about 40 min on 2 cores)
+    python benchmarks/run_all.py --quick         # small sizes, to try the harness (3 min)
+    python benchmarks/run_all.py --only clean --only claims --repeat 3
+    python benchmarks/run_all.py --markdown benchmarks/latest.md
+
+Not a test: nothing is asserted; the ``goal`` column says which goals hold on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SAMPLE = REPO / "data" / "sample" / "logs"
+# a fixed, public key for benchmarks only (a real key is secret and random)
+BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
+GIB = 2 ** 30
+
+
+# ----------------------------------------------------------------------------- memory ---
+
+class TreePeak:
+    """Largest total RSS of one process and all its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        try:
+            tree = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in tree:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Run:
+    """One timed child: the seconds it reports for its work and its tree's peak memory."""
+
+    seconds: float
+    peak_gib: float
+    info: dict = field(default_factory=dict)
+
+
+def run_child(kind: str, *args: str) -> Run:
+    """Run ``run_all.py --child kind args`` and read the JSON line it prints last."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, *args]
+    env = {**os.environ, "MFR_PSEUDONYM_KEY": os.environ.get("MFR_PSEUDONYM_KEY",
+                                                              BENCHMARK_KEY)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    with TreePeak(proc.pid) as peak:
+        out, err = proc.communicate()
+    if proc.returncode != 0:
+        tail = (err or out).strip().splitlines()[-3:]
+        raise RuntimeError(f"{kind} failed: {' | '.join(tail)}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return Run(float(result.pop("seconds")), peak.peak / GIB, result)
+
+
+# ----------------------------------------------------------------------------- children ---
+
+def _timed(work: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = work()
+    return time.perf_counter() - start, value
+
+
+def child(kind: str, args: Sequence[str]) -> dict:
+    """The measured work of one child process; returns what it prints (seconds first)."""
+    if kind == "read-csv":  # floor of cleaning: a bare multi-threaded Arrow CSV read
+        import pyarrow.csv as pacsv
+
+        seconds, table = _timed(lambda: pacsv.read_csv(args[0]))
+        return {"seconds": seconds, "rows": table.num_rows}
+    if kind == "clean":  # args: csv, out, engine
+        from mfr_analysis.pipeline import run_clean
+
+        seconds, report = _timed(lambda: run_clean([args[0]], args[1], progress=False,
+                                                   engine=args[2]))
+        return {"seconds": seconds, "rows": report["rows_in"]}
+    if kind == "bare-papermill":  # floor of a report: papermill runs of an import-only notebook
+        import papermill
+
+        notebook, count = Path(args[0]), int(args[1])
+
+        def bare() -> None:
+            for i in range(count):
+                papermill.execute_notebook(str(notebook), str(notebook.with_name(f"out{i}.ipynb")),
+                                           progress_bar=False, kernel_name="python3")
+        seconds, _ = _timed(bare)
+        return {"seconds": seconds, "notebooks": count}
+    if kind == "report":  # args: logs, out, workers
+        from mfr_analysis.report.run import run_reports
+
+        seconds, _ = _timed(lambda: run_reports([args[0]], args[1], by="audience_group",
+                                                workers=int(args[2]), progress=False))
+        pages = len(list(Path(args[1]).glob("*.html"))) - 1  # without the index
+        return {"seconds": seconds, "notebooks": pages}
+    if kind == "batch":  # args: a report folder made by "report", workers, slices
+        from mfr_analysis.report.run import ReportOptions, plan_jobs, protect_folder, run_jobs
+
+        out, workers, count = Path(args[0]), int(args[1]), int(args[2])
+        sessions, options = out / "data" / "sessions.parquet", ReportOptions()
+        folder = protect_folder(sessions, "audience_group", options)
+        jobs, _ = plan_jobs(sessions, out / "data" / "cleaning_report.json", out,
+                            "audience_group", options, folder)
+        slices = [job for job in jobs if job.parameters.get("slice_column")][:count]
+        target = Path(tempfile.mkdtemp(prefix=f"batch-{workers}-", dir=out.parent))
+        seconds, results = _timed(lambda: run_jobs(slices, target, workers=workers,
+                                                   progress=False))
+        failed = sum(bool(r.error) for r in results)
+        return {"seconds": seconds, "notebooks": len(slices), "failed": failed}
+    if kind == "claims":  # args: a derived session table (parquet)
+        import pandas as pd
+
+        from mfr_analysis.claims import evaluate_claims
+
+        sessions = pd.read_parquet(args[0])
+        seconds, table = _timed(lambda: evaluate_claims(sessions))
+        return {"seconds": seconds, "rows": len(sessions), "claims_rows": len(table)}
+    if kind == "client-means":  # floor of claims: one pass over the rows, per-client means
+        import pandas as pd
+
+        sessions = pd.read_parquet(args[0])
+        columns = [c for c in ("pain_pre", "pain_post") if c in sessions]
+        seconds, means = _timed(lambda: sessions.groupby("client_id", observed=True)[
+            columns].mean())
+        return {"seconds": seconds, "rows": len(sessions), "clients": len(means)}
+    if kind == "claims-scale":  # args: a Dask-cleaned folder
+        from mfr_analysis.dask_claims import evaluate_claims_at_scale
+
+        seconds, table = _timed(lambda: evaluate_claims_at_scale(args[0], in_memory_max=0))
+        return {"seconds": seconds, "claims_rows": len(table)}
+    if kind == "read-parquet":  # floor of claims at scale: a bare read of the sessions' parts
+        import pyarrow.parquet as pq
+
+        seconds, table = _timed(lambda: pq.read_table(Path(args[0]) / "sessions.parquet"))
+        return {"seconds": seconds, "rows": table.num_rows}
+    raise SystemExit(f"unknown child {kind!r}")
+
+
+# ----------------------------------------------------------------------------- inputs ---
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def messy_csv(folder: Path, rows: int) -> Path:
+    """``rows`` messy rows (the generator of ``bench_dask_clean.py``), made once per size."""
+    path = folder / f"messy-{rows}.csv"
+    if not path.exists():
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(HERE / "bench_dask_clean.py"), "--rows", str(rows),
+                        "--generate-only", str(path)], check=True)
+        _say(f"  generated {rows:,} messy rows ({path.stat().st_size / 2**20:,.0f} MiB) in "
+             f"{time.perf_counter() - start:.0f} s")
+    return path
+
+
+def simulated_logs(folder: Path, clients: int) -> Path:
+    """Messy logs of ``clients`` simulated clients (``mfr-analysis simulate``)."""
+    logs = folder / f"logs-{clients}"
+    if not logs.exists():
+        scratch = folder / f"simulated-{clients}"  # the truth files stay out of the logs
+        scratch.mkdir()
+        cli = Path(sys.executable).with_name("mfr-analysis")
+        subprocess.run([str(cli), "simulate", "--clients", str(clients), "--seed", "11",
+                        "--out", str(scratch / "sessions.csv")], check=True,
+                       capture_output=True)
+        logs.mkdir()
+        (scratch / "sessions.csv").rename(logs / "sessions.csv")
+    return logs
+
+
+def derived_sessions(folder: Path, clients: int) -> Path:
+    """The synthetic derived session table of ``bench_claims.py`` as parquet."""
+    path = folder / f"derived-{clients}.parquet"
+    if not path.exists():
+        sys.path.insert(0, str(HERE))
+        from bench_claims import synthetic_sessions
+
+        synthetic_sessions(clients).to_parquet(path)
+    return path
+
+
+def dask_cleaned(folder: Path, rows: int) -> Path:
+    """``rows`` messy rows cleaned by the Dask engine (the input of claims at scale)."""
+    out = folder / f"clean-dask-{rows}"
+    if not out.exists():
+        start = time.perf_counter()
+        run_child("clean", str(messy_csv(folder, rows)), str(out), "dask")
+        _say(f"  cleaned {rows:,} rows with Dask in {time.perf_counter() - start:.0f} s")
+    return out
+
+
+def import_only_notebook(folder: Path) -> Path:
+    """A notebook whose one cell imports what the report notebooks import, and nothing else."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(
+        "from IPython.display import display\n"
+        "from mfr_analysis.claims import evaluate_claims, primary_rows\n"
+        "from mfr_analysis.report import disclosure, figures, outcome_views, quality, views\n"
+        "from mfr_analysis.report.parameters import check_parameters\n"
+        "from mfr_analysis.settings import AnalysisSettings\n")
+    path = folder / "imports.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    return path
+
+
+# ----------------------------------------------------------------------------- rows ---
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    work: str
+    size: str
+    floor: str
+    work_run: Run
+    floor_run: Run
+    goal: str
+    holds: bool | None
+    runs: int = 1
+
+    @property
+    def ratio(self) -> float:
+        return self.work_run.seconds / self.floor_run.seconds
+
+
+def best_of(repeat: int, work: Callable[[], Run], floor: Callable[[], Run]) -> tuple[Run, Run]:
+    """Alternate the two sides ``repeat`` times; keep each side's fastest run (and the
+    largest peak of the work's runs: memory does not shrink on a busy machine)."""
+    works, floors = [], []
+    for _ in range(repeat):
+        works.append(work())
+        floors.append(floor())
+    best_work = min(works, key=lambda r: r.seconds)
+    best_floor = min(floors, key=lambda r: r.seconds)
+    best_work.peak_gib = max(r.peak_gib for r in works)
+    return best_work, best_floor
+
+
+def _at_goal(size: int, goal_size: int, holds: bool) -> bool | None:
+    """Whether a goal holds, judged only at the size the goal names (else None: the row
+    shows how the figure grows)."""
+    return holds if size == goal_size else None
+
+
+def clean_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
+    """Rows 1 and 2: pandas cleaning vs a bare Arrow read; Dask cleaning vs pandas."""
+    rows = []
+    for n in sizes:
+        csv = messy_csv(folder, n)
+        pandas_runs, read_runs, dask_runs = [], [], []
+        for _ in range(repeat):  # interleaved: pandas, bare read, dask
+            pandas_runs.append(run_child("clean", str(csv), str(folder / "out-pandas"),
+                                         "pandas"))
+            read_runs.append(run_child("read-csv", str(csv)))
+            dask_runs.append(run_child("clean", str(csv), str(folder / "out-dask"), "dask"))
+        pandas, read, dask = (min(r, key=lambda x: x.seconds)
+                              for r in (pandas_runs, read_runs, dask_runs))
+        pandas.peak_gib = max(r.peak_gib for r in pandas_runs)
+        dask.peak_gib = max(r.peak_gib for r in dask_runs)
+        size = f"{n:,} rows"
+        rows.append(Row("clean messy rows (pandas engine)", size, "pyarrow.csv.read_csv",
+                        pandas, read, "<= 1.5x, peak <= 3 GiB (10M rows)",
+                        _at_goal(n, sizes[-1], pandas.seconds / read.seconds <= 1.5
+                                 and pandas.peak_gib <= 3), repeat))
+        rows.append(Row(f"clean, Dask engine ({os.cpu_count()} workers)", size,
+                        "pandas engine, same file", dask, pandas, "<= 1.2x (10M rows)",
+                        _at_goal(n, sizes[-1], dask.seconds / pandas.seconds <= 1.2), repeat))
+        _say(f"  clean {size}: pandas {pandas.seconds:.1f} s, read {read.seconds:.1f} s, "
+             f"dask {dask.seconds:.1f} s")
+    return rows
+
+
+def report_rows(folder: Path, inputs: Sequence[tuple[str, Path]], repeat: int) -> list[Row]:
+    """Rows 3 and 4: the report (1 worker) vs bare papermill runs; a batch on 2 workers vs 1."""
+    notebook = import_only_notebook(folder)
+    rows = []
+    for index, (label, logs) in enumerate(inputs):
+        at_goal = index == 0  # the goals name the sample
+        out = folder / f"report-{logs.name}"
+        reports: list[Run] = []
+
+        def report(out: Path = out, logs: Path = logs, reports: list[Run] = reports) -> Run:
+            reports.append(run_child("report", str(logs), str(out), "1"))
+            return reports[-1]
+
+        def bare(reports: list[Run] = reports) -> Run:
+            return run_child("bare-papermill", str(notebook), str(reports[-1].info["notebooks"]))
+        work, floor = best_of(repeat, report, bare)
+        count = work.info["notebooks"]
+        rows.append(Row(f"report, {count} notebooks, 1 worker", label,
+                        f"{count} bare papermill runs of an import-only notebook", work, floor,
+                        "<= 1.5x (sample)",
+                        work.seconds / floor.seconds <= 1.5 if at_goal else None, repeat))
+        two, one = best_of(repeat, lambda out=out: run_child("batch", str(out), "2", "5"),
+                           lambda out=out: run_child("batch", str(out), "1", "5"))
+        rows.append(Row("report batch of 5 slices, 2 workers", label, "the same batch, 1 worker",
+                        two, one, "<= 0.6 (sample)",
+                        two.seconds / one.seconds <= 0.6 if at_goal else None, repeat))
+        _say(f"  reports {label}: {work.seconds:.1f} s vs bare {floor.seconds:.1f} s; batch "
+             f"2 workers {two.seconds:.1f} s vs 1 {one.seconds:.1f} s")
+    return rows
+
+
+def claims_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
+    """Row 5: the claims engine in memory vs one pass of per-client means."""
+    rows = []
+    for n in sizes:
+        table = derived_sessions(folder, n)
+        work, floor = best_of(repeat, lambda t=table: run_child("claims", str(t)),
+                              lambda t=table: run_child("client-means", str(t)))
+        rows.append(Row("claims, in memory", f"{n:,} clients / {work.info['rows']:,} sessions",
+                        "per-client means (one groupby)", work, floor,
+                        "<= 45 s, <= 4 GiB (1M clients)",
+                        _at_goal(n, sizes[-1], work.seconds <= 45 and work.peak_gib <= 4),
+                        repeat))
+        _say(f"  claims {n:,} clients: {work.seconds:.1f} s, {work.peak_gib:.2f} GiB")
+    return rows
+
+
+def scale_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
+    """Row 6: claims at scale on Dask (per-client sums) vs a bare read of the clean parts."""
+    rows = []
+    for n in sizes:
+        clean = dask_cleaned(folder, n)
+        work, floor = best_of(repeat, lambda c=clean: run_child("claims-scale", str(c)),
+                              lambda c=clean: run_child("read-parquet", str(c)))
+        rows.append(Row("claims at scale (Dask, per-client sums)",
+                        f"{floor.info['rows']:,} sessions", "pyarrow read of the clean parts",
+                        work, floor, "completes, peak <= 8 GiB (50M rows)",
+                        _at_goal(n, sizes[-1], work.peak_gib <= 8), repeat))
+        _say(f"  claims at scale {n:,} rows: {work.seconds:.1f} s, {work.peak_gib:.2f} GiB")
+    return rows
+
+
+# ----------------------------------------------------------------------------- table ---
+
+def markdown(rows: Sequence[Row]) -> str:
+    """The table as Markdown (also how it is printed)."""
+    lines = ["| work | size | floor | work s | floor s | ratio | peak GiB | best of | goal | "
+             "holds |", "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        holds = {True: "yes", False: "**no**", None: "(size check)"}[r.holds]
+        lines.append(f"| {r.work} | {r.size} | {r.floor} | {r.work_run.seconds:.1f} | "
+                     f"{r.floor_run.seconds:.1f} | {r.ratio:.2f} | {r.work_run.peak_gib:.2f} | "
+                     f"{r.runs} | {r.goal} | {holds} |")
+    lines.append("")
+    lines.append("Best of N runs per side, the two sides alternating; peak = largest total RSS "
+                 "of the work's process tree (sampled every 0.1 s); "
+                 f"{os.cpu_count()} cores, {psutil.virtual_memory().total / GIB:.0f} GiB.")
+    return "\n".join(lines)
+
+
+SECTIONS = ("clean", "report", "claims", "scale")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per side (best kept)")
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="measure only these sections (repeatable)")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, rest)), flush=True)
+        return
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    sections = args.only or SECTIONS
+    clean_sizes = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
+    clients = (20_000, 100_000) if args.quick else (200_000, 1_000_000)
+    scale = (1_000_000, 5_000_000) if args.quick else (10_000_000, 50_000_000)
+    simulated = 600 if args.quick else 3000
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mfr-bench-", dir=os.environ.get("BENCH_TMP")) as t:
+        folder = Path(t)
+        if "clean" in sections:
+            _say("cleaning (rows 1-2)")
+            rows += clean_rows(folder, clean_sizes, args.repeat)
+        if "report" in sections:
+            _say("reports (rows 3-4)")
+            rows += report_rows(folder, [("sample (3,056 rows)", SAMPLE), (
+                f"simulated, {simulated:,} clients", simulated_logs(folder, simulated))],
+                args.repeat)
+        if "claims" in sections:
+            _say("claims in memory (row 5)")
+            rows += claims_rows(folder, clients, args.repeat)
+        if "scale" in sections:
+            _say("claims at scale (row 6)")
+            rows += scale_rows(folder, scale, 1)
+    table = markdown(rows)
+    print(table)
+    print(f"\n(all measurements in {time.perf_counter() - started:.0f} s)")
+    if args.markdown:
+        args.markdown.write_text(table + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
