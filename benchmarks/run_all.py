@@ -164,8 +164,10 @@ def child(kind: str, args: Sequence[str]) -> dict:
         import pandas as pd
 
         from mfr_analysis.claims import evaluate_claims
+        from mfr_analysis.pipeline import release_arrow_memory
 
         sessions = pd.read_parquet(args[0])
+        release_arrow_memory()  # as load_sessions does after its read
         seconds, table = _timed(lambda: evaluate_claims(sessions))
         return {"seconds": seconds, "rows": len(sessions), "claims_rows": len(table)}
     if kind == "client-means":  # floor of claims: one pass over the rows, per-client means

@@ -368,6 +368,28 @@ def fit_ols_cluster_sums(xtx: np.ndarray, xty: np.ndarray, n_obs: int, *,
     return ModelResult(table, "OLS, cluster-robust SE by client", n_obs, n_clients, df)
 
 
+def _pooled_by_design(X: np.ndarray, events: np.ndarray, trials: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binomial counts summed over rows with the same covariates, when that shrinks them.
+
+    The binomial likelihood depends on the counts only through these sums, so the GLM fitted
+    on them has the same estimates; a million clients' counts by a pressure scale of a few
+    dozen values become a few dozen rows (the GLM on all rows took 12 s and 3 GiB)."""
+    design = pd.DataFrame(X)
+    keys = [c for c in design.columns if np.ptp(X[:, c]) > 0]
+    if not keys:
+        return X, events, trials
+    pooled = design[keys].assign(_events=events, _trials=trials).groupby(
+        keys, sort=True)[["_events", "_trials"]].sum()
+    if len(pooled) > len(X) // 2:
+        return X, events, trials
+    fit_X = np.empty((len(pooled), X.shape[1]))
+    index = pooled.index.to_frame(index=False)
+    for c in design.columns:
+        fit_X[:, c] = index[c].to_numpy(dtype=float) if c in keys else X[0, c]
+    return fit_X, pooled["_events"].to_numpy(dtype=float), pooled["_trials"].to_numpy(dtype=float)
+
+
 def fit_logit_counts(events: np.ndarray, trials: np.ndarray, X: np.ndarray,
                      clients: np.ndarray, *, names: Sequence[str],
                      alpha: float = 0.05) -> ModelResult:
@@ -378,8 +400,9 @@ def fit_logit_counts(events: np.ndarray, trials: np.ndarray, X: np.ndarray,
     ``x (event - p)``, so a row's is ``x (events - trials p)``), with its small-sample
     correction counted in sessions, so both give the same numbers.
     """
-    endog = np.column_stack([events, trials - events])
-    model = sm.GLM(endog, X, family=sm.families.Binomial())
+    fit_X, fit_events, fit_trials = _pooled_by_design(X, events, trials)
+    endog = np.column_stack([fit_events, fit_trials - fit_events])
+    model = sm.GLM(endog, fit_X, family=sm.families.Binomial())
     res, caught = _run(lambda: model.fit(), "logistic regression")
     params = np.asarray(res.params, dtype=float)
     p = 1.0 / (1.0 + np.exp(-(X @ params)))
@@ -390,8 +413,9 @@ def fit_logit_counts(events: np.ndarray, trials: np.ndarray, X: np.ndarray,
         raise FitFailed(f"logistic regression failed: {error}") from error
     codes = pd.factorize(clients)[0]
     row_scores = X * (events - trials * p)[:, None]
-    scores = np.zeros((int(codes.max()) + 1, X.shape[1]))
-    np.add.at(scores, codes, row_scores)
+    n_clients = int(codes.max()) + 1
+    scores = np.column_stack([np.bincount(codes, weights=row_scores[:, j], minlength=n_clients)
+                              for j in range(X.shape[1])])
     n_obs = int(trials.sum())
     cov = _cluster_covariance(bread, scores, n_obs)
     table = _table(names, params, np.sqrt(np.diag(cov)), math.inf, alpha)

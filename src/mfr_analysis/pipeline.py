@@ -352,9 +352,19 @@ def input_files(inputs: Inputs) -> list[Path]:
 
 def _read_table(table: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(table)
+        frame = pd.read_parquet(table)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{table.name}: cannot read ({type(exc).__name__})") from exc
+    release_arrow_memory()
+    return frame
+
+
+def release_arrow_memory() -> None:
+    """Hand Arrow's freed buffers back to the system: its allocator keeps what a read used
+    (as much as the table again), which the analysis that follows would otherwise add to."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def combine_tables(frames: Sequence[pd.DataFrame], names: Sequence[str | Path]) -> pd.DataFrame:

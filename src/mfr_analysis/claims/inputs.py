@@ -249,9 +249,18 @@ class Prepared:
             pd.Index(self.client_labels, dtype="str")))
         return pd.Categorical.from_codes(self.clients[mask], dtype=dtype)
 
+    def groups(self, mask: np.ndarray) -> pd.Categorical:
+        """The audience groups of the sessions in ``mask``, as a categorical over the sorted
+        labels (grouping reads codes; a million strings are never rebuilt per series)."""
+        def encode() -> tuple[np.ndarray, pd.CategoricalDtype]:
+            codes, labels = pd.factorize(self.group, sort=True)
+            return codes, pd.CategoricalDtype(pd.Index(labels, dtype="str"))
+        codes, dtype = self._cached(("group_codes",), encode)  # type: ignore[misc]
+        return pd.Categorical.from_codes(codes[mask], dtype=dtype)
+
     def frame(self, mask: np.ndarray, **values: np.ndarray) -> pd.DataFrame:
         """Usable sessions of one series: keys, then the values, in the prepared order."""
-        return pd.DataFrame({"group": self.group[mask],
+        return pd.DataFrame({"group": self.groups(mask),
                              "client_id": self.client_ids(mask),
                              "control": self.control[mask],
                              **{name: v[mask] for name, v in values.items()}})
@@ -264,7 +273,8 @@ def prepare(sessions: pd.DataFrame) -> Prepared:
         raise AnalysisError(f"expected a pandas DataFrame of sessions, got {kind}")
     if "client_id" not in sessions.columns:
         raise AnalysisError("the session table has no client_id column")
-    table = sessions.loc[sessions["client_id"].notna()]
+    present = sessions["client_id"].notna().to_numpy(dtype=bool)
+    table = sessions if present.all() else sessions.loc[present]  # no copy of a whole table
     if table.empty:
         raise AnalysisError("the session table has no sessions with a client_id to analyse")
     client_codes, client_labels = pd.factorize(table["client_id"].astype("string"), sort=True)
@@ -367,7 +377,8 @@ def make_series(shape: str, frame: pd.DataFrame, sums: Callable[[pd.DataFrame], 
                 ) -> SeriesData:
     """Units (``sums`` of ``frame``), counts and the sessions of the groups with at most
     ``limit`` usable sessions (of every group with ``keep_all``, for a refit)."""
-    counts = {str(k): int(v) for k, v in frame["group"].value_counts(sort=False).items()}
+    counts = {str(k): int(v) for k, v in frame["group"].value_counts(sort=False).items()
+              if v > 0}  # a categorical also counts the groups this series has no rows of
     rows = _small_groups(frame, counts, math.inf if keep_all else limit)
     return SeriesData(shape, sums(frame), counts, rows, limit, tally)
 

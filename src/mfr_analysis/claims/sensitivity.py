@@ -93,8 +93,11 @@ def followup_clients(sessions: pd.DataFrame, group: str = ALL) -> pd.DataFrame:
     the session's post-session pain), ``pre`` (mean pre-session pain), ``response`` (mean
     within-session pain change), ``sessions``, ``weeks`` (last week in treatment),
     ``control`` and ``group``. The input frame is not changed."""
-    frame = sessions if group == ALL else sessions.loc[
-        sessions["audience_group"].astype("str") == group]
+    if group == ALL:
+        frame = sessions
+    else:  # compared as categories, not as a million strings
+        in_cell = (sessions["audience_group"] == group).fillna(False)
+        frame = sessions.loc[in_cell.to_numpy(dtype=bool)]
     pre = frame["pain_pre"].to_numpy(dtype=float)
     post = frame["pain_post"].to_numpy(dtype=float)
     followup = (frame["pain_followup"].to_numpy(dtype=float) if "pain_followup" in frame
@@ -102,10 +105,12 @@ def followup_clients(sessions: pd.DataFrame, group: str = ALL) -> pd.DataFrame:
     weeks = (frame["weeks_since_start"].to_numpy(dtype=float)
              if "weeks_since_start" in frame else np.zeros(len(frame)))
     carried = np.where(np.isfinite(followup), followup, post)
+    # grouped by integer codes of the sorted ids: the same order as grouping the text
+    codes, labels = pd.factorize(frame["client_id"].astype("str"), sort=True)
     per_session = pd.DataFrame({
-        "client_id": frame["client_id"].astype("str").to_numpy(),
+        "client_id": codes,
         "group": frame["audience_group"].astype("str").to_numpy(),
-        "control": (frame["arm"].astype("str") == "control").to_numpy(),
+        "control": (frame["arm"] == "control").fillna(False).to_numpy(dtype=bool),
         "y": followup - pre, "y_locf": carried - pre, "pre": pre, "response": post - pre,
         "weeks": weeks,
     })
@@ -113,6 +118,7 @@ def followup_clients(sessions: pd.DataFrame, group: str = ALL) -> pd.DataFrame:
         y=("y", "mean"), y_locf=("y_locf", "mean"), pre=("pre", "mean"),
         response=("response", "mean"), sessions=("pre", "size"), weeks=("weeks", "max"),
         control=("control", "first"), group=("group", "first"))
+    clients.index = pd.Index(np.asarray(labels)[clients.index.to_numpy()], name="client_id")
     keep = np.isfinite(clients["pre"]) & np.isfinite(clients["response"])
     return (clients.loc[keep].reset_index()
             .assign(log_sessions=lambda d: np.log(d["sessions"].astype(float)),
