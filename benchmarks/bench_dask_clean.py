@@ -19,17 +19,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_clean import messy_table  # noqa: E402
+from run_all import TreePeak  # noqa: E402
 
 TILE = 5_000_000
 
@@ -70,42 +69,11 @@ def write_tiled_csv(path: Path, rows: int) -> None:
         writer.close()
 
 
-class PeakMemory:
+class PeakMemory(TreePeak):
     """Largest total RSS of this process and its descendants, sampled in a thread."""
 
     def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        me = psutil.Process()
-        total = 0
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._sample())
-
-    @property
-    def gib(self) -> float:
-        return self.peak / 2**30
+        super().__init__(os.getpid(), interval)
 
 
 def _timed(label: str, engine: str, csv_path: Path, out: Path) -> float:

@@ -80,6 +80,11 @@ class TreePeak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+    @property
+    def gib(self) -> float:
+        return self.peak / GIB
 
 
 @dataclass
