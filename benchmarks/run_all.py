@@ -41,6 +41,8 @@ SAMPLE = REPO / "data" / "sample" / "logs"
 # a fixed, public key for benchmarks only (a real key is secret and random)
 BENCHMARK_KEY = "e2b7f04a9c1d58e36b0a7f2c4d9e81b5a3c6f0d7e4b2a9c85d1f36e07b4a2c9d"
 GIB = 2 ** 30
+# the sizes the goals of issue 15 name: a goal is judged at its size only
+GOAL_ROWS, GOAL_CLIENTS, GOAL_SCALE_ROWS = 10_000_000, 1_000_000, 50_000_000
 
 
 # ----------------------------------------------------------------------------- memory ---
@@ -286,22 +288,35 @@ class Row:
         return self.work_run.seconds / self.floor_run.seconds
 
 
-def best_of(repeat: int, work: Callable[[], Run], floor: Callable[[], Run]) -> tuple[Run, Run]:
-    """Alternate the two sides ``repeat`` times; keep each side's fastest run (and the
-    largest peak of the work's runs: memory does not shrink on a busy machine)."""
-    works, floors = [], []
+def best_of(repeat: int, *sides: Callable[[], Run]) -> list[Run]:
+    """Run the sides in turn, ``repeat`` rounds; keep each side's fastest run, with the
+    largest peak of that side's runs (memory does not shrink on a busy machine)."""
+    runs: list[list[Run]] = [[] for _ in sides]
     for _ in range(repeat):
-        works.append(work())
-        floors.append(floor())
-    best_work = min(works, key=lambda r: r.seconds)
-    best_floor = min(floors, key=lambda r: r.seconds)
-    best_work.peak_gib = max(r.peak_gib for r in works)
-    return best_work, best_floor
+        for side, kept in zip(sides, runs, strict=True):
+            kept.append(side())
+    best = [min(kept, key=lambda r: r.seconds) for kept in runs]
+    for run, kept in zip(best, runs, strict=True):
+        run.peak_gib = max(r.peak_gib for r in kept)
+    return best
+
+
+def timed_pairs(sizes: Sequence[int], repeat: int, make_input: Callable[[int], Path],
+                work: str, floor: str) -> list[tuple[int, Run, Run]]:
+    """(size, work run, floor run) per size: children ``work`` and ``floor`` on one input."""
+    pairs = []
+    for n in sizes:
+        path = str(make_input(n))
+        done, base = best_of(repeat, lambda p=path: run_child(work, p),
+                             lambda p=path: run_child(floor, p))
+        pairs.append((n, done, base))
+        _say(f"  {work} {n:,}: {done.seconds:.1f} s, {done.peak_gib:.2f} GiB")
+    return pairs
 
 
 def _at_goal(size: int, goal_size: int, holds: bool) -> bool | None:
     """Whether a goal holds, judged only at the size the goal names (else None: the row
-    shows how the figure grows)."""
+    shows how the figure grows; ``--quick`` never reaches it)."""
     return holds if size == goal_size else None
 
 
@@ -309,25 +324,19 @@ def clean_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
     """Rows 1 and 2: pandas cleaning vs a bare Arrow read; Dask cleaning vs pandas."""
     rows = []
     for n in sizes:
-        csv = messy_csv(folder, n)
-        pandas_runs, read_runs, dask_runs = [], [], []
-        for _ in range(repeat):  # interleaved: pandas, bare read, dask
-            pandas_runs.append(run_child("clean", str(csv), str(folder / "out-pandas"),
-                                         "pandas"))
-            read_runs.append(run_child("read-csv", str(csv)))
-            dask_runs.append(run_child("clean", str(csv), str(folder / "out-dask"), "dask"))
-        pandas, read, dask = (min(r, key=lambda x: x.seconds)
-                              for r in (pandas_runs, read_runs, dask_runs))
-        pandas.peak_gib = max(r.peak_gib for r in pandas_runs)
-        dask.peak_gib = max(r.peak_gib for r in dask_runs)
+        csv = str(messy_csv(folder, n))
+        pandas, read, dask = best_of(  # interleaved: pandas, bare read, dask
+            repeat, lambda c=csv: run_child("clean", c, str(folder / "out-pandas"), "pandas"),
+            lambda c=csv: run_child("read-csv", c),
+            lambda c=csv: run_child("clean", c, str(folder / "out-dask"), "dask"))
         size = f"{n:,} rows"
         rows.append(Row("clean messy rows (pandas engine)", size, "pyarrow.csv.read_csv",
                         pandas, read, "<= 1.5x, peak <= 3 GiB (10M rows)",
-                        _at_goal(n, sizes[-1], pandas.seconds / read.seconds <= 1.5
+                        _at_goal(n, GOAL_ROWS, pandas.seconds / read.seconds <= 1.5
                                  and pandas.peak_gib <= 3), repeat))
         rows.append(Row(f"clean, Dask engine ({os.cpu_count()} workers)", size,
                         "pandas engine, same file", dask, pandas, "<= 1.2x (10M rows)",
-                        _at_goal(n, sizes[-1], dask.seconds / pandas.seconds <= 1.2), repeat))
+                        _at_goal(n, GOAL_ROWS, dask.seconds / pandas.seconds <= 1.2), repeat))
         _say(f"  clean {size}: pandas {pandas.seconds:.1f} s, read {read.seconds:.1f} s, "
              f"dask {dask.seconds:.1f} s")
     return rows
@@ -366,33 +375,23 @@ def report_rows(folder: Path, inputs: Sequence[tuple[str, Path]], repeat: int) -
 
 def claims_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
     """Row 5: the claims engine in memory vs one pass of per-client means."""
-    rows = []
-    for n in sizes:
-        table = derived_sessions(folder, n)
-        work, floor = best_of(repeat, lambda t=table: run_child("claims", str(t)),
-                              lambda t=table: run_child("client-means", str(t)))
-        rows.append(Row("claims, in memory", f"{n:,} clients / {work.info['rows']:,} sessions",
-                        "per-client means (one groupby)", work, floor,
-                        "<= 45 s, <= 4 GiB (1M clients)",
-                        _at_goal(n, sizes[-1], work.seconds <= 45 and work.peak_gib <= 4),
-                        repeat))
-        _say(f"  claims {n:,} clients: {work.seconds:.1f} s, {work.peak_gib:.2f} GiB")
-    return rows
+    return [Row("claims, in memory", f"{n:,} clients / {work.info['rows']:,} sessions",
+                "per-client means (one groupby)", work, floor,
+                "<= 45 s, <= 4 GiB (1M clients)",
+                _at_goal(n, GOAL_CLIENTS, work.seconds <= 45 and work.peak_gib <= 4), repeat)
+            for n, work, floor in timed_pairs(sizes, repeat,
+                                              lambda n: derived_sessions(folder, n),
+                                              "claims", "client-means")]
 
 
 def scale_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
     """Row 6: claims at scale on Dask (per-client sums) vs a bare read of the clean parts."""
-    rows = []
-    for n in sizes:
-        clean = dask_cleaned(folder, n)
-        work, floor = best_of(repeat, lambda c=clean: run_child("claims-scale", str(c)),
-                              lambda c=clean: run_child("read-parquet", str(c)))
-        rows.append(Row("claims at scale (Dask, per-client sums)",
-                        f"{floor.info['rows']:,} sessions", "pyarrow read of the clean parts",
-                        work, floor, "completes, peak <= 8 GiB (50M rows)",
-                        _at_goal(n, sizes[-1], work.peak_gib <= 8), repeat))
-        _say(f"  claims at scale {n:,} rows: {work.seconds:.1f} s, {work.peak_gib:.2f} GiB")
-    return rows
+    return [Row("claims at scale (Dask, per-client sums)", f"{floor.info['rows']:,} sessions",
+                "pyarrow read of the clean parts", work, floor,
+                "completes, peak <= 8 GiB (50M rows)", _at_goal(n, GOAL_SCALE_ROWS,
+                                                                work.peak_gib <= 8), repeat)
+            for n, work, floor in timed_pairs(sizes, repeat, lambda n: dask_cleaned(folder, n),
+                                              "claims-scale", "read-parquet")]
 
 
 # ----------------------------------------------------------------------------- table ---
@@ -433,9 +432,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     sections = args.only or SECTIONS
-    clean_sizes = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
-    clients = (20_000, 100_000) if args.quick else (200_000, 1_000_000)
-    scale = (1_000_000, 5_000_000) if args.quick else (10_000_000, 50_000_000)
+    clean_sizes = (100_000, 1_000_000) if args.quick else (1_000_000, GOAL_ROWS)
+    clients = (20_000, 100_000) if args.quick else (200_000, GOAL_CLIENTS)
+    scale = (1_000_000, 5_000_000) if args.quick else (10_000_000, GOAL_SCALE_ROWS)
     simulated = 600 if args.quick else 3000
     rows: list[Row] = []
     started = time.perf_counter()

@@ -374,7 +374,8 @@ def _pooled_by_design(X: np.ndarray, events: np.ndarray, trials: np.ndarray
 
     The binomial likelihood depends on the counts only through these sums, so the GLM fitted
     on them has the same estimates; a million clients' counts by a pressure scale of a few
-    dozen values become a few dozen rows (the GLM on all rows took 12 s and 3 GiB)."""
+    dozen values become a few dozen rows (on all 5M rows the GLM took 12.6 s and made the
+    claims run's memory peak)."""
     design = pd.DataFrame(X)
     keys = [c for c in design.columns if np.ptp(X[:, c]) > 0]
     if not keys:

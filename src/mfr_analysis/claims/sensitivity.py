@@ -118,7 +118,7 @@ def followup_clients(sessions: pd.DataFrame, group: str = ALL) -> pd.DataFrame:
         y=("y", "mean"), y_locf=("y_locf", "mean"), pre=("pre", "mean"),
         response=("response", "mean"), sessions=("pre", "size"), weeks=("weeks", "max"),
         control=("control", "first"), group=("group", "first"))
-    clients.index = pd.Index(np.asarray(labels)[clients.index.to_numpy()], name="client_id")
+    clients.index = pd.Index(labels, name="client_id")  # codes 0..n-1, each with rows
     keep = np.isfinite(clients["pre"]) & np.isfinite(clients["response"])
     return (clients.loc[keep].reset_index()
             .assign(log_sessions=lambda d: np.log(d["sessions"].astype(float)),
