@@ -194,6 +194,24 @@ def test_sessions_match_the_schema_and_ids(fixture_result) -> None:
     assert result.report["session_ids"]["from_source"] == 6
 
 
+@pytest.mark.parametrize("column", ["client_id", "clinician"])
+def test_a_malformed_pseudonym_still_fails_validation(fixture_result, monkeypatch,
+                                                      column: str) -> None:
+    """The pseudonym patterns are checked on the distinct values, not row by row: a value
+    outside the pattern must still stop cleaning."""
+    import pandera.errors
+
+    import mfr_analysis.clean as clean_module
+    name, bad = {"client_id": ("client_pseudonyms", "c_0123456789ABCDEF"),  # upper case hex
+                 "clinician": ("clinician_pseudonyms", "t_0123456789ABCDEF")}[column]
+    good = getattr(clean_module, name)
+    monkeypatch.setattr(clean_module, name, lambda ids, key: [bad] + good(list(ids)[1:], key))
+    raw, _ = fixture_result
+    frame = raw.frame.assign(clinician="Dr A") if column == "clinician" else raw.frame
+    with pytest.raises(pandera.errors.SchemaErrors, match=bad):
+        clean_sessions(frame, key=KEY, today=TODAY)
+
+
 def test_input_frame_is_not_changed(fixture_result) -> None:
     raw, _ = fixture_result
     before = raw.frame.copy(deep=True)

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mfr_analysis import read as read_module
 from mfr_analysis.clean import clean_sessions
 from mfr_analysis.errors import UserFacingError
 from mfr_analysis.read import InputError, header_key, load_mapping, plan_headers, read_logs
@@ -224,6 +225,60 @@ def test_line_breaks_inside_cells_keep_physical_line_numbers(tmp_path: Path) -> 
     raw = read_logs([path])
     assert raw.frame["source_line"].tolist() == [2, 4]
     assert raw.identifier_columns == {"free_text": ["Notes"]}
+
+
+def _read_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch, range_bytes: int):
+    """The file read range by range (ranges of ``range_bytes``) and read whole."""
+    monkeypatch.setattr(read_module, "RANGE_BYTES", range_bytes)
+    ranged = read_logs([path])
+    monkeypatch.setattr(read_module, "RANGE_BYTES", 1 << 40)
+    return ranged, read_logs([path])
+
+
+def _same_raw(a, b) -> None:
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    for column in a.frame.select_dtypes("category"):  # the same categories in the same order
+        assert a.frame[column].cat.categories.tolist() == b.frame[column].cat.categories.tolist()
+    assert (a.sources, a.rows_per_source) == (b.sources, b.rows_per_source)
+
+
+def test_large_file_read_in_ranges_equals_the_whole_read(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    rows = [f"c{rng.randint(1, 40)},2024-03-{rng.randint(1, 28):02d},"
+            f"{rng.choice(['athlete', 'senior', 'Desk worker', ''])},{rng.randint(0, 10)},"
+            f"{rng.choice(['3', '4/10', 'n/a', ''])}" for _ in range(400)]
+    rows[150:153] = ["", ",,,,", ""]  # blank lines, skipped and counted, inside a range
+    path = _write(tmp_path / "big.csv", HEADER + "\n" + "\n".join(rows))  # no final line break
+    ranges = []
+    parse_range = read_module._parse_range
+    monkeypatch.setattr(read_module, "_parse_range",
+                        lambda *a: ranges.append(a[2]) or parse_range(*a))
+    ranged, whole = _read_both_ways(path, monkeypatch, range_bytes=1000)
+    assert len(ranges) > 10 and ranges[0] == 2  # really read in ranges, from line 2
+    _same_raw(ranged, whole)
+    assert whole.sources[0]["blank_rows_skipped"] == 3
+    assert ranged.frame["source_line"].tolist() == [
+        i + 2 for i in range(400) if not 150 <= i < 153]
+
+
+@pytest.mark.parametrize("late", ["quoted_line_break", "cp1252_byte", "ragged_row"])
+def test_a_range_that_does_not_parse_alone_makes_the_file_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late: str) -> None:
+    rows = [f"c{i},2024-03-05,athlete,{i % 10},3" for i in range(300)]
+    rows[250] = {"quoted_line_break": 'c250,2024-03-05,"ath\nlete",5,3',
+                 "cp1252_byte": "c250,2024-03-05,athl\u00e8te,5,3",
+                 "ragged_row": "c250,2024-03-05,athlete,5,3,extra,cells"}[late]
+    text = HEADER + "\n" + "\n".join(rows) + "\n"
+    path = _bytes(tmp_path / "late.csv", text.encode("cp1252" if late == "cp1252_byte"
+                                                      else "utf-8"))
+    ranged, whole = _read_both_ways(path, monkeypatch, range_bytes=500)
+    _same_raw(ranged, whole)
+    if late == "quoted_line_break":
+        assert ranged.frame["source_line"].iloc[-1] == 302  # one row on two physical lines
+    if late == "cp1252_byte":
+        assert ranged.sources[0]["encoding"] == "cp1252"
+        assert "athl\u00e8te" in set(ranged.frame["audience_group"])
 
 
 # ----------------------------------------------------------------------- broken files battery

@@ -97,6 +97,7 @@ from mfr_analysis.read import (
     UserMapping,
     combine_sources,
     display_names,
+    line_end,
     load_mapping,
     raw_input_files,
     read_source,
@@ -170,24 +171,11 @@ def _byte_ranges(path: Path, name: str, mapping: UserMapping | None,
     with path.open("rb") as handle:
         start, line = layout.data_offset, layout.header_line + 1
         while start < size:
-            end = _line_end(handle, min(start + blocksize, size), size)
+            end = line_end(handle, min(start + blocksize, size), size)
             ranges.append(replace(base, start=start, end=end, first_line=line))
             line += _count_newlines(handle, start, end)
             start = end
     return ranges if len(ranges) > 1 else []
-
-
-def _line_end(handle: Any, at: int, size: int) -> int:
-    """Offset just after the first line break at or after ``at - 1`` (or the file's end)."""
-    position = max(at - 1, 0)
-    while position < size:
-        handle.seek(position)
-        block = handle.read(1 << 20)
-        cut = block.find(b"\n")
-        if cut >= 0:
-            return position + cut + 1
-        position += len(block)
-    return size
 
 
 def _count_newlines(handle: Any, start: int, end: int) -> int:

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,11 @@ class _BackgroundParquet:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        same = pa.Table.from_pandas(sessions, preserve_index=False)
-        if not same.schema.equals(self.table.schema, check_metadata=True):
-            write_parquet(same, self.target, self.fingerprint)  # validation changed a dtype
+        schema = self.table.schema
+        self.table = None  # the writer is done with it
+        same = pa.Schema.from_pandas(sessions, preserve_index=False)  # no copy of the data
+        if not same.equals(schema, check_metadata=True):
+            write_parquet(sessions, self.target, self.fingerprint)  # validation changed a dtype
 
     def abort(self) -> None:
         """Wait for the writer (its file goes with the staging folder)."""
@@ -189,14 +192,17 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
     with output_set(out, kind="clean") as staged, progress_bar(
             total=len(files) + 3, desc="clean", unit="step", disable=not progress) as bar:
         raw = _read(files, mapping, bar)
+        release_arrow_memory()  # what the read's Arrow buffers held (not needed again)
         bar.set_postfix_str("cleaning")
         writer = _BackgroundParquet(staged.dir / SESSIONS_FILE, fingerprint)
+        frames = [raw.frame]
+        raw = replace(raw, frame=raw.frame.iloc[:0])  # what the report needs of the read
         try:
-            result = clean_sessions(raw.frame, date_order=date_order, key=key,
+            # popped: cleaning holds the raw text's only reference and frees it early
+            result = clean_sessions(frames.pop(), date_order=date_order, key=key,
                                     on_sessions=writer.start)
             bar.update()
             report = full_report(raw, result, fingerprint)
-            del raw  # the raw text is no longer needed while the files are written
             bar.set_postfix_str("writing")
             writer.finish(result.sessions)
             _write_small_outputs(result, report, staged.dir)

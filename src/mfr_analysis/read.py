@@ -43,7 +43,6 @@ import codecs
 import csv
 import json
 import logging
-import mmap
 import os
 import re
 import unicodedata
@@ -430,18 +429,15 @@ def _blank_rows(columns: dict[str, Column], n: int) -> np.ndarray:
 
 def _physical_lines(path: Path) -> int:
     """Number of physical lines ('\\n'-terminated, plus an unterminated last one)."""
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    count = 0
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        data = np.frombuffer(mm, dtype=np.uint8)
-        step = 1 << 26
-        for start in range(0, size, step):
-            count += int(np.count_nonzero(data[start:start + step] == 10))
-        last = int(data[-1])
-        del data
-    return count + (0 if last == 10 else 1)
+    count, last = 0, b"\n"
+    # plain reads into one buffer, not mmap: a mapped 2 GB file counts as resident memory
+    buffer = bytearray(1 << 20)  # small enough to stay in cache while numpy counts
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    with path.open("rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            count += int(np.count_nonzero(view[:size] == 10))
+            last = buffer[size - 1:size]
+    return count + (0 if last == b"\n" else 1)
 
 
 def _filter(col: Column, keep: np.ndarray) -> Column:
@@ -618,6 +614,9 @@ def _read_delimited(path: Path, name: str, mapping: UserMapping | None) -> list[
     layout = text_layout(path, name, mapping)
     info = layout.info(name)
     if layout.encoding != "utf-16":
+        ranged = _read_in_ranges(path, name, layout)
+        if ranged is not None:
+            return [ranged]
         fast = _read_with_pyarrow(path, layout)
         if fast is not None:
             encoding, columns, lines = fast
@@ -694,16 +693,70 @@ def read_text_range(path: str | Path, name: str, layout: TextLayout, start: int,
     with open(path, "rb") as handle:
         handle.seek(start)
         data = handle.read(end - start)
+    parsed = _parse_range(data, layout, first_line)
+    return None if parsed is None else _finish(name, *parsed, layout.plan, layout.info(name))
+
+
+def _parse_range(data: bytes, layout: TextLayout, first_line: int
+                 ) -> tuple[dict[str, pa.ChunkedArray], np.ndarray] | None:
+    """Text columns and physical lines of whole lines of a file; None if not one row a line."""
     try:
         columns, n_rows, ragged = _arrow_csv(pa.BufferReader(data), layout.plan,
                                              layout.delimiter, layout.encoding)
     except (pa.ArrowException, UnicodeDecodeError, LookupError):
         return None
-    lines_in_range = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    newlines = int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+    lines_in_range = newlines + (0 if data.endswith(b"\n") else 1)
     if ragged or n_rows != lines_in_range:
         return None
-    lines = np.arange(first_line, first_line + n_rows, dtype=np.int64)
-    return _finish(name, columns, lines, layout.plan, layout.info(name))
+    return columns, np.arange(first_line, first_line + n_rows, dtype=np.int64)
+
+
+RANGE_BYTES = 64 << 20
+"""Delimited files larger than this are read one whole-line byte range at a time, each range
+encoded before the next is read: the text of a 2 GB file is never all in memory (its Arrow
+strings took 2.7 GB at 10M rows, and first-touching that much fresh memory cost seconds)."""
+
+
+def line_end(handle: Any, at: int, size: int) -> int:
+    """Offset just after the first line break at or after ``at - 1`` (or the file's end)."""
+    position = max(at - 1, 0)
+    while position < size:
+        handle.seek(position)
+        block = handle.read(1 << 20)
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return position + cut + 1
+        position += len(block)
+    return size
+
+
+def _read_in_ranges(path: Path, name: str, layout: TextLayout) -> Source | None:
+    """A large file read range by range into one source; None when it must be read whole
+    (its data offset not found by bytes, or any range not one row per line)."""
+    size, range_bytes = path.stat().st_size, RANGE_BYTES
+    if layout.data_offset is None or size - layout.data_offset <= range_bytes:
+        return None
+    parts: list[Source] = []
+    with path.open("rb") as handle:
+        start, line = layout.data_offset, layout.header_line + 1
+        while start < size:
+            end = line_end(handle, min(start + range_bytes, size), size)
+            handle.seek(start)
+            data = handle.read(end - start)
+            parsed = _parse_range(data, layout, line)
+            if parsed is None:
+                return None
+            del data
+            parts.append(_drop_blank(Source(name, _encode_all(parsed[0]), parsed[1],
+                                            layout.plan.dropped, layout.plan.identifiers)))
+            line += int(parsed[1].size)
+            start = end
+    columns = {c: _merge_columns([p.columns[c] for p in parts]) for c in parts[0].columns}
+    info = {**layout.info(name), "rows": sum(p.rows for p in parts),
+            "blank_rows_skipped": sum(p.info["blank_rows_skipped"] for p in parts)}
+    return Source(name, columns, np.concatenate([p.lines for p in parts]),
+                  layout.plan.dropped, layout.plan.identifiers, info)
 
 
 def _read_with_csv_module(path: Path, plan: HeaderPlan, delimiter: str, encoding: str,
@@ -1320,20 +1373,7 @@ def _combine_column(name: str, sources: Sequence[Source]) -> pd.Series | pd.Cate
         index = pd.Index(parts[0].dictionary.cast(STRING).to_pandas(types_mapper=_text_dtype))
         return pd.Categorical.from_codes(parts[0].codes, categories=index)
     if all(p is None or p.codes is not None for p in parts):
-        dictionaries = [p.dictionary.cast(STRING) for p in parts if p is not None]
-        merged = pa.concat_arrays(dictionaries) if dictionaries else pa.array([], STRING)
-        remap_codes, categories = encode_strings(merged)
-        small = remap_codes.dtype
-        codes, offset = [], 0
-        for p, s in zip(parts, sources, strict=True):
-            if p is None:
-                codes.append(np.full(s.rows, -1, dtype=small))
-                continue
-            remap = np.append(remap_codes[offset: offset + len(p.dictionary)],
-                              np.array([-1], dtype=small))
-            offset += len(p.dictionary)
-            codes.append(remap[p.codes])
-        all_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=small)
+        all_codes, categories = _unified_codes(parts, [s.rows for s in sources])
         index = pd.Index(categories.cast(STRING).to_pandas(types_mapper=_text_dtype))
         return pd.Categorical.from_codes(all_codes, categories=index)
     chunks = []
@@ -1347,6 +1387,34 @@ def _combine_column(name: str, sources: Sequence[Source]) -> pd.Series | pd.Cate
             chunks.append(p.dictionary.cast(STRING).take(indices))
     column = pa.chunked_array(chunks, STRING)
     return pa.table({name: column}).to_pandas(types_mapper=_text_dtype)[name]
+
+
+def _unified_codes(parts: Sequence[Column | None], rows: Sequence[int]
+                   ) -> tuple[np.ndarray, pa.Array]:
+    """Stacked dictionary-encoded parts as codes into one shared dictionary, in order of
+    first appearance (as one encode of the stacked text would give); a missing part is -1."""
+    dictionaries = [p.dictionary.cast(STRING) for p in parts if p is not None]
+    merged = pa.concat_arrays(dictionaries) if dictionaries else pa.array([], STRING)
+    remap_codes, categories = encode_strings(merged)
+    small = remap_codes.dtype
+    codes, offset = [], 0
+    for p, n in zip(parts, rows, strict=True):
+        if p is None:
+            codes.append(np.full(n, -1, dtype=small))
+            continue
+        remap = np.append(remap_codes[offset: offset + len(p.dictionary)],
+                          np.array([-1], dtype=small))
+        offset += len(p.dictionary)
+        codes.append(remap[p.codes])
+    return (np.concatenate(codes) if codes else np.zeros(0, dtype=small)), categories
+
+
+def _merge_columns(parts: Sequence[Column]) -> Column:
+    """One column of consecutive ranges of a file (the same kind of column in each)."""
+    if parts[0].codes is None:
+        return Column(None, None, pa.chunked_array(
+            [c for p in parts for c in p.plain.chunks], parts[0].plain.type))
+    return Column(*_unified_codes(parts, [len(p) for p in parts]))
 
 
 def _text_dtype(arrow_type: pa.DataType) -> pd.StringDtype | None:
@@ -1397,7 +1465,7 @@ __all__ = ["BIRTH_DATE_COLUMN", "INPUT_COLUMNS", "ISSUE_COLUMN", "InputError", "
            "Source", "TextLayout",
            "clean_table_path", "closest_column", "combine_sources", "display_names",
            "expand_inputs", "load_mapping", "plan_headers", "raw_input_files", "read_logs",
-           "read_source", "read_text_range", "text_layout"]
+           "line_end", "read_source", "read_text_range", "text_layout"]
 
 
 def closest_column(header: object, cutoff: float = 0.75) -> str | None:
