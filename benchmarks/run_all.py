@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -116,9 +117,20 @@ def run_child(kind: str, *args: str) -> Run:
 
 # ----------------------------------------------------------------------------- children ---
 
+KERNEL_SECONDS: list[float] = []  # of the last _timed work in this child (and its children)
+
+
+def _cpu_kernel() -> float:
+    import resource
+
+    return sum(resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def _timed(work: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
+    start, kernel = time.perf_counter(), _cpu_kernel()
     value = work()
+    KERNEL_SECONDS[:] = [_cpu_kernel() - kernel]
     return time.perf_counter() - start, value
 
 
@@ -398,16 +410,20 @@ def scale_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
 
 def markdown(rows: Sequence[Row]) -> str:
     """The table as Markdown (also how it is printed)."""
-    lines = ["| work | size | floor | work s | floor s | ratio | peak GiB | best of | goal | "
-             "holds |", "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| work | size | floor | work s | floor s | ratio | peak GiB | kernel s | best of "
+             "| goal | holds |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         holds = {True: "yes", False: "**no**", None: "(size check)"}[r.holds]
+        kernel = "/".join(f"{run.info.get('kernel_seconds', math.nan):.1f}"
+                          for run in (r.work_run, r.floor_run))
         lines.append(f"| {r.work} | {r.size} | {r.floor} | {r.work_run.seconds:.1f} | "
                      f"{r.floor_run.seconds:.1f} | {r.ratio:.2f} | {r.work_run.peak_gib:.2f} | "
-                     f"{r.runs} | {r.goal} | {holds} |")
+                     f"{kernel} | {r.runs} | {r.goal} | {holds} |")
     lines.append("")
     lines.append("Best of N runs per side, the two sides alternating; peak = largest total RSS "
-                 "of the work's process tree (sampled every 0.1 s); "
+                 "of the work's process tree (sampled every 0.1 s); kernel s = CPU seconds the "
+                 "kernel spent for the work / for the floor (page faults, mostly: on a VM that "
+                 "backs memory lazily they can outweigh the work); "
                  f"{os.cpu_count()} cores, {psutil.virtual_memory().total / GIB:.0f} GiB.")
     return "\n".join(lines)
 
@@ -425,7 +441,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, rest)), flush=True)
+        result = child(args.child, rest)
+        print(json.dumps({**result, "kernel_seconds": sum(KERNEL_SECONDS)}), flush=True)
         return
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
