@@ -78,6 +78,24 @@ def test_the_primary_rows_match_the_issue_12_fixture(
             assert got == expected[column].fillna("").astype("str").tolist(), column
 
 
+def test_claim_inputs_are_the_same_when_the_prepared_cache_keeps_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrays dropped from the prepared table's cache are made again exactly."""
+    from mfr_analysis.claims import claim_inputs
+    from mfr_analysis.claims import inputs as inputs_module
+
+    run_clean([SAMPLE], tmp_path, progress=False, key=TEST_KEY.encode())
+    sessions = load_sessions([tmp_path])
+    kept = claim_inputs(sessions)
+    monkeypatch.setattr(inputs_module, "PREPARED_CACHE_BYTES", 0)
+    remade = claim_inputs(sessions)
+    assert kept.series.keys() == remade.series.keys() and len(kept.series) > 10
+    for key, series in kept.series.items():
+        pd.testing.assert_frame_equal(series.units, remade.series[key].units)
+        pd.testing.assert_frame_equal(series.rows, remade.series[key].rows)
+        assert series.counts == remade.series[key].counts
+
+
 def test_the_rendering_sees_a_change_in_the_tenth_digit() -> None:
     table = pd.DataFrame({"estimate": [1.234567891]})
     assert canonical(table) != canonical(table.assign(estimate=1.234567892))

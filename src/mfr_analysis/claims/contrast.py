@@ -41,7 +41,14 @@ from mfr_analysis.claims.fits import (
     se_mde,
     warned,
 )
-from mfr_analysis.claims.inputs import Prepared, SeriesData, aggregate, finite, make_series
+from mfr_analysis.claims.inputs import (
+    Prepared,
+    SeriesData,
+    aggregate,
+    finite,
+    make_series,
+    with_arrays,
+)
 from mfr_analysis.models import fit_ols, fit_ols_cluster_sums
 
 CLUSTER_OLS_MAX_SESSIONS = 20_000  # session limit: OLS on sessions up to it, sums above
@@ -58,8 +65,9 @@ def contrast_sums(frame: pd.DataFrame) -> pd.DataFrame:
     fp = np.isfinite(pre)
     p = np.where(fp, pre, 0.0)
     yb = np.where(fp, y, np.nan)
-    work = frame[["group", "client_id"]].assign(
-        y=y, ly=level * y, lv=level, fp=fp.astype(np.int64), lb=np.where(fp, level, 0.0),
+    work = with_arrays(
+        frame, ("group", "client_id"), y=y, ly=level * y, lv=level, fp=fp.astype(np.int64),
+        lb=np.where(fp, level, 0.0),
         yb=np.where(fp, y, 0.0), ymb=yb, lyb=np.where(fp, level * y, 0.0), p=p, lp=level * p,
         pp=p * p, py=p * np.where(fp, y, 0.0))
     return aggregate(work, ("group", "client_id"), {
