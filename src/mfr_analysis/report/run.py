@@ -637,8 +637,7 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
     try:
         # submit() starts a worker while none is idle: one no-op per worker starts them all
         # here, before any job is queued, so no kernel can run while this process ignores
-        # Ctrl-C. (Once, on a loaded machine, a Ctrl-C sent while a kernel ran was lost and
-        # the run ended 0; a spawn after the first job had started is the likely cause.)
+        # Ctrl-C
         with _workers_born_ignoring_ctrl_c():
             for _ in range(workers):
                 pool.submit(int)
