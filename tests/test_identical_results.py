@@ -86,9 +86,14 @@ def test_claim_inputs_are_the_same_when_the_prepared_cache_keeps_nothing(
 
     run_clean([SAMPLE], tmp_path, progress=False, key=TEST_KEY.encode())
     sessions = load_sessions([tmp_path])
+    made = []
+    change = inputs_module._change
+    monkeypatch.setattr(inputs_module, "_change", lambda *a: made.append(a[2]) or change(*a))
     kept = claim_inputs(sessions)
+    made_once, made[:] = list(made), []
     monkeypatch.setattr(inputs_module, "PREPARED_CACHE_BYTES", 0)
     remade = claim_inputs(sessions)
+    assert len(made) > len(made_once)  # dropped changes were really made again
     assert kept.series.keys() == remade.series.keys() and len(kept.series) > 10
     for key, series in kept.series.items():
         pd.testing.assert_frame_equal(series.units, remade.series[key].units)

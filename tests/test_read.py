@@ -250,12 +250,12 @@ def test_large_file_read_in_ranges_equals_the_whole_read(tmp_path: Path,
             f"{rng.choice(['3', '4/10', 'n/a', ''])}" for _ in range(400)]
     rows[150:153] = ["", ",,,,", ""]  # blank lines, skipped and counted, inside a range
     path = _write(tmp_path / "big.csv", HEADER + "\n" + "\n".join(rows))  # no final line break
-    ranges = []
-    parse_range = read_module._parse_range
-    monkeypatch.setattr(read_module, "_parse_range",
-                        lambda *a: ranges.append(a[2]) or parse_range(*a))
+    first_lines = []
+    read_range = read_module.read_text_range
+    monkeypatch.setattr(read_module, "read_text_range",
+                        lambda *a: first_lines.append(a[5]) or read_range(*a))
     ranged, whole = _read_both_ways(path, monkeypatch, range_bytes=1000)
-    assert len(ranges) > 10 and ranges[0] == 2  # really read in ranges, from line 2
+    assert len(first_lines) > 10 and first_lines[0] == 2  # really read in ranges, from line 2
     _same_raw(ranged, whole)
     assert whole.sources[0]["blank_rows_skipped"] == 3
     assert ranged.frame["source_line"].tolist() == [

@@ -96,13 +96,14 @@ from mfr_analysis.read import (
     TextLayout,
     UserMapping,
     combine_sources,
+    count_newlines,
     display_names,
-    line_end,
     load_mapping,
     raw_input_files,
     read_source,
     read_text_range,
     text_layout,
+    whole_line_ranges,
 )
 from mfr_analysis.tables import normalise_token
 
@@ -167,27 +168,12 @@ def _byte_ranges(path: Path, name: str, mapping: UserMapping | None,
         return []
     base = Part(0, str(path), name, layout=layout)
     ranges: list[Part] = []
-    # plain reads, not mmap: a mapped 10 GB file would count as resident memory
+    line = layout.header_line + 1
     with path.open("rb") as handle:
-        start, line = layout.data_offset, layout.header_line + 1
-        while start < size:
-            end = line_end(handle, min(start + blocksize, size), size)
+        for start, end in whole_line_ranges(handle, layout.data_offset, size, blocksize):
             ranges.append(replace(base, start=start, end=end, first_line=line))
-            line += _count_newlines(handle, start, end)
-            start = end
+            line += count_newlines(handle, start, end)
     return ranges if len(ranges) > 1 else []
-
-
-def _count_newlines(handle: Any, start: int, end: int) -> int:
-    handle.seek(start)
-    count, left = 0, end - start
-    while left > 0:
-        block = handle.read(min(left, 16 << 20))
-        if not block:
-            break
-        count += block.count(b"\n")
-        left -= len(block)
-    return count
 
 
 # ---------------------------------------------------------------------------------------------

@@ -635,14 +635,9 @@ def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
     try:
-        # submit() starts a worker while none is idle: one no-op per worker starts them all
-        # here, before any job is queued, so no kernel can run while this process ignores
-        # Ctrl-C
-        with _workers_born_ignoring_ctrl_c():
-            for _ in range(workers):
-                pool.submit(int)
-        futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
-                   for job in jobs]
+        with _workers_born_ignoring_ctrl_c():  # submit() starts the workers
+            futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
+                       for job in jobs]
         results = _collect(as_completed(futures), jobs, progress)
     except BaseException as failure:  # Ctrl-C, SIGTERM (see sigterm_as_interrupt), ...
         _stop_pool(pool, set(active_children()) - before)
