@@ -101,6 +101,24 @@ def test_claim_inputs_are_the_same_when_the_prepared_cache_keeps_nothing(
         assert series.counts == remade.series[key].counts
 
 
+def test_the_clean_table_built_and_written_in_slices_is_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices of 97 rows: the source ids hashed, the table built, validated and written
+    slice by slice give the fixture's bytes; the file has one row group per slice."""
+    import pyarrow.parquet as pq
+
+    from mfr_analysis import clean
+
+    monkeypatch.setattr(clean, "ROWS_PER_SLICE", 97)
+    run_clean([SAMPLE], tmp_path, progress=False, key=TEST_KEY.encode())
+    sessions = pd.read_parquet(tmp_path / "sessions.parquet")
+    assert canonical(sessions) == CLEAN_FIXTURE.read_bytes()
+    quarantine = pd.read_csv(tmp_path / "quarantine.csv", dtype="str", keep_default_na=False)
+    assert canonical(quarantine) == QUARANTINE_FIXTURE.read_bytes()
+    groups = pq.ParquetFile(tmp_path / "sessions.parquet").metadata.num_row_groups
+    assert len(sessions) > 97 * 20 and groups == -(-len(sessions) // 97)
+
+
 def test_the_rendering_sees_a_change_in_the_tenth_digit() -> None:
     table = pd.DataFrame({"estimate": [1.234567891]})
     assert canonical(table) != canonical(table.assign(estimate=1.234567892))

@@ -273,7 +273,7 @@ def test_a_killed_publish_is_finished_by_the_next_run(old_and_new: tuple[Path, P
     assert _which(out, old, new) == "old" and _leftovers(out) == []
 
 
-@pytest.mark.parametrize("where", ["staging", "manifest"])
+@pytest.mark.parametrize("where", ["staging", "sessions", "manifest"])
 def test_a_full_disk_leaves_the_old_set(where: str, old_and_new: tuple[Path, Path],
                                         second_log: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,6 +286,25 @@ def test_a_full_disk_leaves_the_old_set(where: str, old_and_new: tuple[Path, Pat
 
     if where == "staging":
         monkeypatch.setattr(pipeline_module, "write_csv", full)
+    elif where == "sessions":  # the clean table's third slice: written in the background
+        from mfr_analysis import clean
+
+        monkeypatch.setattr(clean, "ROWS_PER_SLICE", 1)
+        opened = pipeline_module.parquet_writer
+
+        def filling(*args: object, **kwargs: object) -> object:
+            writer, written = opened(*args, **kwargs), [0]
+            write = writer.write_table
+
+            def write_table(table: object) -> None:
+                written[0] += 1
+                if written[0] == 3:
+                    full()
+                write(table)
+            writer.write_table = write_table
+            return writer
+
+        monkeypatch.setattr(pipeline_module, "parquet_writer", filling)
     else:
         monkeypatch.setattr(io, "_write_ready", full)
     with pytest.raises(OSError, match="No space left"):

@@ -21,6 +21,12 @@ CLEANING_REPORT_FILE = "cleaning_report.json"
 
 EARLIEST_SESSION_DATE = "1990-01-01"
 
+# Row-sized work that would otherwise hold a whole column's worth of temporaries (hashing the
+# source session ids, building, validating and writing the clean table) runs in slices of
+# this many rows: pyarrow's default row-group length, so a table written slice by slice has
+# the same row groups, and bytes, as one written whole.
+ROWS_PER_SLICE = 1 << 20
+
 # CMS cell-size rule: counts of 1-10 clients are never shown in a report. The default of
 # AnalysisSettings.min_reported_clients (the analysis settings' defaults live there only).
 MIN_REPORTED_CLIENTS = DEFAULTS.min_reported_clients

@@ -248,21 +248,28 @@ NO_DICTIONARY = ("session_id", "client_id", "source_line")  # (nearly) unique pe
 WITH_STATISTICS = ("session_date", "audience_group", "arm")  # worth min/max for filtering
 
 
-def write_parquet(sessions: pd.DataFrame | pa.Table, path: str | Path,
-                  fingerprint: str | None = None) -> None:
-    """Write a clean sessions table as zstd parquet (not atomic: into a staging folder).
+def parquet_writer(path: str | Path, schema: pa.Schema,
+                   fingerprint: str | None = None) -> pq.ParquetWriter:
+    """A zstd parquet writer of clean sessions (not atomic: into a staging folder), for one
+    table or its row slices in order (the same bytes, in slices of ``ROWS_PER_SLICE`` rows).
 
     Statistics and dictionaries only where they help (a quarter faster); the key
     ``fingerprint``, given, goes into the schema metadata so that a lone file carries it."""
+    if fingerprint is not None:
+        schema = schema.with_metadata({**(schema.metadata or {}),
+                                       FINGERPRINT_METADATA: fingerprint.encode()})
+    return pq.ParquetWriter(path, schema, compression="zstd",
+                            use_dictionary=[c for c in schema.names if c not in NO_DICTIONARY],
+                            write_statistics=[c for c in schema.names if c in WITH_STATISTICS])
+
+
+def write_parquet(sessions: pd.DataFrame | pa.Table, path: str | Path,
+                  fingerprint: str | None = None) -> None:
+    """Write a clean sessions table as zstd parquet (see :func:`parquet_writer`)."""
     table = (sessions if isinstance(sessions, pa.Table)
              else pa.Table.from_pandas(sessions, preserve_index=False))
-    if fingerprint is not None:
-        metadata = {**(table.schema.metadata or {}), FINGERPRINT_METADATA: fingerprint.encode()}
-        table = table.replace_schema_metadata(metadata)
-    names = table.column_names
-    pq.write_table(table, path, compression="zstd",
-                   use_dictionary=[c for c in names if c not in NO_DICTIONARY],
-                   write_statistics=[c for c in names if c in WITH_STATISTICS])
+    with parquet_writer(path, table.schema, fingerprint) as writer:
+        writer.write_table(table)
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, *, header: bool = True) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -48,6 +49,7 @@ from mfr_analysis.io import (
     atomic_path,
     check_replaceable,
     output_set,
+    parquet_writer,
     refuse_clean_over_inputs,
     set_files,
     verify_output_set,
@@ -118,48 +120,49 @@ def _write_small_outputs(result: CleanResult, report: dict[str, Any], out: Path)
     write_json(report, out / CLEANING_REPORT_FILE, sort_keys=False)
 
 
-class _BackgroundParquet:
-    """Write the sessions parquet on a second core while cleaning finishes (validation,
-    quarantine, report), into the run's staging folder; it is published with the rest of the
-    set only once cleaning has succeeded and the validated frame is known to be the one
-    written."""
+class _SessionsWriter:
+    """Write the clean table's validated slices into the run's staging folder on a second
+    core while cleaning builds the next one; one slice waits at most, so memory holds about
+    three slices, never the whole table. Published with the rest of the set only once
+    cleaning has succeeded."""
 
     def __init__(self, target: Path, fingerprint: str | None = None) -> None:
         self.target = target
         self.fingerprint = fingerprint
-        self.table: pa.Table | None = None
-        self.thread: threading.Thread | None = None
+        self.slices: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
-
-    def start(self, sessions: pd.DataFrame) -> None:
-        self.table = pa.Table.from_pandas(sessions, preserve_index=False)
         self.thread = threading.Thread(target=self._run, name="write-sessions", daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
-        try:
-            write_parquet(self.table, self.target, self.fingerprint)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in finish()
-            self.error = exc
-
-    def finish(self, sessions: pd.DataFrame) -> None:
-        """Wait for the writer and check it wrote the validated frame (else write that)."""
-        if self.thread is None:
-            write_parquet(sessions, self.target, self.fingerprint)
-            return
-        self.thread.join()
+    def write(self, sessions: pd.DataFrame) -> None:
+        """Queue one slice (waits while the writer is a slice behind)."""
         if self.error is not None:
             raise self.error
-        schema = self.table.schema
-        self.table = None  # the writer is done with it
-        same = pa.Schema.from_pandas(sessions, preserve_index=False)  # no copy of the data
-        if not same.equals(schema, check_metadata=True):
-            write_parquet(sessions, self.target, self.fingerprint)  # validation changed a dtype
+        self.slices.put(pa.Table.from_pandas(sessions, preserve_index=False))
 
-    def abort(self) -> None:
-        """Wait for the writer (its file goes with the staging folder)."""
-        if self.thread is not None:
-            self.thread.join()
+    def _run(self) -> None:
+        writer = None
+        while (table := self.slices.get()) is not None:
+            if self.error is not None:
+                continue  # drained, so that write() never waits on a dead writer
+            try:
+                if writer is None:
+                    writer = parquet_writer(self.target, table.schema, self.fingerprint)
+                writer.write_table(table)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in write() or close()
+                self.error = exc
+        try:
+            if writer is not None:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in close()
+            self.error = self.error or exc
+
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for the writer to finish the file; raise what it met, unless ``quiet``."""
+        self.slices.put(None)
+        self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
 
 
 def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None = None,
@@ -194,21 +197,21 @@ def run_clean(inputs: Inputs, out_dir: str | Path, *, mapping: str | Path | None
         raw = _read(files, mapping, bar)
         release_arrow_memory()  # what the read's Arrow buffers held (not needed again)
         bar.set_postfix_str("cleaning")
-        writer = _BackgroundParquet(staged.dir / SESSIONS_FILE, fingerprint)
+        writer = _SessionsWriter(staged.dir / SESSIONS_FILE, fingerprint)
         frames = [raw.frame]
         raw = replace(raw, frame=raw.frame.iloc[:0])  # what the report needs of the read
         try:
             # popped: cleaning holds the raw text's only reference and frees it early
             result = clean_sessions(frames.pop(), date_order=date_order, key=key,
-                                    on_sessions=writer.start)
-            bar.update()
-            report = full_report(raw, result, fingerprint)
-            bar.set_postfix_str("writing")
-            writer.finish(result.sessions)
-            _write_small_outputs(result, report, staged.dir)
+                                    write_sessions=writer.write)
         except BaseException:
-            writer.abort()
+            writer.close(quiet=True)  # its file goes with the staging folder
             raise
+        writer.close()
+        bar.update()
+        report = full_report(raw, result, fingerprint)
+        bar.set_postfix_str("writing")
+        _write_small_outputs(result, report, staged.dir)
         bar.update(2)
     log.info("wrote %s, %s, %s to %s", SESSIONS_FILE, QUARANTINE_FILE, CLEANING_REPORT_FILE,
              out_dir)
