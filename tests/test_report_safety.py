@@ -621,6 +621,16 @@ def survivors(processes: list, seconds: float = 30) -> list:
     return alive
 
 
+def signal_state(pid: int) -> str:
+    """A process's blocked, ignored and caught signal masks (``/proc``), or why not known."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines()
+    except OSError as error:
+        return f"not readable ({error.strerror})"
+    return " ".join(line.replace("\t", "") for line in lines
+                    if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt")))
+
+
 def group_members(pgid: int) -> list:
     """Live (not zombie) processes of a process group."""
     import psutil
@@ -651,11 +661,15 @@ def test_interrupted_report_stops_cleanly_and_keeps_the_previous_one(
         how: str, report_process, hostile_report: Path, tmp_path: Path) -> None:
     before = snapshot(hostile_report)
     process, children = report_process(hostile_report)
+    state = signal_state(process.pid)  # said if the run does not stop: why it did not
+    sent = time.monotonic()
     if how == "ctrl-c":  # a terminal sends SIGINT to the whole foreground process group
         os.killpg(process.pid, signal.SIGINT)
     else:
         os.kill(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=60) == 130
+    code = process.wait(timeout=60)
+    assert code == 130, (f"exit {code} {time.monotonic() - sent:.1f} s after the signal; "
+                         f"the run's signal state just before it: {state}")
     assert survivors(children) == []
     stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
     assert [line for line in stderr.splitlines() if line.strip()] == [
