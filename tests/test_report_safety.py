@@ -656,6 +656,36 @@ def test_kill_9_of_report_leaves_no_worker_or_kernel(report_process,
     assert snapshot(hostile_report) == before  # the previous report, untouched
 
 
+def _ctrl_c_state() -> tuple[bool, bool]:
+    """In a pool worker: is SIGINT ignored, and is it blocked?"""
+    return (signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+            signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_a_ctrl_c_while_workers_start_is_raised_after_not_lost() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from mfr_analysis.report import run as run_module
+
+    reached = False
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                               initializer=run_module._worker_init, initargs=(os.getpid(),))
+    try:
+        with pytest.raises(KeyboardInterrupt), run_module._workers_born_ignoring_ctrl_c():
+            future = pool.submit(_ctrl_c_state)  # spawns the worker
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as it starts
+            reached = True
+        assert reached  # held during the spawning, raised as it ended
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        # the worker ignores Ctrl-C but does not block it (its kernels would inherit that)
+        assert future.result(timeout=120) == (True, False)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_interrupted_report_stops_cleanly_and_keeps_the_previous_one(
         how: str, report_process, hostile_report: Path, tmp_path: Path) -> None:

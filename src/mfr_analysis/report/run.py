@@ -525,30 +525,44 @@ def _worker_init(parent_pid: int) -> None:
     except ImportError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so: see _workers_born_ignoring_ctrl_c
+    _hold_ctrl_c(signal.SIG_UNBLOCK)  # born blocked too: its kernels must not inherit that
     signal.signal(signal.SIGTERM, _stop_worker)
     _die_with_parent(parent_pid)
 
 
 @contextmanager
 def _workers_born_ignoring_ctrl_c() -> Iterator[None]:
-    """SIGINT ignored in this process while it starts pool workers (``submit`` spawns them).
+    """SIGINT ignored, and held, in this process while it starts pool workers (``submit``
+    spawns them).
 
     A spawned worker inherits 'ignored' across exec, and Python then leaves it so: a Ctrl-C
     during its first second (importing, before its initializer runs) cannot print a
-    KeyboardInterrupt traceback from inside it. The parent ignores Ctrl-C only for the few
-    milliseconds the spawning takes. (Blocking the signal instead does not carry over:
-    multiprocessing's spawn resets the signal mask.)
+    KeyboardInterrupt traceback from inside it. A Ctrl-C meant for this process during the
+    few milliseconds of spawning is blocked, not lost: it is raised as the block ends.
+    (The resource tracker is started first: its start unblocks SIGINT. Workers inherit the
+    block and lift it in their initializer.)
     """
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    _hold_ctrl_c(signal.SIG_BLOCK)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _hold_ctrl_c(signal.SIG_UNBLOCK)  # a Ctrl-C held meanwhile is raised here
+
+
+def _hold_ctrl_c(how: int) -> None:
+    """Block or unblock SIGINT in this thread (where the platform can)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(how, {signal.SIGINT})
 
 
 def _stop_pool(pool: ProcessPoolExecutor, workers: Iterable) -> None:
