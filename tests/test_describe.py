@@ -299,3 +299,32 @@ def test_a_small_arm_is_hidden_in_table_one_with_its_numbers() -> None:
     # the seniors' control count goes as a complement; their MFR count stays
     seniors = shown[(shown["audience_group"] == "senior") & (shown["variable"] == "clients")]
     assert seniors["clients"].tolist() == [20, "withheld"]
+
+
+def test_shares_go_when_a_count_of_their_family_is_hidden() -> None:
+    """Shares beside their counts give the family's sum away (44 at 37 % means about 119,
+    several such rows pin it): with one level withheld, that sum minus the shown levels is
+    the withheld count. So the whole family's shares go, and the SMD built from them."""
+    from mfr_analysis.privacy import DisclosurePlan
+
+    levels = {"mfr": {"practitioner": 196, "foam roller": 129, "other": 30},
+              "control": {"practitioner": 44, "foam roller": 28, "other": 13}}
+    rows = [{"audience_group": ALL, "arm": arm, "variable": "technique", "level": level,
+             "statistic": "share", "clients": n, "share": n / sum(counts.values()),
+             "missing": 0, "smd": 0.2, "smd_flag": True,
+             "measure": f"baseline:technique_{arm}#{level}",
+             "missing_measure": f"baseline:technique_{arm}#missing"}
+            for arm, counts in levels.items() for level, n in counts.items()]
+    table = pd.DataFrame(rows)
+    plan = DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset(), count_hidden=frozenset(
+        {(POOLED, ALL, "baseline:technique_control#other")}))
+    shown = protect(table, plan, POOLED)
+    control, mfr = shown[shown["arm"] == "control"], shown[shown["arm"] == "mfr"]
+    assert control["clients"].tolist() == [44, 28, "withheld"]
+    assert control["share"].isna().all() and control["privacy"].ne("").all()
+    assert mfr["share"].notna().all() and mfr["privacy"].eq("").all()
+    assert shown["smd"].isna().all()  # MFR's shares and the SMD would give control's back
+    # nothing hidden: every share stays
+    untouched = protect(table, DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset()),
+                        POOLED)
+    assert untouched["share"].notna().all()

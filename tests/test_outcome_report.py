@@ -241,6 +241,24 @@ def test_baseline_flag_is_words_and_mark_and_small_counts_are_hidden() -> None:
     assert ov.smd_words(0.05) == "0.05 balanced"
 
 
+def test_a_withheld_mean_reads_withheld_never_its_count_and_missing_is_per_arm() -> None:
+    """A protected Table 1 row whose mean went (its arm's missing count is small) shows
+    'withheld', not the count of clients it was over (that count beside a derivable arm
+    total gives the small count away); each arm's missing count is shown, in arm order."""
+    table = pd.DataFrame({
+        "audience_group": "all", "variable": "pain_pre", "arm": ["mfr", "control"],
+        "statistic": "mean_sd", "mean": [5.1, np.nan], "sd": [1.3, np.nan],
+        "clients": [456, 112], "missing": [20, "fewer than 11"],
+        "privacy": ["", "withheld for privacy"]})
+    shown = ov.baseline_display(table)
+    row = shown.iloc[0]
+    assert row["MFR clients"] == "5.1 (1.3)" and row["control clients"] == "withheld"
+    assert row["missing"] == "20 / fewer than 11"
+    assert "112" not in shown.to_string()
+    html = ov.baseline_section(table).data
+    assert "Missing (MFR / control)" in html and "112" not in html
+
+
 def test_individual_counts_by_class_with_wilson_intervals() -> None:
     from statsmodels.stats.proportion import proportion_confint
 

@@ -31,15 +31,32 @@ def marker(value: object, minimum: int) -> str:
             else SUPPRESSED)
 
 
+def _shares_of_hidden_sums(table: pd.DataFrame, group: pd.Series,
+                           hidden_rows: np.ndarray) -> np.ndarray:
+    """Share rows (``statistic == "share"``) whose family (group, variable, arm) has a row
+    with a hidden count: a share divides by the sum of its family's counts, so shares shown
+    beside their counts give that sum away, and with it the hidden count (and any total
+    withheld to protect it)."""
+    if "statistic" not in table or "variable" not in table:
+        return np.zeros(len(table), dtype=bool)
+    shares = (table["statistic"].astype("str") == "share").to_numpy(dtype=bool)
+    arm = table["arm"].astype("str") if "arm" in table else pd.Series("", index=table.index)
+    family = group.astype("str") + "|" + table["variable"].astype("str") + "|" + arm
+    spoilt = pd.Series(hidden_rows & shares, index=table.index).groupby(
+        family.to_numpy()).transform("any").to_numpy(dtype=bool)
+    return shares & spoilt
+
+
 def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.DataFrame:
     """The table as a report may publish it: each hidden count reads 'fewer than 11' or
     'suppressed' (its column then holds text), and every number of a row with a hidden
     count (mean, SD, median, quartiles, share, interval, sessions) is blanked. A count
     hidden only as a complement (``plan.count_hidden``) reads 'withheld' and its row keeps
     its mean, SD, median and quartiles (they reveal no count); its share, interval and
-    sessions go. A table with ``smd`` also loses the SMD of a variable whose rows in either
-    arm are blanked, or whose shares are. ``privacy`` says what was withheld on each row
-    ('' when nothing)."""
+    sessions go, and so do the shares of every row of its share family (they would give
+    the family's sum away). A table with ``smd`` also loses the SMD of a variable whose
+    rows in either arm are blanked, or whose shares are. ``privacy`` says what was withheld
+    on each row ('' when nothing)."""
     group = (table["audience_group"].astype("str") if "audience_group" in table
              else pd.Series(ALL, index=table.index))
     hidden: dict[str, np.ndarray] = {}  # count column -> its count is hidden (either way)
@@ -56,6 +73,7 @@ def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.D
     for count, mask in hidden.items():
         touched |= whole[count]
         counted |= mask
+    counted |= _shares_of_hidden_sums(table, group, touched | counted)
     protected = table.copy()
     for count, mask in hidden.items():
         if mask.any():

@@ -243,6 +243,10 @@ def smd_words(smd: object, flag: object = None, threshold: float = SMD_FLAG) -> 
     return f"{float(smd):.2f} " + ("⚠ imbalanced" if flagged else "balanced")
 
 
+#: Table 1 rows that summarise values (mean and SD, median and quartiles), not count clients
+SUMMARY_STATISTICS = frozenset({"mean_sd", "median_iqr"})
+
+
 def _baseline_value(row: pd.Series, minimum: int) -> str:
     """One cell of Table 1 from whatever the baseline table gives: a formatted ``value``,
     ``mean``/``sd``, or ``clients``/``share`` (the adapter to the describe table)."""
@@ -251,6 +255,8 @@ def _baseline_value(row: pd.Series, minimum: int) -> str:
     if "mean" in row and not _missing(row["mean"]):
         sd = f" ({number_text(row['sd'])})" if "sd" in row and not _missing(row["sd"]) else ""
         return number_text(row["mean"]) + sd
+    if str(row.get("statistic", "")) in SUMMARY_STATISTICS:  # never its count in its place
+        return withheld_label() if str(row.get("privacy", "") or "") else NOT_AVAILABLE
     if "clients" in row:
         text = count_text(row["clients"], minimum)
         if "share" in row and not _missing(row["share"]) and text[:1].isdigit():
@@ -271,16 +277,20 @@ def baseline_display(table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -
     wide = frame.pivot_table(index=keys, columns="_arm", values="_cell", aggfunc="first",
                              sort=False)
     wide.columns = [f"{a} clients" if a != "all" else "all clients" for a in wide.columns]
-    extras = frame.groupby(keys, sort=False).agg(
-        **({"smd": ("smd", "first")} if "smd" in frame else {}),
-        **({"smd_flag": ("smd_flag", "first")} if "smd_flag" in frame else {}),
-        **({"missing": ("missing", "first")} if "missing" in frame else {}))
+    firsts = {c: (c, "first") for c in ("smd", "smd_flag") if c in frame}
+    extras = (frame.groupby(keys, sort=False).agg(**firsts) if firsts
+              else pd.DataFrame(index=wide.index))
+    if "missing" in frame:  # each arm's own count, in the order of the arm columns
+        missing = frame.assign(_missing=[count_text(m, minimum) if not _missing(m) else ""
+                                         for m in frame["missing"]]).pivot_table(
+            index=keys, columns="_arm", values="_missing", aggfunc="first", sort=False)
+        extras = extras.join(missing.apply(
+            lambda row: " / ".join(str(v) if isinstance(v, str) else "" for v in row),
+            axis=1).rename("missing"))
     out = wide.join(extras).reset_index()
     if "smd" in out:
         out["smd"] = [smd_words(s, out["smd_flag"].iloc[i] if "smd_flag" in out else None)
                       for i, s in enumerate(out["smd"])]
-    if "missing" in out:
-        out["missing"] = [count_text(m, 0) if not _missing(m) else "" for m in out["missing"]]
     out = out.drop(columns=[c for c in ("smd_flag",) if c in out])
     return out.rename(columns={label: "variable"})
 
@@ -304,8 +314,10 @@ def baseline_section(table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -
     for group in dict.fromkeys(groups.astype(str)):
         rows = shown.loc[groups.astype(str).to_numpy() == group].drop(
             columns=["audience_group"], errors="ignore")
+        arms = [c.removesuffix(" clients") for c in rows.columns if c.endswith(" clients")]
+        missing = f"Missing ({' / '.join(arms)})" if len(arms) > 1 else "Missing"
         headers = {c: ("Baseline" if c == "variable" else "SMD (MFR vs control)" if c == "smd"
-                       else "Missing" if c == "missing" else c[:1].upper() + c[1:])
+                       else missing if c == "missing" else c[:1].upper() + c[1:])
                    for c in rows.columns}
         parts.append(table_html(rows.astype(object), headers, caption=_group(group)))
     return _section("baseline", "Who the clients were at the start (Table 1)", parts)
