@@ -22,6 +22,7 @@ Not a test: nothing is asserted; the ``goal`` column says which goals hold on th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -49,11 +50,15 @@ GOAL_ROWS, GOAL_CLIENTS, GOAL_SCALE_ROWS = 10_000_000, 1_000_000, 50_000_000
 # ----------------------------------------------------------------------------- memory ---
 
 class TreePeak:
-    """Largest total RSS of one process and all its descendants, sampled in a thread."""
+    """Largest total RSS of one process and all its descendants, sampled in a thread; with
+    ``limit`` (bytes), the whole tree is killed once it holds more (``stopped`` is then set):
+    a run that would exhaust the machine ends as a measured failure, not a lost table."""
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    def __init__(self, pid: int, interval: float = 0.1, limit: int | None = None) -> None:
         self.process = psutil.Process(pid)
         self.interval = interval
+        self.limit = limit
+        self.stopped = False
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,7 +79,19 @@ class TreePeak:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self._sample())
+            if self.limit is not None and self.peak > self.limit and not self.stopped:
+                self.stopped = True
+                self._kill_tree()
             self._stop.wait(self.interval)
+
+    def _kill_tree(self) -> None:
+        try:
+            tree = [*self.process.children(recursive=True), self.process]
+        except psutil.Error:
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
     def __enter__(self) -> TreePeak:
         self._thread.start()
@@ -99,15 +116,22 @@ class Run:
     info: dict = field(default_factory=dict)
 
 
-def run_child(kind: str, *args: str) -> Run:
-    """Run ``run_all.py --child kind args`` and read the JSON line it prints last."""
+def run_child(kind: str, *args: str, limit_gib: float | None = None) -> Run:
+    """Run ``run_all.py --child kind args`` and read the JSON line it prints last; a child
+    whose process tree outgrows ``limit_gib`` is killed and comes back as a stopped run
+    (its seconds until then, ``info["stopped"]`` set)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, *args]
     env = {**os.environ, "MFR_PSEUDONYM_KEY": os.environ.get("MFR_PSEUDONYM_KEY",
                                                               BENCHMARK_KEY)}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    with TreePeak(proc.pid) as peak:
+    start = time.perf_counter()
+    limit = None if limit_gib is None else int(limit_gib * GIB)
+    with TreePeak(proc.pid, limit=limit) as peak:
         out, err = proc.communicate()
+    if peak.stopped:
+        return Run(time.perf_counter() - start, peak.peak / GIB,
+                   {"stopped": True, "kernel_seconds": math.nan})
     if proc.returncode != 0:
         tail = (err or out).strip().splitlines()[-3:]
         raise RuntimeError(f"{kind} failed: {' | '.join(tail)}")
@@ -314,15 +338,18 @@ def best_of(repeat: int, *sides: Callable[[], Run]) -> list[Run]:
 
 
 def timed_pairs(sizes: Sequence[int], repeat: int, make_input: Callable[[int], Path],
-                work: str, floor: str) -> list[tuple[int, Run, Run]]:
-    """(size, work run, floor run) per size: children ``work`` and ``floor`` on one input."""
+                work: str, floor: str,
+                limit_gib: float | None = None) -> list[tuple[int, Run, Run]]:
+    """(size, work run, floor run) per size: children ``work`` and ``floor`` on one input
+    (the work's tree killed above ``limit_gib``, see :func:`run_child`)."""
     pairs = []
     for n in sizes:
         path = str(make_input(n))
-        done, base = best_of(repeat, lambda p=path: run_child(work, p),
+        done, base = best_of(repeat, lambda p=path: run_child(work, p, limit_gib=limit_gib),
                              lambda p=path: run_child(floor, p))
         pairs.append((n, done, base))
-        _say(f"  {work} {n:,}: {done.seconds:.1f} s, {done.peak_gib:.2f} GiB")
+        stopped = " (stopped: over the memory limit)" if done.info.get("stopped") else ""
+        _say(f"  {work} {n:,}: {done.seconds:.1f} s, {done.peak_gib:.2f} GiB{stopped}")
     return pairs
 
 
@@ -400,10 +427,18 @@ def scale_rows(folder: Path, sizes: Sequence[int], repeat: int) -> list[Row]:
     """Row 6: claims at scale on Dask (per-client sums) vs a bare read of the clean parts."""
     return [Row("claims at scale (Dask, per-client sums)", f"{floor.info['rows']:,} sessions",
                 "pyarrow read of the clean parts", work, floor,
-                "completes, peak <= 8 GiB (50M rows)", _at_goal(n, GOAL_SCALE_ROWS,
-                                                                work.peak_gib <= 8), repeat)
+                "completes, peak <= 8 GiB (50M rows)",
+                _at_goal(n, GOAL_SCALE_ROWS, work.peak_gib <= 8
+                         and not work.info.get("stopped")), repeat)
             for n, work, floor in timed_pairs(sizes, repeat, lambda n: dask_cleaned(folder, n),
-                                              "claims-scale", "read-parquet")]
+                                              "claims-scale", "read-parquet",
+                                              limit_gib=scale_limit_gib())]
+
+
+def scale_limit_gib() -> float:
+    """Memory ceiling of a claims-at-scale run: twice the goal's 8 GiB, at most three
+    quarters of this machine (a run past it is stopped and shown as such)."""
+    return min(16.0, 0.75 * psutil.virtual_memory().total / GIB)
 
 
 # ----------------------------------------------------------------------------- table ---
@@ -416,8 +451,13 @@ def markdown(rows: Sequence[Row]) -> str:
         holds = {True: "yes", False: "**no**", None: "(size check)"}[r.holds]
         kernel = "/".join(f"{run.info.get('kernel_seconds', math.nan):.1f}"
                           for run in (r.work_run, r.floor_run))
-        lines.append(f"| {r.work} | {r.size} | {r.floor} | {r.work_run.seconds:.1f} | "
-                     f"{r.floor_run.seconds:.1f} | {r.ratio:.2f} | {r.work_run.peak_gib:.2f} | "
+        stopped = bool(r.work_run.info.get("stopped"))
+        work_s = (f"stopped after {r.work_run.seconds:.1f}" if stopped
+                  else f"{r.work_run.seconds:.1f}")
+        peak = f"over {r.work_run.peak_gib:.2f}" if stopped else f"{r.work_run.peak_gib:.2f}"
+        ratio = "" if stopped else f"{r.ratio:.2f}"
+        lines.append(f"| {r.work} | {r.size} | {r.floor} | {work_s} | "
+                     f"{r.floor_run.seconds:.1f} | {ratio} | {peak} | "
                      f"{kernel} | {r.runs} | {r.goal} | {holds} |")
     lines.append("")
     lines.append("Best of N runs per side, the two sides alternating; peak = largest total RSS "

@@ -164,3 +164,32 @@ def test_same_file_twice_is_read_once_and_outputs_are_not_inputs(tmp_path: Path)
     shutil.copy(MESSY, tmp_path / "out" / "more.csv")
     with pytest.raises(InputError, match="already a clean sessions table"):
         run_clean([tmp_path / "out" / SESSIONS_FILE], tmp_path / "again", progress=False)
+
+
+def test_benchmark_memory_ceiling_stops_a_process_tree(tmp_path: Path) -> None:
+    """A benchmark child whose tree outgrows the ceiling is killed, children first, and
+    reported as stopped (the 50M-row scale run once took the machine to 21 GiB)."""
+    import time
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from run_all import TreePeak
+    finally:
+        sys.path.pop(0)
+    import psutil
+
+    grow = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(0.5); b = bytearray(300 * 2**20); time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", grow], stdout=subprocess.PIPE, text=True)
+    grandchild = psutil.Process(int(process.stdout.readline()))
+    start = time.monotonic()
+    with TreePeak(process.pid, interval=0.05, limit=200 * 2**20) as peak:
+        assert process.wait(timeout=30) != 0  # killed, long before its 60 s
+    process.stdout.close()
+    assert peak.stopped and peak.peak > 200 * 2**20
+    assert time.monotonic() - start < 30
+    grandchild.wait(timeout=10)  # the allocating grandchild went too
+    assert not grandchild.is_running()
