@@ -537,8 +537,10 @@ def _workers_born_ignoring_ctrl_c() -> Iterator[None]:
 
     A spawned worker inherits 'ignored' across exec, and Python then leaves it so: a Ctrl-C
     during its first second (importing, before its initializer runs) cannot print a
-    KeyboardInterrupt traceback from inside it. A Ctrl-C meant for this process during the
-    few milliseconds of spawning is blocked, not lost: it is raised as the block ends.
+    KeyboardInterrupt traceback from inside it. A Ctrl-C that reaches the main thread during
+    the few milliseconds of spawning is blocked, not lost: it is raised as the block ends
+    (threads started meanwhile inherit the block; one the kernel hands to an older thread
+    is ignored, as it was before).
     (The resource tracker is started first: its start unblocks SIGINT. Workers inherit the
     block and lift it in their initializer.)
     """
