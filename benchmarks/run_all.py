@@ -331,7 +331,8 @@ def best_of(repeat: int, *sides: Callable[[], Run]) -> list[Run]:
     for _ in range(repeat):
         for side, kept in zip(sides, runs, strict=True):
             kept.append(side())
-    best = [min(kept, key=lambda r: r.seconds) for kept in runs]
+    # a run stopped at the memory ceiling is short because it was cut: never the best
+    best = [min(kept, key=lambda r: (bool(r.info.get("stopped")), r.seconds)) for kept in runs]
     for run, kept in zip(best, runs, strict=True):
         run.peak_gib = max(r.peak_gib for r in kept)
     return best

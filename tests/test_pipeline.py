@@ -193,3 +193,15 @@ def test_benchmark_memory_ceiling_stops_a_process_tree(tmp_path: Path) -> None:
     assert time.monotonic() - start < 30
     grandchild.wait(timeout=10)  # the allocating grandchild went too
     assert not grandchild.is_running()
+
+
+def test_benchmark_never_keeps_a_run_cut_at_the_ceiling_as_the_best() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from run_all import Run, best_of
+    finally:
+        sys.path.pop(0)
+    runs = iter([Run(9.0, 17.0, {"stopped": True}), Run(30.0, 7.5), Run(40.0, 7.0)])
+    (best,) = best_of(3, lambda: next(runs))
+    assert best.seconds == 30.0 and not best.info.get("stopped")
+    assert best.peak_gib == 17.0  # the side's largest peak, the cut run's included

@@ -663,8 +663,7 @@ def clean_sessions(raw: pd.DataFrame, *, key: bytes, date_order: DateOrder = "dm
 
     _check_pseudonyms(parsed)
     kept = np.flatnonzero(keep)
-    build = partial(_sessions_frame, parsed=parsed, ids=ids, file_codes=file_codes,
-                    file_names=file_names, source_line=source_line)
+    build = _sessions_builder(parsed, ids, file_codes, file_names, source_line)
     if write_sessions is None:
         sessions = _validated(build(kept))
     else:
@@ -1178,57 +1177,62 @@ def _validated(sessions: pd.DataFrame) -> pd.DataFrame:
     return _clean_schema().validate(sessions, lazy=True, inplace=True)
 
 
-def _sessions_frame(kept_rows: np.ndarray, parsed: dict[str, Parsed], ids: np.ndarray,
-                    file_codes: np.ndarray, file_names: list[str],
-                    source_line: np.ndarray) -> pd.DataFrame:
-    """The clean table of the rows at ``kept_rows`` (positions), in the dtypes of
-    ``CleanSessions``."""
-    site_labels = list(parsed["site"].labels)
+def _sessions_builder(parsed: dict[str, Parsed], ids: np.ndarray, file_codes: np.ndarray,
+                      file_names: list[str], source_line: np.ndarray
+                      ) -> Callable[[np.ndarray], pd.DataFrame]:
+    """A function giving the clean table of the rows at given positions, in the dtypes of
+    ``CleanSessions``; what every slice shares (the pseudonyms and file names as Arrow
+    dictionaries, the categories) is made once, here."""
+    sites = pd.Index(list(parsed["site"].labels), dtype="str")
     clients, clinicians = parsed["client_id"], parsed["clinician"]
-
-    def take(column: str) -> np.ndarray:
-        return parsed[column].rows(kept_rows)
-
-    jobs: dict[str, Callable[[], Any]] = {column: partial(take, column) for column in parsed
-                                          if column not in PSEUDONYMISED}
-    jobs["session_id"] = lambda: hex_ids(ids[kept_rows])
-    jobs["client_id"] = lambda: pa.array(clients.values, pa.large_string()).take(
-        pa.array(np.take(clients.codes, kept_rows)))
-    jobs["clinician"] = lambda: pa.array(clinicians.values, pa.large_string()).take(
-        pa.array(np.where((c := np.take(clinicians.codes, kept_rows)) < 0,
-                          clinicians.values.size - 1, c)))  # -1: the missing slot
-    jobs["source_file"] = lambda: pa.array(file_names, pa.large_string()).take(
-        pa.array(file_codes[kept_rows]))
-    # numpy gathers and Arrow kernels release the GIL: two cores build the columns
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(job) for name, job in jobs.items()}
-        taken = {name: future.result() for name, future in futures.items()}
-
-    technique = taken["technique"]
+    client_values = pa.array(clients.values, pa.large_string())
+    clinician_values = pa.array(clinicians.values, pa.large_string())
+    file_values = pa.array(file_names, pa.large_string())
     techniques = load_table("techniques").set_index("technique")["delivery"]
     delivery_of = np.array([*[CATEGORY_DTYPES["delivery"].categories.get_loc(techniques[c])
                               for c in CATEGORY_DTYPES["technique"].categories], -1])
-    breathing = taken["deep_breathing"]
-    columns: dict[str, Any] = {
-        "session_id": _strings(taken["session_id"]),
-        "client_id": _strings(taken["client_id"]),
-        "clinician": _strings(taken["clinician"]),
-        "site": pd.Categorical.from_codes(
-            taken["site"], categories=pd.Index(site_labels, dtype="str")),
-        "session_date": taken["session_date"].astype("datetime64[D]").astype("datetime64[ns]"),
-        "delivery": pd.Categorical.from_codes(delivery_of[technique],
-                                              dtype=CATEGORY_DTYPES["delivery"]),
-        "deep_breathing": pd.arrays.BooleanArray(breathing == 1, breathing < 0),
-        "source_file": _strings(taken["source_file"]),
-        "source_line": pd.arrays.IntegerArray(source_line[kept_rows],
-                                              np.zeros(kept_rows.size, dtype=bool)),
-    }
-    for column in VOCABULARY_FIELDS:
-        columns[column] = _categorical(taken[column], column)
-    for column in CLEAN_COLUMNS:
-        if column not in columns:
-            columns[column] = taken[column].astype(np.float64, copy=False)
-    return pd.DataFrame({c: columns[c] for c in CLEAN_COLUMNS}, copy=False)
+
+    def build(kept_rows: np.ndarray) -> pd.DataFrame:
+        def take(column: str) -> np.ndarray:
+            return parsed[column].rows(kept_rows)
+
+        jobs: dict[str, Callable[[], Any]] = {column: partial(take, column) for column in parsed
+                                              if column not in PSEUDONYMISED}
+        jobs["session_id"] = lambda: hex_ids(ids[kept_rows])
+        jobs["client_id"] = lambda: client_values.take(pa.array(np.take(clients.codes,
+                                                                        kept_rows)))
+        jobs["clinician"] = lambda: clinician_values.take(pa.array(np.where(
+            (c := np.take(clinicians.codes, kept_rows)) < 0, clinicians.values.size - 1,
+            c)))  # -1: the missing slot
+        jobs["source_file"] = lambda: file_values.take(pa.array(file_codes[kept_rows]))
+        # numpy gathers and Arrow kernels release the GIL: two cores build the columns
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            taken = {name: future.result() for name, future in futures.items()}
+
+        breathing = taken["deep_breathing"]
+        columns: dict[str, Any] = {
+            "session_id": _strings(taken["session_id"]),
+            "client_id": _strings(taken["client_id"]),
+            "clinician": _strings(taken["clinician"]),
+            "site": pd.Categorical.from_codes(taken["site"], categories=sites),
+            "session_date": taken["session_date"].astype("datetime64[D]").astype(
+                "datetime64[ns]"),
+            "delivery": pd.Categorical.from_codes(delivery_of[taken["technique"]],
+                                                  dtype=CATEGORY_DTYPES["delivery"]),
+            "deep_breathing": pd.arrays.BooleanArray(breathing == 1, breathing < 0),
+            "source_file": _strings(taken["source_file"]),
+            "source_line": pd.arrays.IntegerArray(source_line[kept_rows],
+                                                  np.zeros(kept_rows.size, dtype=bool)),
+        }
+        for column in VOCABULARY_FIELDS:
+            columns[column] = _categorical(taken[column], column)
+        for column in CLEAN_COLUMNS:
+            if column not in columns:
+                columns[column] = taken[column].astype(np.float64, copy=False)
+        return pd.DataFrame({c: columns[c] for c in CLEAN_COLUMNS}, copy=False)
+
+    return build
 
 
 def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, parsed: dict[str, Parsed],

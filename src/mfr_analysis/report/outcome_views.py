@@ -273,18 +273,21 @@ def baseline_display(table: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS) -
     label = "label" if "label" in table else "variable"
     frame = table.assign(_cell=[_baseline_value(r, minimum) for _, r in table.iterrows()],
                          _arm=[_arm(a) or "all" for a in table.get("arm", ["all"] * len(table))])
+    values = ["_cell"]
+    if "missing" in frame:  # each arm's own count, pivoted beside its cell
+        frame["_missing"] = [count_text(m, minimum) if not _missing(m) else ""
+                             for m in frame["missing"]]
+        values.append("_missing")
     keys = [c for c in ("audience_group", label) if c in frame]
-    wide = frame.pivot_table(index=keys, columns="_arm", values="_cell", aggfunc="first",
-                             sort=False)
+    pivot = frame.pivot_table(index=keys, columns="_arm", values=values, aggfunc="first",
+                              sort=False)
+    wide = pivot["_cell"]
     wide.columns = [f"{a} clients" if a != "all" else "all clients" for a in wide.columns]
     firsts = {c: (c, "first") for c in ("smd", "smd_flag") if c in frame}
     extras = (frame.groupby(keys, sort=False).agg(**firsts) if firsts
               else pd.DataFrame(index=wide.index))
-    if "missing" in frame:  # each arm's own count, in the order of the arm columns
-        missing = frame.assign(_missing=[count_text(m, minimum) if not _missing(m) else ""
-                                         for m in frame["missing"]]).pivot_table(
-            index=keys, columns="_arm", values="_missing", aggfunc="first", sort=False)
-        extras = extras.join(missing.apply(
+    if "_missing" in frame:  # in the order of the arm columns
+        extras = extras.join(pivot["_missing"].apply(
             lambda row: " / ".join(str(v) if isinstance(v, str) else "" for v in row),
             axis=1).rename("missing"))
     out = wide.join(extras).reset_index()
