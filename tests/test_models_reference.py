@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,3 +158,74 @@ def test_neck_pain_lasting_relief_against_sham(neck_change: pd.DataFrame) -> Non
     assert row["ci_low"] < -2.1 and row["ci_high"] > -3.8  # overlaps the published interval
     assert row["n_clients"] == len(data)
     assert row["verdict"] == "supported"  # beyond the 2-point MCID, after correction
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC1"])
+def test_tall_ols_from_sums_matches_statsmodels(cov_type: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above TALL_ROWS, OLS comes from X'X and block sums: the same table, log-likelihood
+    and Wald test of equal terms as statsmodels' pseudo-inverse fit of the same data."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    group = rng.integers(0, 3, n)
+    dummies = (group[:, None] == np.arange(3)).astype(float)
+    effect = rng.integers(0, 2, n).astype(float)
+    covariate = rng.normal(0, 2, n)
+    X = np.column_stack([dummies, dummies * effect[:, None], covariate - covariate.mean()])
+    y = X @ [1.0, 1.5, 2.0, -0.4, -0.6, -0.5, 0.3] + rng.normal(0, 1 + effect, n)
+    names = [f"g{i}" for i in range(3)] + [f"e{i}" for i in range(3)] + ["x"]
+    monkeypatch.setattr(models, "TALL_BLOCK_ROWS", 7_000)  # several blocks, a short last one
+    monkeypatch.setattr(models, "TALL_ROWS", n - 1)
+    tall = models.fit_ols(y, X, names=names, cov_type=cov_type)
+    monkeypatch.setattr(models, "TALL_ROWS", n)
+    reference = models.fit_ols(y, X, names=names, cov_type=cov_type)
+    assert tall.results is None and reference.results is not None  # two routes taken
+    pd.testing.assert_frame_equal(tall.coefficients, reference.coefficients, rtol=1e-10)
+    assert (tall.method, tall.df, tall.n_obs) == (reference.method, reference.df, reference.n_obs)
+    assert tall.llf == pytest.approx(reference.llf, rel=1e-12)
+    p_tall = models.wald_equal(tall, ["e0", "e1", "e2"])
+    assert 0 < p_tall < 0.05  # the planted effects differ
+    assert p_tall == pytest.approx(models.wald_equal(reference, ["e0", "e1", "e2"]), rel=1e-8)
+    refit = tall.statsmodels_results()  # a refit hands back statsmodels' own results
+    assert isinstance(refit, sm.regression.linear_model.RegressionResultsWrapper)
+    np.testing.assert_allclose(refit.bse, tall.coefficients["se"], rtol=1e-10)
+    monkeypatch.setattr(models, "TALL_ROWS", n - 1)
+    built: list[int] = []
+
+    def design(start: int, stop: int) -> np.ndarray:
+        built.append(stop - start)
+        return X[start:stop]
+
+    blocks = models.fit_ols_design(y, design, names=names, cov_type=cov_type)
+    assert max(built) == 7_000  # never the whole design
+    pd.testing.assert_frame_equal(blocks.coefficients, reference.coefficients, rtol=1e-10)
+
+
+def test_claims_through_tall_ols_equal_the_statsmodels_route(
+        simulated_logs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every claims fit that goes to OLS above TALL_ROWS (client-level cells, heterogeneity
+    tests) gives the claims table of statsmodels' route, to rounding."""
+    from mfr_analysis.pipeline import load_sessions
+
+    sessions = load_sessions([simulated_logs])
+    reference = evaluate_claims(sessions)
+    monkeypatch.setattr(models, "TALL_ROWS", 50)
+    monkeypatch.setattr(models, "TALL_BLOCK_ROWS", 64)
+    tall = evaluate_claims(sessions)
+    assert reference["heterogeneity_p"].notna().sum() >= 3  # tests that took the tall route
+    pd.testing.assert_frame_equal(tall, reference, rtol=1e-8)
+
+
+def test_tall_ols_leaves_a_collinear_design_to_statsmodels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=5_000)
+    X = np.column_stack([np.ones(5_000), x, 2 * x])  # rank 2
+    y = 1 + x + rng.normal(size=5_000)
+    monkeypatch.setattr(models, "TALL_ROWS", 100)
+    result = models.fit_ols(y, X, names=["c", "x", "x2"], cov_type="HC1")
+    assert result.results is not None  # statsmodels' pseudo-inverse: the minimum-norm answer
+    estimates = result.coefficients["estimate"]
+    assert estimates["x"] + 2 * estimates["x2"] == pytest.approx(1, abs=0.05)

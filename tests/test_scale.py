@@ -297,6 +297,51 @@ def test_claims_over_the_in_memory_limit_use_the_cluster(logs: Path, cluster: st
     assert "per-client sums" in note and inputs.n_sessions == n
 
 
+def test_claims_at_scale_read_one_series_at_a_time_from_a_scratch_folder(
+        logs: Path, cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers write each partition's per-client sums to the scratch folder, one file per
+    series; the driver reads one series when asked (kept until the next), in the in-memory
+    engine's order, and the folder goes when the block ends."""
+    from mfr_analysis import dask_claims
+    from mfr_analysis.claims import claim_inputs
+
+    monkeypatch.setattr(dask_claims, "SESSIONS_PER_SHUFFLE_PARTITION", 120)
+    run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    whole = claim_inputs(load_sessions([tmp_path / "clean"]))
+    with dask_claims.reduced_inputs(tmp_path / "clean", scheduler=cluster, in_memory_max=0,
+                                    scratch=scratch) as (inputs, note):
+        assert isinstance(inputs.series, dask_claims.SeriesOnDisk) and "per-client" in note
+        written = list(scratch.rglob("part-*.arrow"))
+        assert len({f.parent for f in written}) == len(whole.series)  # a folder per series
+        assert len(written) >= 2 * len(whole.series)  # several partitions each
+        key = "pain|pain"
+        first = inputs.series[key]
+        assert inputs.series[key] is first  # kept while the claim asks again
+        expected = whole.series[key].units
+        assert len(first.units) == len(expected)
+        assert first.units["client_id"].dtype == "int64"
+        for column in expected.columns.drop(["group", "client_id"]):
+            assert first.units[column].equals(expected[column]), column  # same order, bits
+        assert (first.units["group"].astype(str) == expected["group"].astype(str)).all()
+        assert first.counts == whole.series[key].counts
+    assert list(scratch.iterdir()) == []
+
+
+def test_claims_at_scale_say_when_the_scratch_folder_cannot_be_made(
+        logs: Path, tmp_path: Path) -> None:
+    from mfr_analysis.dask_claims import evaluate_claims_at_scale
+    from mfr_analysis.errors import InputError
+
+    run_clean([logs], tmp_path / "clean", progress=False)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(InputError, match="scratch folder for the per-client sums") as error:
+        evaluate_claims_at_scale(tmp_path / "clean", in_memory_max=0, scratch=not_a_folder)
+    assert "\n" not in str(error.value)
+
+
 def test_a_file_without_session_ids_gets_derived_ids_beside_one_with_them(
         logs: Path, tmp_path: Path) -> None:
     """Regression (pandas engine): stacking a file without a session id column under one with

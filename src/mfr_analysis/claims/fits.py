@@ -25,6 +25,7 @@ from mfr_analysis.models import (
     fit_logit,
     fit_mixed,
     fit_ols,
+    fit_ols_design,
     minimum_detectable_effect,
     recorded_warnings,
     slope_variance,
@@ -288,27 +289,37 @@ def heterogeneity(parts: Sequence[HetData], alpha: float) -> tuple[float, str]:
     kind = parts[0].kind
     y = np.concatenate([p.y for p in parts])
     g = np.concatenate([np.full(len(p.y), i) for i, p in enumerate(parts)])
-    dummies = (g[:, None] == np.arange(len(parts))[None, :]).astype(float)
-    columns, names = [dummies], [f"group{i}" for i in range(len(parts))]
+    levels = np.arange(len(parts))
+    names = [f"group{i}" for i in range(len(parts))]
     tested = list(names)
+    effect = covariate = None
     if parts[0].effect is not None:
         effect = np.concatenate([p.effect for p in parts])  # type: ignore[misc]
-        columns.append(dummies * effect[:, None])
         tested = [f"effect{i}" for i in range(len(parts))]
         names += tested
     if parts[0].covariate is not None:
-        columns.append(np.concatenate([p.covariate for p in parts])[:, None])  # type: ignore[misc]
+        covariate = np.concatenate([p.covariate for p in parts])  # type: ignore[misc]
         names.append("covariate")
-    X = np.column_stack(columns)
-    clients = np.concatenate([p.clients for p in parts])
+
+    def design(start: int, stop: int) -> np.ndarray:
+        """Rows start to stop of the design: group indicators, indicator x effect, covariate."""
+        dummies = (g[start:stop, None] == levels[None, :]).astype(float)
+        columns = [dummies]
+        if effect is not None:
+            columns.append(dummies * effect[start:stop, None])
+        if covariate is not None:
+            columns.append(covariate[start:stop, None])
+        return np.column_stack(columns)
+
     try:
         if kind == "logit":
-            result = fit_logit(y, X, clients, names=names, alpha=alpha)
+            result = fit_logit(y, design(0, len(y)), np.concatenate([p.clients for p in parts]),
+                               names=names, alpha=alpha)
         elif kind == "cluster":
-            result = fit_ols(y, X, names=names, clients=clients, cov_type="cluster",
-                             alpha=alpha)
+            result = fit_ols(y, design(0, len(y)), names=names, cov_type="cluster",
+                             clients=np.concatenate([p.clients for p in parts]), alpha=alpha)
         else:
-            result = fit_ols(y, X, names=names, cov_type="HC1", alpha=alpha)
+            result = fit_ols_design(y, design, names=names, cov_type="HC1", alpha=alpha)
         p = wald_equal(result, tested)
     except (FitFailed, np.linalg.LinAlgError, ValueError) as error:
         return math.nan, f"heterogeneity test failed: {error}"

@@ -342,7 +342,7 @@ class SeriesData:
 class ClaimInputs:
     """Everything :func:`mfr_analysis.claims.evaluate_inputs` needs, for any table size."""
 
-    series: dict[str, SeriesData]  # by "<claim_id>|<outcome>"
+    series: Mapping[str, SeriesData]  # by "<claim_id>|<outcome>"
     found: dict[str, tuple[str, ...]]  # claim id -> what its kind found (for not-measured words)
     groups: tuple[str, ...]  # audience groups present (no empty label)
     n_sessions: int  # sessions behind the inputs (all rows of the prepared tables)
