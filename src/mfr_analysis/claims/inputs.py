@@ -355,8 +355,50 @@ def aggregate(frame: pd.DataFrame, keys: Sequence[str],
         columns = {k: frame[k] for k in keys}
         columns.update({name: pd.Series(dtype=float) for name in spec})
         return pd.DataFrame(columns)
-    grouped = frame.groupby(list(keys), sort=True, observed=True)
-    return grouped.agg(**spec).reset_index()
+    coded = _unit_codes(frame, keys)
+    if coded is None:
+        grouped = frame.groupby(list(keys), sort=True, observed=True)
+        return grouped.agg(**spec).reset_index()
+    ids, columns = coded
+    sums = frame.drop(columns=list(keys)).groupby(ids, sort=True).agg(**spec)
+    return pd.DataFrame({**columns, **{c: sums[c].to_numpy() for c in sums.columns}})
+
+
+def _unit_codes(frame: pd.DataFrame, keys: Sequence[str]
+                ) -> tuple[np.ndarray, dict[str, object]] | None:
+    """(each row's unit, numbered in key order; the key columns of the units), or None when a
+    key is missing somewhere or the keys' codes do not fit one int64.
+
+    Grouping by several keys made pandas factorise and sort every key (a million client
+    categories) again for each series: 12 of the 45 s of claims on a million clients. The
+    keys' codes in one integer give the same units in the same order (categories sort by
+    their codes; booleans and numbers by value), factorised once."""
+    codes, levels = [], []
+    for key in keys:
+        column = frame[key]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            code, level = column.cat.codes.to_numpy(dtype=np.int64), column.cat.categories
+        else:
+            code, level = pd.factorize(column, sort=True)
+        if (code < 0).any():
+            return None
+        codes.append(np.asarray(code, dtype=np.int64))
+        levels.append(level)
+    sizes = [max(len(level), 1) for level in levels]
+    if math.prod(sizes) >= 2**62:
+        return None
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        combined = combined * size + code
+    ids, units = pd.factorize(combined, sort=True)
+    columns: dict[str, object] = {}
+    for key, level, size in reversed(list(zip(keys, levels, sizes, strict=True))):
+        units, code = np.divmod(units, size)
+        column = frame[key]
+        columns[key] = (pd.Categorical.from_codes(code, dtype=column.dtype)
+                        if isinstance(column.dtype, pd.CategoricalDtype)
+                        else pd.Index(level).take(code))
+    return ids, {key: columns[key] for key in keys}
 
 
 def with_arrays(frame: pd.DataFrame, keys: Sequence[str], **arrays: np.ndarray
