@@ -303,3 +303,33 @@ def test_python_api_refuses_options_in_one_line_before_any_work(
         run_clean([logs], tmp_path / "out", progress=False, **options)
     assert says in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_claims_on_a_cluster_use_the_scratch_folder_given(logs: Path, cluster: str,
+                                                              tmp_path: Path) -> None:
+    """``claims --scheduler ... --scratch DIR``: the per-client sums go to DIR (emptied at
+    the end) and the table equals the in-memory one's, bar the note of the reduction."""
+    from typer.testing import CliRunner
+
+    from mfr_analysis.cli import app
+
+    run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    runner = CliRunner()
+    reduced = runner.invoke(app, ["claims", str(tmp_path / "clean"), "--out",
+                                  str(tmp_path / "reduced.csv"), "--format", "csv",
+                                  "--scheduler", cluster, "--scratch", str(scratch),
+                                  "--no-progress"])
+    assert reduced.exit_code == 0, reduced.output
+    whole = runner.invoke(app, ["claims", str(tmp_path / "clean"), "--out",
+                                str(tmp_path / "whole.csv"), "--format", "csv",
+                                "--no-progress"])
+    assert whole.exit_code == 0, whole.output
+    assert list(scratch.iterdir()) == []
+    left = pd.read_csv(tmp_path / "reduced.csv")
+    right = pd.read_csv(tmp_path / "whole.csv")
+    assert left["note"].str.contains("reduced on a Dask cluster").all()
+    left["note"] = left["note"].str.replace(r";? ?reduced on a Dask cluster.*$", "", regex=True)
+    pd.testing.assert_frame_equal(left.drop(columns="sensitivity"),
+                                  right.drop(columns="sensitivity"), check_dtype=False)

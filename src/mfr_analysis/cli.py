@@ -366,6 +366,13 @@ def claims(
                                  "(tcp://host:8786; default: a local cluster). Given, the "
                                  "reduction always runs there.")
     ] = None,
+    scratch: Annotated[
+        Path | None, typer.Option("--scratch", metavar="DIR", file_okay=False,
+                                  help="Folder for that reduction's per-client sums, about "
+                                  "the clean table's size, removed at the end (default: the "
+                                  "system's temporary folder; beside the dataset with "
+                                  "--scheduler).")
+    ] = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table.
 
@@ -389,7 +396,7 @@ def claims(
             from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
             table = evaluate_claims_at_scale(
-                tables[0], scheduler=scheduler,
+                tables[0], scheduler=scheduler, scratch=scratch,
                 in_memory_max=0 if scheduler else in_memory_sessions, **options)
         else:  # raw logs, or several clean tables of one key: combined in memory
             sessions = load_sessions(input_path, mapping=mapping,
