@@ -219,9 +219,17 @@ def test_cli_scheduler_needs_the_dask_engine(logs: Path, tmp_path: Path) -> None
     assert "--engine dask" in result.output
 
 
-def test_repeats_across_byte_ranges_of_one_file(cluster: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keys_per_bucket", [None, 40], ids=["one-bucket", "many-buckets"])
+def test_repeats_across_byte_ranges_of_one_file(cluster: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                keys_per_bucket: int | None) -> None:
     """A repeated source session id, an exact duplicate and two spellings of a site, each
-    split over two byte ranges, get the pandas engine's answers."""
+    split over two byte ranges, get the pandas engine's answers (the keys searched for
+    repeats in one task, or in hash buckets of 40 rows' keys each)."""
+    from mfr_analysis import dask_clean
+
+    if keys_per_bucket is not None:
+        monkeypatch.setattr(dask_clean, "_KEYS_PER_BUCKET", keys_per_bucket)
     rows = 300
     frame = pd.DataFrame({
         "session id": [f"S{i}" for i in range(rows)],
