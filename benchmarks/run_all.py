@@ -224,7 +224,9 @@ def child(kind: str, args: Sequence[str]) -> dict:
     if kind == "claims-scale":  # args: a Dask-cleaned folder
         from mfr_analysis.dask_claims import evaluate_claims_at_scale
 
-        seconds, table = _timed(lambda: evaluate_claims_at_scale(args[0], in_memory_max=0))
+        scratch = Path(args[0]).parent  # the per-client sums on BENCH_TMP's disk too
+        seconds, table = _timed(lambda: evaluate_claims_at_scale(args[0], in_memory_max=0,
+                                                                 scratch=scratch))
         return {"seconds": seconds, "claims_rows": len(table)}
     if kind == "read-parquet":  # floor of claims at scale: a bare read of the sessions' parts
         import pyarrow.parquet as pq
