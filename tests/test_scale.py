@@ -363,3 +363,26 @@ def test_a_file_without_session_ids_gets_derived_ids_beside_one_with_them(
     ids_alone = pd.read_parquet(tmp_path / "alone" / SESSIONS_FILE).set_index("source_line")
     b_rows = ids[ids["source_file"] == "b.csv"]["session_id"].sort_index()
     assert b_rows.equals(ids_alone["session_id"].sort_index())
+
+
+def test_claims_at_scale_say_when_the_scratch_disk_is_full(
+        logs: Path, cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that cannot write its per-client sums (a full disk) gives one line naming the
+    folder and the way out, and the scratch folder is removed."""
+    import errno
+
+    from mfr_analysis import dask_claims
+    from mfr_analysis.errors import InputError
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run_clean_dask([logs], tmp_path / "clean", scheduler=cluster, progress=False)
+    monkeypatch.setattr(dask_claims.feather, "write_feather", full)  # in-process workers
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(InputError, match="No space left on device.*--scratch") as error:
+        dask_claims.evaluate_claims_at_scale(tmp_path / "clean", scheduler=cluster,
+                                             in_memory_max=0, scratch=scratch)
+    assert "\n" not in str(error.value) and str(scratch) in str(error.value)
+    assert list(scratch.iterdir()) == []

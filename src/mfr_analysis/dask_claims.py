@@ -90,8 +90,13 @@ def _partition_inputs(part: pd.DataFrame, index: int, folder: str) -> _Written |
         position = pd.Categorical(data.units["client_id"], categories=clients).codes
         units = data.units.assign(client_id=position.astype(np.int64))
         path = _units_file(Path(folder), key, index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        feather.write_feather(units, path, compression="uncompressed")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            feather.write_feather(units, path, compression="uncompressed")
+        except OSError as exc:  # a full disk, mostly: the user can choose another folder
+            raise InputError(f"cannot write the per-client sums to {folder}: "
+                             f"{exc.strerror or exc}; they need about 250 bytes a session "
+                             "(scratch= or claims --scratch DIR chooses the folder)") from None
         series[key] = replace(data, units=units.iloc[:0])
     return _Written(replace(inputs, series=series), pa.array(clients.to_numpy(), pa.string()))
 
