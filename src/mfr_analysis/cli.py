@@ -368,10 +368,10 @@ def claims(
     ] = None,
     scratch: Annotated[
         Path | None, typer.Option("--scratch", metavar="DIR", file_okay=False,
-                                  help="Folder for that reduction's per-client sums, about "
-                                  "the clean table's size, removed at the end (default: the "
-                                  "system's temporary folder; beside the dataset with "
-                                  "--scheduler).")
+                                  help="Folder for that reduction's per-client sums (up to "
+                                  "a few hundred bytes a session), removed at the end "
+                                  "(default: the system's temporary folder; beside the "
+                                  "dataset with --scheduler).")
     ] = None,
 ) -> None:
     """Test every claim overall and per audience group; write the tidy claims table.
