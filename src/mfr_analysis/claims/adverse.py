@@ -104,8 +104,7 @@ def fit_adverse_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
                else f"{exposure} does not vary")
         return CellFit("degenerate", n_clients, n_sessions, design="observational",
                        log_scale=True, notes=(*notes, f"{why}: no test possible"))
-    het = HetData(np.zeros(0), None, None, np.zeros(0, dtype=np.int64), "logit",
-                  "observational")
+    het = HetData(np.zeros(0), None, None, "logit", "observational")
     names = ["intercept", factor]
     if sessions is not None:
         y, x = col(sessions, "events"), col(sessions, "exposure")

@@ -165,7 +165,7 @@ def fit_change_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, mcid
              "n_control_clients": n_ctrl if controlled else 0, **responders, **power}
     het_cov = centre(unit_pre) if (controlled and has_pre) else None
     het = HetData(unit_y, (~unit_ctrl).astype(float) if controlled else None, het_cov,
-                  codes(units["client_id"]), "hc1", design)
+                  "hc1", design)
     low = float(col(units, f"min_change{suffix}").min())
     high = float(col(units, f"max_change{suffix}").max())
     if low == high:

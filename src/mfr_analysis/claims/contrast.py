@@ -138,8 +138,7 @@ def fit_contrast_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *, ad
              f"{factor} = {names[1]})" + (", adjusted for the pre-session value" if has_pre
                                           else "") + "; not randomised"]
     # the heterogeneity of session-level contrasts compares the group estimates (Q test)
-    het = HetData(np.zeros(0), None, None, np.zeros(0, dtype=np.int64), "cluster",
-                  "observational")
+    het = HetData(np.zeros(0), None, None, "cluster", "observational")
     if float(col(units, "min_change").min()) == float(col(units, "max_change").max()):
         return CellFit("degenerate", n_clients, n_sessions, estimate=0.0, design="observational",
                        notes=(*notes, "every change is the same: no test possible"))

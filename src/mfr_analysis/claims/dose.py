@@ -31,7 +31,6 @@ from mfr_analysis.claims.fits import (
     HetData,
     Options,
     centre,
-    codes,
     col,
     from_estimate,
     insufficient,
@@ -87,8 +86,7 @@ def fit_dose_units(units: pd.DataFrame, sessions: pd.DataFrame | None = None, *,
     notes = [f"client-level: each client's pre-session {said} slope (points/week) regressed "
              f"on {dose_said}; observational, clients choose {choose}",
              f"estimate = change in weekly {said} slope per extra {per}"]
-    het = HetData(slopes, centre(dose), None, codes(units["client_id"])[ok], "hc1",
-                  "observational")
+    het = HetData(slopes, centre(dose), None, "hc1", "observational")
     if np.ptp(dose) == 0 or np.ptp(slopes) == 0:
         return CellFit("degenerate", n_clients, n_sessions, design="observational",
                        notes=(*notes, f"{dose_said} or the {said} slopes do not vary: "

@@ -22,7 +22,6 @@ from mfr_analysis.models import (
     ModelResult,
     anova_icc,
     clients_needed,
-    fit_logit,
     fit_mixed,
     fit_ols,
     fit_ols_design,
@@ -47,12 +46,13 @@ class Options(Protocol):
 
 @dataclass(frozen=True)
 class HetData:
-    """What one cell contributes to the between-group heterogeneity test."""
+    """What one cell contributes to the between-group heterogeneity test: its client-level
+    values for ``kind`` "hc1" (:func:`heterogeneity`); a cell of kind "cluster" or "logit"
+    is compared by its estimate and SE instead (:func:`mfr_analysis.models.equal_effects_p`)."""
 
     y: np.ndarray
     effect: np.ndarray | None
     covariate: np.ndarray | None
-    clients: np.ndarray
     kind: Literal["hc1", "cluster", "logit"]
     design: str
 
@@ -283,10 +283,11 @@ def guarded(fit_cell: Callable[..., CellFit], *args: Any, **kwargs: Any) -> Cell
 
 
 def heterogeneity(parts: Sequence[HetData], alpha: float) -> tuple[float, str]:
-    """Wald test that the claim's effect is equal across audience groups (p, method)."""
+    """Wald test that the claim's effect is equal across audience groups (p, method): HC1
+    OLS of the cells' client-level values ("hc1" parts) on group indicators, their effect
+    and the covariate."""
     if len(parts) < 2:
         return math.nan, "fewer than two groups with enough clients"
-    kind = parts[0].kind
     y = np.concatenate([p.y for p in parts])
     g = np.concatenate([np.full(len(p.y), i) for i, p in enumerate(parts)])
     levels = np.arange(len(parts))
@@ -312,14 +313,7 @@ def heterogeneity(parts: Sequence[HetData], alpha: float) -> tuple[float, str]:
         return np.column_stack(columns)
 
     try:
-        if kind == "logit":
-            result = fit_logit(y, design(0, len(y)), np.concatenate([p.clients for p in parts]),
-                               names=names, alpha=alpha)
-        elif kind == "cluster":
-            result = fit_ols(y, design(0, len(y)), names=names, cov_type="cluster",
-                             clients=np.concatenate([p.clients for p in parts]), alpha=alpha)
-        else:
-            result = fit_ols_design(y, design, names=names, cov_type="HC1", alpha=alpha)
+        result = fit_ols_design(y, design, names=names, cov_type="HC1", alpha=alpha)
         p = wald_equal(result, tested)
     except (FitFailed, np.linalg.LinAlgError, ValueError) as error:
         return math.nan, f"heterogeneity test failed: {error}"

@@ -137,8 +137,8 @@ def fit_trend_units(units: pd.DataFrame, sessions: pd.DataFrame | None, *,
              **responder_fields(slopes, unit_ctrl if controlled else None, mcid, direction),
              **power_fields(slopes[~unit_ctrl], slopes[unit_ctrl] if controlled else None,
                             mcid, settings)}
-    het = HetData(slopes, (~unit_ctrl).astype(float) if controlled else None, None,
-                  codes(with_slope["client_id"]), "hc1", design)
+    het = HetData(slopes, (~unit_ctrl).astype(float) if controlled else None, None, "hc1",
+                  design)
     if float(col(units, "min_score").min()) == float(col(units, "max_score").max()):
         return CellFit("degenerate", n_clients, n_sessions, estimate=0.0, het=None,
                        notes=(*notes, f"{score} never changes: no test possible"),
