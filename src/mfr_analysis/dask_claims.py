@@ -149,7 +149,7 @@ def _sorted_units(pieces: list[pd.DataFrame]) -> pd.DataFrame:
     units = pd.concat([piece.assign(group=found.cat.set_categories(labels))
                        for piece, found in zip(pieces, groups, strict=True)],
                       ignore_index=True)
-    pieces.clear()
+    pieces.clear()  # the caller's list: its frames go before the sorted copy is made
     keys = [c for c in UNIT_KEYS if c in units]
     columns = [units[k].cat.codes if k == "group" else units[k] for k in reversed(keys)]
     order = np.lexsort([c.to_numpy() for c in columns])

@@ -390,10 +390,10 @@ def _unit_codes(frame: pd.DataFrame, keys: Sequence[str]
     combined = np.zeros(len(frame), dtype=np.int64)
     for code, size in zip(codes, sizes, strict=True):
         combined = combined * size + code
-    ids, units = pd.factorize(combined, sort=True)
+    ids, rest = pd.factorize(combined, sort=True)  # rest: each unit's combined code
     columns: dict[str, object] = {}
     for key, level, size in reversed(list(zip(keys, levels, sizes, strict=True))):
-        units, code = np.divmod(units, size)
+        rest, code = np.divmod(rest, size)  # the last key's code, then the ones before
         column = frame[key]
         columns[key] = (pd.Categorical.from_codes(code, dtype=column.dtype)
                         if isinstance(column.dtype, pd.CategoricalDtype)
