@@ -41,6 +41,8 @@ from mfr_analysis.tables import load_table
 BASELINE_COLUMNS = ("audience_group", "arm", "variable", "label", "level", "statistic",
                     "clients", "mean", "sd", "median", "q1", "q3", "share", "missing", "smd",
                     "smd_flag", "smd_method", "measure", "missing_measure")
+MEAN_SD, MEDIAN_IQR = "mean_sd", "median_iqr"  # the statistics of a summarised value
+SUMMARY_STATISTICS = frozenset({MEAN_SD, MEDIAN_IQR})  # rows whose cell is not a count
 CONTINUOUS_SMD = "difference in means / sqrt of the mean of the two variances (Austin 2009)"
 BINARY_SMD = "difference in proportions / sqrt(mean of p(1-p)) (Austin 2009)"
 CATEGORICAL_SMD = "multivariate standardized difference of proportions (Yang & Dalton 2012)"
@@ -127,7 +129,7 @@ def _continuous(group: str, arms: list[str], variable: str, values: pd.Series,
         stats[arm] = (observed.mean(), observed.std(ddof=1))
         common = {"statistic": statistic, "clients": len(observed),
                   "missing": int(x.isna().sum())}
-        if statistic == "mean_sd":
+        if statistic == MEAN_SD:
             common |= {"mean": stats[arm][0], "sd": stats[arm][1]}
         else:
             common |= {"median": observed.median(), "q1": observed.quantile(0.25),
@@ -182,14 +184,14 @@ def _group_rows(group: str, sessions: pd.DataFrame) -> list[dict]:
     for variable in ("sessions_per_client", "weeks_in_treatment"):
         if variable in values:
             rows += _continuous(group, arms, variable, values[variable], arm_of,
-                                "median_iqr", None)
+                                MEDIAN_IQR, None)
     for variable in ("pain_pre", "tightness_pre", "stress_pre"):
         if variable in values:
-            rows += _continuous(group, arms, variable, values[variable], arm_of, "mean_sd",
+            rows += _continuous(group, arms, variable, values[variable], arm_of, MEAN_SD,
                                 f"baseline:{variable}")
     for measure, rom in _rom_values(sessions).items():
         for row in _continuous(group, arms, "rom_pre", rom.reindex(values.index), arm_of,
-                               "mean_sd", f"baseline:rom_pre_{measure}"):
+                               MEAN_SD, f"baseline:rom_pre_{measure}"):
             rows.append(row | {"level": measure})
     for variable in ("technique", "delivery"):
         if variable in values:

@@ -26,6 +26,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
+from mfr_analysis.describe.baseline import SUMMARY_STATISTICS
 from mfr_analysis.privacy import withheld_label
 from mfr_analysis.report.labels import group_label, verdict_label
 from mfr_analysis.report.safe_text import html_text
@@ -241,10 +242,6 @@ def smd_words(smd: object, flag: object = None, threshold: float = SMD_FLAG) -> 
         return str(smd)
     flagged = bool(flag) if not _missing(flag) else size > threshold
     return f"{float(smd):.2f} " + ("⚠ imbalanced" if flagged else "balanced")
-
-
-#: Table 1 rows that summarise values (mean and SD, median and quartiles), not count clients
-SUMMARY_STATISTICS = frozenset({"mean_sd", "median_iqr"})
 
 
 def _baseline_value(row: pd.Series, minimum: int) -> str:
