@@ -328,3 +328,33 @@ def test_shares_go_when_a_count_of_their_family_is_hidden() -> None:
     untouched = protect(table, DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset()),
                         POOLED)
     assert untouched["share"].notna().all()
+
+
+def test_a_coarser_variable_goes_when_a_level_it_sums_is_hidden() -> None:
+    """Delivery is derived from technique ("self" = foam roller + lacrosse ball + other...):
+    with control's "other" technique withheld, control's delivery counts would give it back
+    (74 self minus 28 + 19 + 14 shown = 13), and with it the arm's total. So the arm's
+    delivery counts are withheld too; the MFR arm, with nothing hidden, keeps them."""
+    from mfr_analysis.privacy import DisclosurePlan
+
+    levels = {"technique": {"practitioner": (196, 44), "foam_roller": (129, 28),
+                            "lacrosse_ball": (71, 19), "other": (30, 13)},
+              "delivery": {"practitioner": (196, 44), "self": (230, 60)}}
+    rows = [{"audience_group": ALL, "arm": arm, "variable": variable, "level": level,
+             "statistic": "share", "clients": n[i], "share": 0.1, "missing": 0,
+             "measure": f"baseline:{variable}_{arm}#{level}",
+             "missing_measure": f"baseline:{variable}_{arm}#missing"}
+            for variable, counts in levels.items() for level, n in counts.items()
+            for i, arm in enumerate(("mfr", "control"))]
+    table = pd.DataFrame(rows)
+    plan = DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset(), count_hidden=frozenset(
+        {(POOLED, ALL, "baseline:technique_control#other")}))
+    shown = protect(table, plan, POOLED)
+    delivery = shown[shown["variable"] == "delivery"]
+    assert delivery.loc[delivery["arm"] == "control", "clients"].tolist() == ["withheld"] * 2
+    assert delivery.loc[delivery["arm"] == "mfr", "clients"].tolist() == [196, 230]
+    technique = shown[(shown["variable"] == "technique") & (shown["arm"] == "control")]
+    assert technique["clients"].tolist() == [44, 28, 19, "withheld"]
+    untouched = protect(table, DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset()),
+                        POOLED)
+    assert untouched["clients"].tolist() == table["clients"].tolist()

@@ -31,6 +31,29 @@ def marker(value: object, minimum: int) -> str:
             else SUPPRESSED)
 
 
+#: a variable whose levels are sums of another's levels -> that finer variable (delivery is
+#: derived from technique, data/techniques.csv: "self" = foam roller + lacrosse ball + ...)
+COARSER_OF: dict[str, str] = {"delivery": "technique"}
+
+
+def _coarse_counts_of_hidden_levels(table: pd.DataFrame, group: pd.Series,
+                                    hidden_rows: np.ndarray) -> np.ndarray:
+    """Count rows of a coarser variable (:data:`COARSER_OF`) in a (group, arm) where a level
+    of its finer variable is hidden: each coarse count is a sum of fine ones, so beside the
+    fine counts shown it gives a hidden one back (control delivery "self" 74 minus the three
+    self techniques shown is the withheld "other"), and with it the arm's total."""
+    if "variable" not in table:
+        return np.zeros(len(table), dtype=bool)
+    variable = table["variable"].astype("str")
+    arm = table["arm"].astype("str") if "arm" in table else pd.Series("", index=table.index)
+    cell = group.astype("str") + "|" + arm
+    coarse = np.zeros(len(table), dtype=bool)
+    for coarser, finer in COARSER_OF.items():
+        spoilt = set(cell[(variable == finer).to_numpy() & hidden_rows])
+        coarse |= ((variable == coarser) & cell.isin(spoilt)).to_numpy(dtype=bool)
+    return coarse
+
+
 def _shares_of_hidden_sums(table: pd.DataFrame, group: pd.Series,
                            hidden_rows: np.ndarray) -> np.ndarray:
     """Share rows (``statistic == "share"``) whose family (group, variable, arm) has a row
@@ -54,9 +77,10 @@ def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.D
     hidden only as a complement (``plan.count_hidden``) reads 'withheld' and its row keeps
     its mean, SD, median and quartiles (they reveal no count); its share, interval and
     sessions go, and so do the shares of every row of its share family (they would give
-    the family's sum away). A table with ``smd`` also loses the SMD of a variable whose
-    rows in either arm are blanked, or whose shares are. ``privacy`` says what was withheld
-    on each row ('' when nothing)."""
+    the family's sum away). The counts of a coarser variable summing a hidden level
+    (delivery over technique, :data:`COARSER_OF`) are withheld too. A table with ``smd``
+    also loses the SMD of a variable whose rows in either arm are blanked, or whose shares
+    are. ``privacy`` says what was withheld on each row ('' when nothing)."""
     group = (table["audience_group"].astype("str") if "audience_group" in table
              else pd.Series(ALL, index=table.index))
     hidden: dict[str, np.ndarray] = {}  # count column -> its count is hidden (either way)
@@ -68,6 +92,9 @@ def protect(table: pd.DataFrame, plan: DisclosurePlan, slice_value: str) -> pd.D
                                       for g, m in keys], dtype=bool)
             whole[count] = np.array([bool(m) and plan.is_hidden(slice_value, g, m)
                                      for g, m in keys], dtype=bool)
+    if "clients" in hidden:  # coarse levels summing hidden fine ones read "withheld"
+        hidden["clients"] = hidden["clients"] | _coarse_counts_of_hidden_levels(
+            table, group, hidden["clients"])
     touched = np.zeros(len(table), dtype=bool)  # every number goes
     counted = np.zeros(len(table), dtype=bool)  # the count-like numbers go
     for count, mask in hidden.items():
