@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from multiprocessing import active_children, get_context
 from pathlib import Path
@@ -411,36 +411,152 @@ def _first_line(error: object) -> str:
     return lines[0][:300] if lines else ""
 
 
-# The kernel this worker process is running a notebook on, and its socket folder: what
+# The kernel this worker process runs its notebooks on, and its socket folder: what
 # _stop_worker removes when the worker must die at once; and what that needs, imported ahead.
 _RUNNING: dict[str, object] = {}
 _WORKER: dict[str, object] = {}
 
+# A pool worker keeps one kernel for every page it runs: starting a kernel and importing the
+# analysis stack into it is about 3.5 s, the whole work of an import-only notebook, paid
+# once per worker instead of once per page. Before each page the kernel's namespace is
+# reset (IPython's %reset: no variable, figure or working folder of one page reaches the
+# next; imported modules stay, which is the point). A kernel that died or will not reset
+# is replaced.
+KERNEL_START_SECONDS = 120  # papermill's own default wait for a new kernel
+RESET_SECONDS = 60
+_RESET_NAMESPACE = (
+    "import os as _os\n"
+    "import matplotlib.pyplot as _plt\n"
+    "_plt.close('all')\n"
+    "_os.chdir({cwd!r})\n"
+    "get_ipython().reset(new_session=True, aggressive=False)\n"
+    "__import__('gc').collect()\n"
+)
+# What every report notebook imports, loaded while the runner computes the claims.
+_WARM_IMPORTS = (
+    "import IPython.display, matplotlib.pyplot\n"
+    "import mfr_analysis.claims, mfr_analysis.settings, mfr_analysis.report.parameters\n"
+    "from mfr_analysis.report import disclosure, figures, outcome_views, quality, views\n"
+)
 
-def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str) -> None:
-    """papermill run on a kernel we own, over IPC sockets in a private temporary folder.
+
+def _new_kernel_manager(kernel: str) -> tuple[object, str]:
+    """A kernel manager over IPC sockets in a private temporary folder, not started.
 
     IPC keeps the kernel's traffic off TCP (no plain-text loopback warning on stderr), and
-    owning the kernel manager lets us shut the kernel down at once, whatever happened.
+    owning the kernel manager lets us shut the kernel down at once, whatever happened. The
+    manager remembers the clients made on it (papermill makes one per notebook and leaves
+    it open when it does not own the kernel): :func:`_close_clients` closes them.
     """
     import tempfile
 
-    import papermill as pm
     from jupyter_client.manager import KernelManager
 
+    class _TrackedKernelManager(KernelManager):
+        def client(self, **kwargs: object) -> object:
+            made = super().client(**kwargs)
+            self.__dict__.setdefault("_mfr_clients", []).append(made)
+            return made
+
     sockets = tempfile.mkdtemp(prefix="mfr-kernel-")
-    manager = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(sockets) / "k"))
-    _RUNNING.update(manager=manager, sockets=sockets)
+    return _TrackedKernelManager(kernel_name=kernel, transport="ipc",
+                                 ip=str(Path(sockets) / "k")), sockets
+
+
+def _close_clients(manager: object) -> None:
+    for made in manager.__dict__.pop("_mfr_clients", []):
+        with suppress(Exception):
+            made.stop_channels()
+
+
+def _close_kernel() -> None:
+    """Shut down this process's kept kernel, if any, and remove its socket folder."""
+    manager, sockets = _RUNNING.pop("manager", None), _RUNNING.pop("sockets", None)
+    _RUNNING.clear()
+    if manager is not None:
+        _close_clients(manager)
+        with suppress(Exception):
+            if manager.has_kernel:
+                manager.shutdown_kernel(now=True)
+    if sockets:
+        shutil.rmtree(str(sockets), ignore_errors=True)
+
+
+def _run_code(manager: object, code: str, seconds: float) -> bool:
+    """Run code in the kernel; whether it ran without error within ``seconds``."""
+    client = manager.client()
+    try:
+        client.start_channels()
+        client.wait_for_ready(timeout=seconds)
+        reply = client.execute_interactive(code, store_history=False, timeout=seconds,
+                                           output_hook=lambda _message: None)
+        return reply.get("content", {}).get("status") == "ok"
+    except Exception:  # timeout, dead kernel: the caller replaces the kernel
+        return False
+    finally:
+        _close_clients(manager)
+
+
+def _kept_kernel(kernel: str, cwd: Path) -> object:
+    """This worker's kernel, started in ``cwd`` if there is none (or it died), its namespace
+    reset when it ran a page before."""
+    from multiprocessing.util import Finalize
+
+    manager = _RUNNING.get("manager")
+    if manager is not None and (_RUNNING.get("kernel") != (kernel, str(cwd))
+                                or not manager.is_alive()):
+        _close_kernel()
+        manager = None
+    if manager is not None and _RUNNING.get("used") and not _run_code(
+            manager, _RESET_NAMESPACE.format(cwd=str(cwd)), RESET_SECONDS):
+        _close_kernel()
+        manager = None
+    if manager is None:
+        manager, sockets = _new_kernel_manager(kernel)
+        _RUNNING.update(manager=manager, sockets=sockets, kernel=(kernel, str(cwd)),
+                        used=False)
+        if "finalizer" not in _WORKER:  # shut down as the worker process exits
+            _WORKER["finalizer"] = Finalize(None, _close_kernel, exitpriority=10)
+        manager.start_kernel(cwd=str(cwd))
+    return manager
+
+
+def warm_kernel(kernel: str, cwd: str) -> bool:
+    """Start this worker's kernel and import the report notebooks' libraries into it
+    (run while the runner computes the claims); whether that worked."""
+    try:
+        manager = _kept_kernel(kernel, Path(cwd))
+    except Exception:  # the first page starts a kernel itself, and reports a failure
+        return False
+    return _run_code(manager, _WARM_IMPORTS, KERNEL_START_SECONDS)
+
+
+def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str,
+             keep_kernel: bool = False) -> None:
+    """papermill run of one job, on this worker's kept kernel (``keep_kernel``) or on a
+    kernel started and shut down for this run alone."""
+    import papermill as pm
+
+    if keep_kernel:
+        manager = _kept_kernel(kernel, cwd)
+        _RUNNING["used"] = True
+    else:
+        manager, sockets = _new_kernel_manager(kernel)
+        _RUNNING.update(manager=manager, sockets=sockets)
     try:
         pm.execute_notebook(
             str(folder / job.notebook), str(executed), parameters=job.parameters,
             kernel_name=kernel, km=manager, progress_bar=False, log_output=False, cwd=str(cwd),
         )
+    except BaseException:
+        if keep_kernel and not manager.is_alive():
+            _close_kernel()
+        raise
     finally:
-        _RUNNING.clear()
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
-        shutil.rmtree(sockets, ignore_errors=True)
+        if keep_kernel:
+            _close_clients(manager)
+        else:
+            _close_kernel()
 
 
 # ----------------------------------------------------------- pool workers and signals ---
@@ -599,8 +715,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> SliceResult:
-    """Execute one notebook with papermill and export it; failures are returned, not raised."""
+def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str,
+            keep_kernel: bool = False) -> SliceResult:
+    """Execute one notebook with papermill and export it; failures are returned, not raised.
+
+    ``keep_kernel``: run it on this process's kept kernel (a pool worker's, see
+    :func:`_kept_kernel`), else on a kernel of its own."""
     import papermill as pm
 
     out_dir = Path(out)
@@ -610,7 +730,7 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
     error = ""
     for _attempt in range(2):  # a kernel that fails to start is retried once (papermill #511)
         try:
-            _execute(job, Path(notebook_folder), executed, out_dir, kernel)
+            _execute(job, Path(notebook_folder), executed, out_dir, kernel, keep_kernel)
             error = ""
             break
         except pm.PapermillExecutionError as failure:
@@ -633,36 +753,80 @@ def run_job(job: SliceJob, notebook_folder: str, out: str, kernel: str) -> Slice
                        claims, error)
 
 
+class NotebookPool:
+    """Worker processes that run report notebooks, each on one kernel it keeps; they die
+    with the run (see the comment above :func:`_stop_worker`). Use :func:`notebook_pool`."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._before = set(active_children())
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                         initializer=_worker_init, initargs=(os.getpid(),))
+
+    def warm(self, kernel: str, cwd: Path) -> None:
+        """Start every worker and its kernel with the notebooks' imports, in the background."""
+        with _workers_born_ignoring_ctrl_c():  # submit() starts the workers
+            for _ in range(self.workers):
+                self._pool.submit(warm_kernel, kernel, str(cwd))
+
+    def run(self, jobs: Sequence[SliceJob], notebooks: Path, out: Path, kernel: str,
+            progress: bool) -> list[SliceResult]:
+        """Run the jobs; results in job order, failures included."""
+        with _workers_born_ignoring_ctrl_c():
+            futures = [self._pool.submit(run_job, job, str(notebooks), str(out), kernel, True)
+                       for job in jobs]
+        return _collect(as_completed(futures), jobs, progress)
+
+    def stop(self) -> None:
+        """End now: queued jobs cancelled, running workers and their kernels ended."""
+        _stop_pool(self._pool, set(active_children()) - self._before)
+
+    def close(self) -> None:
+        """Wait for the workers to exit (each shuts its kernel down as it does)."""
+        self._pool.shutdown(wait=True)
+
+
+@contextmanager
+def notebook_pool(workers: int) -> Iterator[NotebookPool]:
+    """A :class:`NotebookPool` for the block: closed after it, stopped at once when the
+    block fails or is interrupted (Ctrl-C, SIGTERM through :func:`sigterm_as_interrupt`)."""
+    pool = NotebookPool(workers)
+    try:
+        yield pool
+    except BaseException as failure:
+        pool.stop()
+        if isinstance(failure, BrokenProcessPool):
+            raise ReportError("a report worker process died (killed, or out of memory?); "
+                              "nothing was published") from None
+        raise
+    pool.close()
+
+
+def pool_size(workers: int | None, jobs: int | None) -> int:
+    """Worker processes for ``jobs`` notebooks: ``workers`` or the usable cores, never more
+    than the jobs (when known)."""
+    from mfr_analysis.config import usable_cores
+
+    size = workers or usable_cores()
+    return max(1, min(size, jobs) if jobs else size)
+
+
 def run_jobs(jobs: Sequence[SliceJob], out: Path, *, workers: int | None = None,
-             progress: bool = True, scheduler: str | None = None) -> list[SliceResult]:
-    """Execute notebook jobs in a process pool, or as tasks on the Dask cluster at
-    ``scheduler`` (whose workers see ``out`` and the notebooks at the same paths and have the
-    kernel); results in job order, failures included."""
+             progress: bool = True, scheduler: str | None = None,
+             pool: NotebookPool | None = None) -> list[SliceResult]:
+    """Execute notebook jobs in a process pool (``pool``, or one made for them), or as
+    tasks on the Dask cluster at ``scheduler`` (whose workers see ``out`` and the notebooks
+    at the same paths and have the kernel); results in job order, failures included."""
 
     notebooks = notebook_dir()
     check_parameters(notebooks, jobs)
     kernel = ensure_kernel()
     if scheduler:
         return _run_jobs_on_dask(jobs, out, notebooks, kernel, scheduler, progress)
-    from mfr_analysis.config import usable_cores
-
-    workers = max(1, min(workers or usable_cores(), len(jobs)))
-    before = set(active_children())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_worker_init, initargs=(os.getpid(),))
-    try:
-        with _workers_born_ignoring_ctrl_c():  # submit() starts the workers
-            futures = [pool.submit(run_job, job, str(notebooks), str(out), kernel)
-                       for job in jobs]
-        results = _collect(as_completed(futures), jobs, progress)
-    except BaseException as failure:  # Ctrl-C, SIGTERM (see sigterm_as_interrupt), ...
-        _stop_pool(pool, set(active_children()) - before)
-        if isinstance(failure, BrokenProcessPool):
-            raise ReportError("a report worker process died (killed, or out of memory?); "
-                              "nothing was published") from None
-        raise
-    pool.shutdown(wait=True)
-    return results
+    if pool is not None:
+        return pool.run(jobs, notebooks, out, kernel, progress)
+    with notebook_pool(pool_size(workers, len(jobs))) as own:
+        return own.run(jobs, notebooks, out, kernel, progress)
 
 
 def _collect(finished: Iterable, jobs: Sequence[SliceJob], progress: bool) -> list[SliceResult]:
@@ -740,6 +904,18 @@ def _relative_paths(job: SliceJob, root: Path) -> SliceJob:
     return replace(job, parameters=parameters)
 
 
+def _most_jobs(sessions_path: Path, by: str | None, benchmark_pages: int) -> int | None:
+    """The most notebook jobs a run can have (data quality, all clients, one per slice,
+    the benchmarking pages), read from the slice column alone; None when unknown."""
+    if not by:
+        return 2 + benchmark_pages
+    try:
+        values = pd.read_parquet(sessions_path, columns=[by])[by].nunique()
+    except Exception:  # protect_folder says what is wrong with the table
+        return None
+    return 2 + int(values) + benchmark_pages
+
+
 def run_reports(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -784,12 +960,18 @@ def run_reports(
         sessions_path, cleaning_report = _prepare_sessions(inputs, stage / "data", options,
                                                            progress)
         cleaning = load_cleaning_report(str(cleaning_report) if cleaning_report else "")
-        folder = protect_folder(sessions_path, by, options, progress, cleaning)
-        jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options, folder,
-                                   benchmark)
-        jobs = [_relative_paths(job, stage) for job in jobs]
-        results = run_jobs(jobs, stage, workers=workers, progress=progress,
-                           scheduler=scheduler)
+        with ExitStack() as stack:
+            pool = None
+            if not scheduler:  # workers and kernels start while the claims are computed
+                pool = stack.enter_context(notebook_pool(pool_size(
+                    workers, _most_jobs(sessions_path, by, len(benchmark)))))
+                pool.warm(ensure_kernel(), stage)
+            folder = protect_folder(sessions_path, by, options, progress, cleaning)
+            jobs, withheld = plan_jobs(sessions_path, cleaning_report, stage, by, options,
+                                       folder, benchmark)
+            jobs = [_relative_paths(job, stage) for job in jobs]
+            results = run_jobs(jobs, stage, workers=workers, progress=progress,
+                               scheduler=scheduler, pool=pool)
         write_index(stage, results, withheld, options.title, options.record(), cleaning)
     index = out / "index.html"
     failed = [r for r in results if r.error]
