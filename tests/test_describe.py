@@ -358,3 +358,41 @@ def test_a_coarser_variable_goes_when_a_level_it_sums_is_hidden() -> None:
     untouched = protect(table, DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset()),
                         POOLED)
     assert untouched["clients"].tolist() == table["clients"].tolist()
+
+
+def test_an_arm_worked_out_from_the_other_gives_no_measure_count_back() -> None:
+    """Table 1's Missing column beside an arm's size gives the clients with the measure:
+    with the control arm's count withheld it is still the group's clients minus the MFR
+    arm's, and 20 control athletes minus 17 without a hip measure give the 3 who have one
+    (found in a published sample report). The exact audit sees that chain only through
+    Table 1's client sets (:func:`baseline_members`), which match Table 1's counts."""
+    from mfr_analysis.describe.baseline import baseline_members
+    from mfr_analysis.privacy import DisclosurePlan
+    from mfr_analysis.privacy_audit import audit_disclosure, folder_members
+
+    sessions = _sessions([("athlete", "mfr", 30, 6.0, 3.0), ("athlete", "control", 20, 6.0, 5.0),
+                          ("senior", "mfr", 40, 5.0, 3.0)])
+    control_athletes = sessions["client_id"].str.startswith("athlete-control")
+    without_hip = control_athletes & (sessions["client_id"].str.rsplit("-", n=1).str[-1]
+                                      .astype(int) >= 3)
+    sessions = sessions.assign(rom_pre=sessions["rom_pre"].mask(without_hip))
+    cells = baseline_cells(baseline_table(sessions), POOLED)
+    counts = pd.concat([session_counts(sessions), cells], ignore_index=True)
+    # every Table 1 count of a level, a value or its absence has its clients, same size
+    sets = baseline_members(sessions, POOLED)
+    sizes = {(s, g, m): c for s, g, m, c in cells[["slice", "group", "measure", "clients"]]
+             .itertuples(index=False) if "#" in m and not m.startswith("baseline:clients")}
+    assert {cell: len(sets.get(cell, ())) for cell in sizes} == sizes
+    hip = "baseline:rom_pre_hip_flexion_deg_control"
+    assert len(sets[(POOLED, "athlete", f"{hip}#observed")]) == 3
+    # a plan that withholds the control arm and the 3 but shows the 17 without a measure
+    plan = DisclosurePlan(minimum=MINIMUM, by=None, hidden=frozenset(
+        {(POOLED, g, f"{hip}#observed") for g in (ALL, "athlete")}), count_hidden=frozenset(
+        {(POOLED, g, m) for g in (ALL, "athlete")
+         for m in ("baseline:clients#control", hip)}))
+    members = folder_members([(POOLED, sessions, None)], counts)
+    _, found = audit_disclosure(members, plan)
+    assert 3 in [disclosure.clients for disclosure in found]
+    blind = {cell: clients for cell, clients in members.items() if cell not in sets}
+    _, found = audit_disclosure(blind, plan)  # without Table 1's sets the chain is unseen
+    assert 3 not in [disclosure.clients for disclosure in found]

@@ -446,9 +446,10 @@ def _claims_members(sessions: pd.DataFrame, claims: pd.DataFrame, slice_value: s
 
 def _described_members(sessions: pd.DataFrame, claims: pd.DataFrame, slice_value: str,
                        rows: Mapping[Cell, frozenset]) -> dict[Cell, frozenset]:
-    """Clients of the flow's boxes, Table 1's arms, the follow-up table and the
-    reliable-change classes."""
+    """Clients of the flow's boxes, Table 1's arms and counts (with and without each value,
+    each level), the follow-up table and the reliable-change classes."""
     from mfr_analysis.describe._common import client_arms
+    from mfr_analysis.describe.baseline import baseline_members
     from mfr_analysis.describe.flow import PAIRS
     from mfr_analysis.describe.followup import followup_members
     from mfr_analysis.describe.individual import individual_change
@@ -481,6 +482,7 @@ def _described_members(sessions: pd.DataFrame, claims: pd.DataFrame, slice_value
         for arm in sorted(set(arms)):
             out[(slice_value, group, f"baseline:clients#{arm}")] = clients & frozenset(
                 arms.index[arms == arm])
+    out.update(baseline_members(sessions, slice_value))
     out.update(followup_members(sessions, slice_value))
     change = individual_change(sessions)
     change = change.assign(client_id=change["client_id"].astype("str"))

@@ -199,6 +199,46 @@ def _group_rows(group: str, sessions: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def baseline_members(sessions: pd.DataFrame, slice_value: str
+                     ) -> dict[tuple[str, str, str], frozenset]:
+    """The clients behind every count of Table 1 but the arm totals, keyed as
+    :func:`baseline_cells` keys them: per group, arm and variable those with the value
+    (``#observed``, or ``#<level>``) and those without (``#missing``).
+
+    For the exact subtraction audit (:mod:`mfr_analysis.privacy_audit`): an arm's clients
+    minus those missing a measure are those who have it, and a delivery is the sum of its
+    techniques; the audit sees such chains only through these sets."""
+    out: dict[tuple[str, str, str], frozenset] = {}
+    for group, part in audience_groups(sessions):
+        values = _client_values(part)
+        families = {f"baseline:{v}": values[v] for v in ("pain_pre", "tightness_pre",
+                                                          "stress_pre") if v in values}
+        families |= {f"baseline:rom_pre_{measure}": rom.reindex(values.index)
+                     for measure, rom in _rom_values(part).items()}
+        ids = values.index.astype("str")
+        arm_of = values["arm"].to_numpy()
+        for arm in arms_present(values["arm"]):
+            in_arm = arm_of == arm
+            for family, column in families.items():
+                known = column.notna().to_numpy()
+                out[(slice_value, group, f"{family}_{arm}#observed")] = frozenset(
+                    ids[in_arm & known])
+                out[(slice_value, group, f"{family}_{arm}#missing")] = frozenset(
+                    ids[in_arm & ~known])
+            for variable in ("technique", "delivery"):
+                if variable not in values:
+                    continue
+                text = values[variable].astype("str").to_numpy()
+                known = values[variable].notna().to_numpy()
+                family = f"baseline:{variable}_{arm}"
+                for level in sorted(set(text[in_arm & known])):
+                    out[(slice_value, group, f"{family}#{level}")] = frozenset(
+                        ids[in_arm & known & (text == level)])
+                out[(slice_value, group, f"{family}#missing")] = frozenset(
+                    ids[in_arm & ~known])
+    return out
+
+
 def baseline_table(sessions: pd.DataFrame) -> pd.DataFrame:
     """Table 1: per audience group (and all) and arm, the clients at their first session.
 
