@@ -280,6 +280,54 @@ def test_claims_rows_follow_their_people_and_notes_lose_small_counts() -> None:
     assert pd.isna(protected.loc[0, "responder_share"])
 
 
+def _degrees_of_freedom(half_width: float, se: float) -> list[int]:
+    """The attacker of a t interval: the degrees of freedom whose 97.5 % quantile is the
+    interval's half width over its standard error."""
+    from scipy import stats
+
+    if pd.isna(half_width) or pd.isna(se):
+        return []
+    return [df for df in range(1, 2000)
+            if abs(stats.t.ppf(0.975, df) - half_width / se) < 1e-9]
+
+
+def test_a_row_whose_counts_are_withheld_keeps_no_statistic_that_gives_them_back() -> None:
+    """A before -> after row of 53 clients: its interval is the estimate +- t(52) x se, so
+    its standard error (or its p-value, power figures, clients needed) with the interval
+    gives 52 degrees of freedom and the 53 clients, and the report's 60 clients minus 53
+    the 7 a complement withholds the count to protect. Published count-only, the row keeps
+    its estimate, interval and verdict and nothing that names the degrees of freedom."""
+    from scipy import stats
+
+    from mfr_analysis.privacy import COUNT_REVEALING
+
+    estimate, se = -0.5, 0.21
+    half = float(stats.t.ppf(0.975, 52)) * se
+    claims = pd.DataFrame({
+        "claim_id": ["pain"] * 3, "audience_group": [ALL, "athlete", "senior"],
+        "outcome": ["pain"] * 3, "estimate": [-1.0, -3.0, estimate],
+        "ci_low": [-2.0, -5.0, estimate - half], "ci_high": [0.0, -1.0, estimate + half],
+        "se": [0.5, 1.0, se], "p_value": [0.01, 0.02, 0.021], "p_adjusted": [0.02, 0.02, 0.04],
+        "tost_p": [0.3, 0.4, 0.5], "mde": [1.1, 2.0, 0.6], "clients_needed": [80, 90, 70],
+        "mcid": [2.0] * 3, "n_clients": [60, 7, 53], "n_sessions": [200, 30, 170],
+        "method": ["m"] * 3, "verdict": ["below_threshold", "supported", "inconclusive"],
+        "note": [""] * 3, "design": ["uncontrolled"] * 3,
+    })
+    assert _degrees_of_freedom(half, se) == [52]  # the attack works on the full row
+    counts = pd.concat([session_counts(_clients({"A": {"athlete": 7, "senior": 53}})),
+                        claim_counts(claims)], ignore_index=True)
+    plan = plan_disclosure(counts, minimum=MINIMUM)
+    protected = protect_claims(claims, plan)
+    senior = protected.loc[2]
+    assert plan.is_count_only(POOLED, "senior", "pain|pain")
+    assert senior["verdict"] == "inconclusive" and senior["estimate"] == estimate
+    assert senior["ci_high"] - senior["estimate"] == pytest.approx(half)
+    assert senior[list(COUNT_REVEALING)].isna().all()
+    assert _degrees_of_freedom(senior["ci_high"] - senior["estimate"], senior["se"]) == []
+    # the pooled row's counts are shown: so are its statistics
+    assert protected.loc[0, list(COUNT_REVEALING)].notna().all()
+
+
 def test_scrub_counts_keeps_large_counts_and_other_numbers() -> None:
     text = ("control arm too small (3 clients); 7 adverse events; on 554 client slopes; "
             "median 24 h; 1 session; MCID 2 points; ICC 0.000; 10 clients; 11 clients")

@@ -33,7 +33,9 @@ whole folder at once, as statistical agencies do for linked tables:
 * **Whole or count-only.** A small cell is hidden whole (``DisclosurePlan.hidden``: its
   estimate, interval and verdict go with its counts). A complement loses only its counts
   (``DisclosurePlan.count_hidden``: clients, sessions, arm sizes, responder counts and the
-  counts of its note): a mean over 591 clients reveals no count. A report's title count is
+  counts of its note, and its standard error, p-values and power figures, which with the
+  interval give the t distribution's degrees of freedom): a mean and its interval over 591
+  clients reveal no count. A report's title count is
   always hidden whole (the report is withheld), and a group's clients hidden either way
   leave that group out of counts tables and figures.
 * **Consequences.** A wholly hidden ``CLIENTS`` cell hides every claims row of that cell; a
@@ -170,6 +172,13 @@ PART_COLUMNS: dict[str, tuple[str, ...]] = {
     "nonresponders_control": ("responders_control", "responder_clients_control"),
 }
 _ARM_PARTS = ("control", "treated")
+#: Statistics that give a row's client count back with its interval: a t interval's half
+#: width is t(df) x se, so se and the interval name df (clients - 1 or clients - k), and a
+#: p-value, a power figure or the clients needed do the same with the estimate and interval.
+#: A row whose counts are withheld publishes none of them (its estimate, interval and
+#: verdict alone leave the standard error, and so the degrees of freedom, unknown).
+COUNT_REVEALING: tuple[str, ...] = ("se", "p_value", "p_adjusted", "tost_p", "mde",
+                                    "clients_needed")
 
 
 def _number_column(claims: pd.DataFrame, column: str) -> pd.Series:
@@ -568,8 +577,9 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
 
     A hidden row gets verdict ``suppressed``, no number but its MCID, and a note saying why;
     a row whose counts only are hidden (complementary suppression) keeps its estimate,
-    interval and verdict but loses ``n_clients``, ``n_sessions``, its parts and every count
-    of its note and method; a shown row loses the parts the plan hides (arm sizes, responder
+    interval and verdict but loses ``n_clients``, ``n_sessions``, its parts, every count
+    of its note and method, and the statistics that would give its count back
+    (:data:`COUNT_REVEALING`); a shown row loses the parts the plan hides (arm sizes, responder
     counts and shares, see :data:`PARTS`) and every count of 1..minimum-1 from its note and
     method."""
     minimum = plan.minimum
@@ -584,7 +594,8 @@ def protect_claims(claims: pd.DataFrame, plan: DisclosurePlan,
     numeric = [c for c in claims.select_dtypes("number").columns if c not in _NUMERIC_KEPT]
     for column in numeric:
         protected[column] = protected[column].astype("Float64").where(~hidden)
-    emptied: dict[str, np.ndarray] = {"n_clients": counts_gone, "n_sessions": counts_gone}
+    emptied: dict[str, np.ndarray] = {"n_clients": counts_gone, "n_sessions": counts_gone,
+                                      **dict.fromkeys(COUNT_REVEALING, counts_gone)}
     for part, columns in PART_COLUMNS.items():
         gone = np.array([plan.counts_hidden(slice_value, g, f"{m}#{part}")
                          for g, m in zip(groups, measures, strict=True)], dtype=bool)
