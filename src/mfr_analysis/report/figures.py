@@ -162,8 +162,8 @@ TIGHT_PAD_INCHES = 0.1  # savefig's default pad_inches around a tight crop
 
 def _drawn_pixels(fig: Figure) -> Any:
     """The figure drawn once and cropped to what it draws (plus savefig's padding), as an RGB
-    image; or None when the drawing reaches past the figure's edge (a legend wider than the
-    figure), which only savefig's tight crop, drawing it again on a larger canvas, takes in.
+    image. A drawing that reaches past the figure's edge (a legend wider than the figure) is
+    drawn once more, on a canvas around it (:func:`_redrawn_around`).
 
     Hand-written because savefig's tight crop always draws twice and encodes a PNG that the
     palette step then decodes: drawing once and cropping the pixels halves a page's figure
@@ -176,7 +176,7 @@ def _drawn_pixels(fig: Figure) -> Any:
     box = fig.get_tightbbox(canvas.get_renderer())
     width, height = fig.get_size_inches()
     if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
-        return None
+        return _redrawn_around(fig, box)
     dpi = fig.get_dpi()
     pixels = np.asarray(canvas.buffer_rgba())
     rows, columns = pixels.shape[:2]
@@ -193,6 +193,26 @@ def _drawn_pixels(fig: Figure) -> Any:
     return image
 
 
+def _redrawn_around(fig: Figure, box: Any) -> Any:
+    """The figure drawn on a canvas around ``box`` (what it draws, in inches) plus savefig's
+    padding, as an RGB image: savefig's tight crop without the layout draw it makes first
+    (the layout engine is off for this drawing, so the layout just drawn stays)."""
+    import io
+
+    from PIL import Image
+
+    engine = fig.get_layout_engine()
+    buffer = io.BytesIO()
+    fig.set_layout_engine("none")
+    try:
+        fig.savefig(buffer, format="png", dpi=fig.get_dpi(),
+                    bbox_inches=box.padded(TIGHT_PAD_INCHES),
+                    pil_kwargs={"compress_level": 1})  # decoded at once: no time on zlib
+    finally:
+        fig.set_layout_engine(engine)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
     """The figure as a PNG at its dpi (cropped to what it draws), reduced to a 256-colour
     palette (about 4x smaller, no visible change for flat-colour charts), and the width in
@@ -205,11 +225,6 @@ def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
     fig = figure_of(drawing)
     dpi = fig.get_dpi()
     image = _drawn_pixels(fig)
-    if image is None:  # the tight crop takes in what lies outside, at a second drawing
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight",
-                    pil_kwargs={"compress_level": 1})  # decoded at once: no time on zlib
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     plt.close(fig)
     # maximum coverage keeps white white and every colour within a few levels (fast
     # octree shifted white to 254 and lines by up to 40 levels)
