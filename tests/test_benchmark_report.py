@@ -187,3 +187,45 @@ def test_with_a_page_per_site_no_site_total_gives_a_small_difference(network: di
     assert small, "the network should have sites with a few clients without a pain pair"
     assert not alone.withheld["pain"] & set(small)
     assert set(small) <= paged.withheld["pain"]
+
+
+def test_a_responder_share_is_shown_only_where_it_gives_no_small_count() -> None:
+    """A share with its Wilson interval gives the unit's count back, and a share times a
+    shown count the responders: 4 of 12, 45 of 50 (5 non-responders) and a withheld unit's
+    share go; 20 of 40 and none of 30 stay."""
+    from mfr_analysis.report.benchmark_views import share_withheld
+
+    units = pd.DataFrame({"unit": ["a", "b", "c", "d", "e"],
+                          "n_clients": [12, 40, 60, 50, 30],
+                          "responders_observed": [4 / 12, 0.5, 0.5, 0.9, 0.0]})
+    assert share_withheld(units, frozenset({"c"}), MINIMUM).tolist() == [
+        True, False, True, True, False]
+
+
+def _cells(row: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>",
+                                                                 row)]
+
+
+@pytest.mark.parametrize("by", ["site", "clinician"])
+def test_no_share_gives_a_small_number_of_responders(network: dict, by: str) -> None:
+    """The attacker: a shown share (whole percent) times the shown count of its unit."""
+    from mfr_analysis.report.benchmark_views import UNIT_HEADERS
+
+    page = (network["out"] / f"benchmark-{by}.html").read_text(encoding="utf-8")
+    column = list(UNIT_HEADERS).index("responders")
+    shares = withheld = 0
+    for row in re.findall(r'<tr class="mfr-unit"[^>]*>.*?</tr>', page):
+        cell = _cells(row)[column]
+        found = re.search(r'data-n-clients="(\d*)"', row)
+        n = found.group(1) if found else ""
+        share = re.match(r"(\d+) % \[", cell)
+        if share is None:
+            withheld += cell == "withheld"
+            continue
+        shares += 1
+        assert n, f"a share beside a withheld count gives it back: {row[:120]}"
+        responders = round(int(share.group(1)) / 100 * int(n))
+        for count in (responders, int(n) - responders):
+            assert not 1 <= count < MINIMUM, f"{count} of {n}: {row[:120]}"
+    assert shares and withheld  # the network has both

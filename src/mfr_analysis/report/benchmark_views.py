@@ -25,6 +25,7 @@ from IPython.display import HTML
 from mfr_analysis.benchmarking import Benchmark, benchmark
 from mfr_analysis.benchmarking.risk import LEVELS, fit_risk, outcome_spec
 from mfr_analysis.benchmarking.units import OTHER
+from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.errors import AnalysisError
 from mfr_analysis.privacy_audit import audit_sets
 from mfr_analysis.report.outcome_views import (
@@ -226,9 +227,29 @@ UNIT_HEADERS = {
 }
 
 
+def share_withheld(units: pd.DataFrame, withheld: frozenset[str], minimum: int) -> pd.Series:
+    """Per unit, whether its share reaching the MCID must not be shown.
+
+    A share with its Wilson interval gives its client count back (the interval's width is
+    set by the count alone), so it goes wherever that count is withheld; and a share times
+    a shown count is the responders, so it goes where the responders or the non-responders
+    number 1 to ``minimum - 1`` (as on the claims pages)."""
+    clients = pd.to_numeric(units["n_clients"], errors="coerce").astype("float64")
+    responders = (pd.to_numeric(units["responders_observed"], errors="coerce")
+                  .astype("float64") * clients).round()
+
+    def small(count: pd.Series) -> pd.Series:
+        return (count >= 1) & (count < minimum)
+
+    return (units["unit"].astype("str").isin(list(withheld)) | small(responders)
+            | small(clients - responders)).astype("bool")
+
+
 def unit_rows(result: Benchmark, withheld: frozenset[str], minimum: int) -> pd.DataFrame:
     """The unit table as the page shows it: formatted cells, units by name, 'other' last."""
-    units = result.units.assign(is_pooled=result.units["pooled"].astype(bool))
+    units = result.units.assign(
+        is_pooled=result.units["pooled"].astype(bool),
+        share_hidden=share_withheld(result.units, withheld, minimum).to_numpy())
     units = units.sort_values(["is_pooled", "unit"], kind="stable")
     rows = []
     for row in units.itertuples():
@@ -245,10 +266,10 @@ def unit_rows(result: Benchmark, withheld: frozenset[str], minimum: int) -> pd.D
             "expected": number_text(row.expected, 2),
             "o_minus_e": interval_text(row.o_minus_e, row.ci_low, row.ci_high),
             "shrunken": "" if row.is_pooled else number_text(row.shrunken, 2),
-            "responders": _percent_interval(row.responders_observed, row.responders_ci_low,
-                                            row.responders_ci_high),
+            "responders": WITHHELD if row.share_hidden else _percent_interval(
+                row.responders_observed, row.responders_ci_low, row.responders_ci_high),
             "responders_expected": _percent(row.responders_expected),
-            "responders_o_minus_e": _percent_interval(
+            "responders_o_minus_e": WITHHELD if row.share_hidden else _percent_interval(
                 row.responders_o_minus_e, row.responders_o_minus_e_ci_low,
                 row.responders_o_minus_e_ci_high, signed=True),
             "flag_unadjusted": "" if row.is_pooled else str(row.flag_unadjusted),
@@ -339,17 +360,21 @@ def drawable_units(page: BenchmarkPage, outcome: str) -> pd.DataFrame:
     return units.loc[~units["pooled"].astype(bool) & ~units["unit"].isin(list(withheld))]
 
 
-def funnel_section(page: BenchmarkPage, outcome: str) -> HTML:
-    """The funnel plots of one outcome: observed minus expected, and the responder share."""
+def funnel_section(page: BenchmarkPage, outcome: str,
+                   minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
+    """The funnel plots of one outcome: observed minus expected, and the responder share
+    (of the units whose share the table shows: :func:`share_withheld`)."""
     from mfr_analysis.report import figures
 
     result = page.results[outcome]
     units = drawable_units(page, outcome)
+    shares = units.loc[~share_withheld(units, page.withheld.get(outcome, frozenset()),
+                                       minimum).to_numpy()]
     title = outcome_title(outcome)
     change = figures.funnel_plot(units, result.limits, "o_minus_e",
                                  y_label="change",
                                  better=result.fit.direction)
-    share = figures.funnel_plot(units, result.limits, "responders_o_minus_e",
+    share = figures.funnel_plot(shares, result.limits, "responders_o_minus_e",
                                 y_label="share reaching MCID",
                                 better=1)
     words = _unit_words(page.by, True)
