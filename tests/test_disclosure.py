@@ -498,3 +498,24 @@ def test_arm_sizes_and_responder_counts_are_planned_like_clients() -> None:
     counts = pd.concat([session_counts(sessions), claim_counts(protected)], ignore_index=True)
     shown = counts.loc[counts["clients"].between(1, MINIMUM - 1)]
     assert shown.empty, shown
+
+
+def test_clients_without_a_responder_status_are_a_remainder_too() -> None:
+    """A row's clients minus those with a responder status (responders + non-responders)
+    are its clients with one session only: 198 - 190 = 8 must not be worked out, so the
+    responder counts and share go; a row whose every client has a status keeps them."""
+    claims = pd.DataFrame({
+        "claim_id": ["lasting_relief", "pain"], "audience_group": [ALL, ALL],
+        "outcome": ["pain_pre", "pain"], "estimate": [-0.4, -1.0], "ci_low": [-0.6, -1.5],
+        "ci_high": [-0.2, -0.5], "mcid": [2.0, 2.0], "n_clients": [198, 198],
+        "n_sessions": [900, 900], "method": ["m", "m"], "verdict": ["inconclusive"] * 2,
+        "note": ["", ""], "design": ["uncontrolled"] * 2, "responder_share": [0.5, 0.5],
+        "responders": [95, 99], "responder_clients": [190, 198],
+    })
+    counts = pd.concat([session_counts(_clients({"A": {ALL: 198}}).assign(
+        audience_group=None)), claim_counts(claims)], ignore_index=True)
+    protected = protect_claims(claims, plan_disclosure(counts, minimum=MINIMUM))
+    gone = protected.loc[0, ["responders", "responder_clients", "responder_share"]]
+    assert gone.isna().all()
+    assert protected.loc[1, ["responders", "responder_clients"]].tolist() == [99, 198]
+    assert protected.loc[0, "n_clients"] == 198  # the row's own count stays

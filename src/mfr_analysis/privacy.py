@@ -367,15 +367,29 @@ def _arm_of(measure: str) -> str:
     return tail if tail in _ARM_OF_PART.values() else ""
 
 
+#: A claims row's responder parts and the counts they are a subset of (the row, its arm):
+#: the clients without a client-level value (one session only) are the rest.
+_RESPONDER_PARTS = {("responders", "nonresponders"): ("", "treated"),
+                    ("responders_control", "nonresponders_control"): ("control",)}
+
+
 def _remainders(cells: set[Cell]) -> list[Line]:
     """Implicit remainders: every count of a report's clients (a claims row, a part of it, a
     describe box) is a subset of the report's clients of that group (its CLIENTS cell), and
     every count of one arm a subset of that arm's clients; the clients left out are never
-    published but would be the total minus the part."""
+    published but would be the total minus the part. So are a claims row's responders and
+    non-responders of its row and arm (the row's 198 clients minus 190 with a responder
+    status are 8 clients with one session)."""
     lines = []
     for s, g, m in sorted(cells):
         if m == CLIENTS:
             continue
+        if not is_described(m) and "#" not in m:
+            for parts, totals in _RESPONDER_PARTS.items():
+                present = tuple((s, g, f"{m}#{part}") for part in parts
+                                if (s, g, f"{m}#{part}") in cells)
+                lines += [Line(total, present, exact=False) for total in (
+                    (s, g, f"{m}#{t}" if t else m) for t in totals) if present and total in cells]
         if (s, g, CLIENTS) in cells:
             lines.append(Line((s, g, CLIENTS), ((s, g, m),), exact=False))
         arm = _arm_of(m)
