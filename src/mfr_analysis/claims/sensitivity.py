@@ -35,6 +35,7 @@ verdict holds.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -42,6 +43,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 from statsmodels.imputation.mice import MICE, MICEData
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from mfr_analysis.claims import registry
 from mfr_analysis.claims.base import ALL
@@ -274,7 +276,12 @@ def _mi_estimate(data: pd.DataFrame, covariates: pd.DataFrame, controlled: bool,
     for i, name in enumerate(names, start=1):
         frame[name] = X[:, i]
     # MICE.fit's own pooling (MICE.combine) fails on a one-parameter model and gives no df
-    results = _imputed_fits(frame, names, list(covariates.columns), controlled)
+    with warnings.catch_warnings():
+        # a covariate constant in a slice (one site whose clients are all of one group) makes
+        # the imputation model rank-deficient: OLS solves it through the pseudo-inverse, and
+        # its fitted values, all predictive mean matching uses, are unique all the same
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        results = _imputed_fits(frame, names, list(covariates.columns), controlled)
     k = 1 if controlled else 0
     estimates = [float(np.asarray(r.params)[k]) for r in results]
     variances = [float(np.asarray(r.cov_params())[k, k]) for r in results]
