@@ -498,6 +498,28 @@ def test_a_notebook_failing_midway_shows_one_plain_sentence(hostile_report: Path
     assert "“Scorecard”" in page
 
 
+def test_a_kept_kernel_forgets_the_page_before(tmp_path: Path) -> None:
+    """A pool worker runs its pages on one kernel: before the next page its variables,
+    imports and working folder are gone (only imported modules stay), on the same kernel."""
+    from mfr_analysis.report import run as run_module
+
+    kernel = ensure_kernel()
+    try:
+        assert run_module.warm_kernel(kernel, str(tmp_path))
+        manager = run_module._RUNNING["manager"]
+        assert run_module._run_code(manager, "secret = 42\nimport os\nos.chdir('/')", 60)
+        run_module._RUNNING["used"] = True  # as after a page
+        assert run_module._kept_kernel(kernel, tmp_path) is manager
+        assert run_module._run_code(
+            manager, "assert 'secret' not in dir() and 'os' not in dir()\nimport os, sys\n"
+            f"assert os.getcwd() == {str(tmp_path)!r}\n"
+            "assert 'mfr_analysis.report.figures' in sys.modules", 60)
+        assert not run_module._run_code(manager, "assert 'secret' in dir()", 60)  # can fail
+    finally:
+        run_module._close_kernel()
+    assert "manager" not in run_module._RUNNING
+
+
 def test_a_failed_slice_exits_1_and_the_index_lists_it(
         hostile_report: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slice whose notebook raises: exit 1 with one line naming it, listed in the index."""
