@@ -372,3 +372,23 @@ def test_a_hidden_cell_split_into_three_atoms_is_still_found() -> None:
         assert found and found[0].clients == 5, audit.__name__
         assert extra & {("", ALL, "everyone"), ("", ALL, "followed"), ("", ALL, "c1"),
                         ("", ALL, "c2")}, audit.__name__
+
+
+def test_a_small_difference_of_two_counts_split_into_three_atoms_is_found() -> None:
+    """Clients with any follow-up (50) minus those analysed for lasting relief (44, all of
+    them among the 50) are 6 clients, a combination of two published counts; three other
+    counts cut the 6 into three atoms of 2, so the atom and pair tests alone miss it."""
+    from mfr_analysis.privacy import DisclosurePlan
+    from mfr_analysis.privacy_audit import _small_differences, audit_disclosure
+
+    followup, analysed = frozenset(range(50)), frozenset(range(44))
+    cuts = [frozenset({44 + 2 * i, 45 + 2 * i}) | frozenset(range(10 * i, 10 * i + 10))
+            for i in range(3)]
+    assert _small_differences([followup, analysed, *cuts], 11) == [followup - analysed]
+    members = {("", "all", name): clients for name, clients in
+               [("followup", followup), ("lasting_relief", analysed),
+                *((f"cut{i}", c) for i, c in enumerate(cuts))]}
+    plan = DisclosurePlan(minimum=11, by=None, hidden=frozenset())
+    extra, found = audit_disclosure(members, plan)
+    assert 6 in [disclosure.clients for disclosure in found]
+    assert extra & {("", "all", "followup"), ("", "all", "lasting_relief")}
