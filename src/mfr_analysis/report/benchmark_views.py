@@ -348,6 +348,11 @@ def units_section(page: BenchmarkPage, outcome: str, minimum: int) -> HTML:
                            "withheld: with the other tables they would reveal a small number "
                            "of clients by subtraction."))
     rows = unit_rows(result, page.withheld.get(outcome, frozenset()), minimum)
+    hidden_shares = int((rows["responders"] == WITHHELD).sum())
+    if hidden_shares:
+        parts.append(_para(f"{hidden_shares} share(s) reaching the MCID are withheld: with "
+                           "its interval a share gives its unit's count back, and with the "
+                           f"count the number of responders, never shown below {minimum}."))
     parts.append(units_table_html(rows, f"{outcome_title(outcome)} per "
                                   f"{_unit_words(page.by)} (listed by name, not ranked)"))
     return _section(anchor, outcome_title(outcome), parts)

@@ -1521,8 +1521,8 @@ def funnel_plot(units: pd.DataFrame, limits: pd.DataFrame, indicator: str = "o_m
                    transform=panel.transAxes, ha="right",
                    va="top" if better > 0 else "bottom", fontsize="x-small", color=QUIET)
         if named.empty:
-            panel.text(0.5, 0.5, "no unit large enough to show", ha="center", va="center",
-                       transform=panel.transAxes, color=QUIET)
+            panel.text(0.5, 0.5, "no unit to show (too small, or withheld for privacy)",
+                       ha="center", va="center", transform=panel.transAxes, color=QUIET)
     handles, labels = _unique(legend)
     _outside_legend(fig, handles, labels, ncols=3)
     return fig
