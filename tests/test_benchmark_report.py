@@ -229,3 +229,27 @@ def test_no_share_gives_a_small_number_of_responders(network: dict, by: str) -> 
         for count in (responders, int(n) - responders):
             assert not 1 <= count < MINIMUM, f"{count} of {n}: {row[:120]}"
     assert shares and withheld  # the network has both
+
+
+def test_with_a_page_per_unit_a_count_shows_only_clients_that_page_counts(network: dict
+                                                                          ) -> None:
+    """With ``--by site`` the benchmarking page shows a site's count only if the site's own
+    page shows the same clients' count (a count the site page withholds, shown here, gave a
+    withheld 3 back with that page's other counts). The runner passes the digests of the
+    client sets each page shows; a unit whose page does not show this set is withheld."""
+    from mfr_analysis.privacy_audit import set_digest
+    from mfr_analysis.report.benchmark_views import (
+        _not_on_own_page,
+        _unit_sets,
+        benchmark_page,
+    )
+
+    page = benchmark_page(network["sessions"], "site", outcomes=["pain"])
+    result = page.results["pain"]
+    sets = {u: c for u, c in _unit_sets(result, "site").items() if u != "other"}
+    first, *rest = sorted(sets)
+    assert rest
+    shown = {unit: [set_digest(sets[unit]), "0" * 16] for unit in rest}
+    shown[first] = [set_digest(sets[first] - {next(iter(sets[first]))})]  # one client fewer
+    assert _not_on_own_page(result, "site", shown) == {first}
+    assert _not_on_own_page(result, "site", {}) == frozenset()  # units without a page

@@ -529,6 +529,15 @@ def report_members(sessions: pd.DataFrame, claims: pd.DataFrame | None,
     return out
 
 
+def set_digest(clients: Iterable[object]) -> str:
+    """A short SHA-256 of a set of clients (sorted ids): lets a page ask whether another page
+    publishes exactly these clients without being given their ids."""
+    import hashlib
+
+    text = "\n".join(sorted(str(client) for client in clients))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def verified(members: Mapping[Cell, Collection], counts: pd.DataFrame
              ) -> dict[Cell, Collection]:
     """The members whose size is the count the plan has for their cell (the others, and
@@ -551,4 +560,4 @@ def folder_members(reports: Iterable[tuple[str, pd.DataFrame, pd.DataFrame | Non
 
 __all__ = ["Disclosure", "MIN_REPORTED_CLIENTS", "audit_blocks", "audit_disclosure", "audit_sets",
            "block_cost", "client_blocks", "disclosed_sets", "essential_rows", "folder_members",
-           "report_members", "row_space_projector", "verified"]
+           "report_members", "row_space_projector", "set_digest", "verified"]

@@ -15,7 +15,7 @@ funnel points, whose position is the count) that would let 1..minimum-1 clients 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,11 +128,15 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
 
 
 def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings | None = None,
-                   outcomes: Sequence[str] | None = None, *, unit_pages: bool = False
-                   ) -> BenchmarkPage:
+                   outcomes: Sequence[str] | None = None, *, unit_pages: bool = False,
+                   shown_sets: Mapping[str, Collection[str]] | None = None) -> BenchmarkPage:
     """Benchmark every outcome of the page by ``by`` (site or clinician), protected;
     ``unit_pages``: the folder also has a claims page per unit (``report --by site``), whose
-    client counts the protection then takes into account."""
+    client counts the protection then takes into account. ``shown_sets`` (from the runner):
+    per unit with a page, the digests of the client sets whose counts that page shows; a
+    unit's count is then shown here only if its page shows the same clients' count, so this
+    page adds no count to the unit's own (a count its page withholds, the clients with a
+    follow-up pain rating, gave a withheld 3 back with the page's other counts)."""
     settings = settings or AnalysisSettings()
     if by not in LEVELS:  # before any fit: benchmark() would say it once per outcome
         raise AnalysisError(f"benchmark by {by!r}: expected site or clinician")
@@ -150,7 +154,19 @@ def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings |
         totals = {str(unit): frozenset(sessions.loc[units == unit, "client_id"])
                   for unit in units.dropna().unique()}
     withheld = protect_counts(results, by, settings.min_reported_clients, totals)
+    if unit_pages and shown_sets:
+        withheld = {outcome: units | _not_on_own_page(results[outcome], by, shown_sets)
+                    for outcome, units in withheld.items()}
     return BenchmarkPage(by, results, skipped, withheld)
+
+
+def _not_on_own_page(result: Benchmark, by: str, shown_sets: Mapping[str, Collection[str]]
+                     ) -> frozenset[str]:
+    """The named units with a page of their own that does not show this count's clients."""
+    from mfr_analysis.privacy_audit import set_digest
+
+    return frozenset(unit for unit, members in _unit_sets(result, by).items()
+                     if unit in shown_sets and set_digest(members) not in set(shown_sets[unit]))
 
 
 # ------------------------------------------------------------------------ words ---

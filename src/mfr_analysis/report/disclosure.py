@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +56,10 @@ class FolderPlan:
     plan: DisclosurePlan
     slices: tuple[ProtectedSlice, ...]
     withheld: tuple[WithheldSlice, ...]
+    #: per slice, the digests (:func:`mfr_analysis.privacy_audit.set_digest`) of the client
+    #: sets whose counts its report shows: a benchmarking page shows a unit's count only if
+    #: the unit's own page shows the same clients' count
+    shown_sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 ClaimsFunction = Callable[[pd.DataFrame], pd.DataFrame]
@@ -113,9 +117,17 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
         counts.append(claim_counts(tables[value], value))
         counts.append(described_counts(part, cleaning_report, tables[value], value))
     counts = pd.concat(counts, ignore_index=True)
+    from mfr_analysis.privacy_audit import folder_members, set_digest
+
+    reports = [(v, parts[v], tables[v]) for v in tables]
+    members = folder_members(reports, counts)
     plan = audited_plan(counts, by=by, minimum=minimum,
-                        withhold=[v for v in small if v != POOLED],
-                        reports=[(v, parts[v], tables[v]) for v in tables])
+                        withhold=[v for v in small if v != POOLED], reports=reports,
+                        members=members)
+    shown_sets: dict[str, set[str]] = {}
+    for (s, g, m), clients in members.items():
+        if not plan.counts_hidden(s, g, m):
+            shown_sets.setdefault(s, set()).add(set_digest(clients))
     shown = tuple(
         ProtectedSlice(value, label(value) if value != POOLED else "All clients",
                        protect_claims(table, plan, value), tuple(plan.hidden_groups(value)),
@@ -123,7 +135,8 @@ def plan_folder(sessions: pd.DataFrame, by: str | None, evaluate: ClaimsFunction
         for value, table in tables.items() if value == POOLED or not plan.is_withheld(value))
     withheld = tuple(WithheldSlice(value, label(value), reason)
                      for value, reason in plan.withheld.items())
-    return FolderPlan(plan, shown, withheld)
+    return FolderPlan(plan, shown, withheld,
+                      {s: frozenset(d) for s, d in shown_sets.items()})
 
 
 #: Largest (published counts x clients) one exact audit runs on: its SVDs grow with the cube
@@ -136,7 +149,7 @@ AUDIT_BUDGET = 2_000_000
 def audited_plan(counts: pd.DataFrame, *, by: str | None, minimum: int,
                  withhold: Sequence[str],
                  reports: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]],
-                 ) -> DisclosurePlan:
+                 members: Mapping | None = None) -> DisclosurePlan:
     """The line-based plan, then the exact linear audit over every count whose clients are
     known; what the audit hides is planned again (its twins and lines follow) until the
     audit finds nothing.
@@ -154,7 +167,7 @@ def audited_plan(counts: pd.DataFrame, *, by: str | None, minimum: int,
         folder_members,
     )
 
-    members = folder_members(reports, counts)
+    members = folder_members(reports, counts) if members is None else members
     people = len(set().union(*members.values())) if members else 0
     audit = audit_disclosure
     if len(members) * people > AUDIT_BUDGET:

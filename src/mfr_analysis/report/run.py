@@ -274,10 +274,14 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         if item.value != POOLED:
             parameters["title"] = f"{options.title}: {item.label}"
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
+    pages = {item.value for item in folder.slices if item.value != POOLED}
     for unit in benchmark:
+        shown = ({value: sorted(folder.shown_sets.get(value, ())) for value in sorted(pages)}
+                 if by == unit else {})
         jobs.append(SliceJob(BENCHMARK_NOTEBOOK, f"benchmark-{unit}",
                              f"{unit.capitalize()}s compared",
-                             {**common, "benchmark_by": unit, "unit_pages": by == unit}))
+                             {**common, "benchmark_by": unit, "unit_pages": by == unit,
+                              "shown_sets": shown}))
     noun = "audience group" if by == "audience_group" else (by or "slice")
     return jobs, withheld_summary(folder.withheld, noun, options.settings.min_reported_clients)
 
