@@ -27,6 +27,7 @@ from mfr_analysis.benchmarking.risk import LEVELS, fit_risk, outcome_spec
 from mfr_analysis.benchmarking.units import OTHER
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
 from mfr_analysis.errors import AnalysisError
+from mfr_analysis.privacy import POOLED
 from mfr_analysis.privacy_audit import audit_sets
 from mfr_analysis.report.outcome_views import (
     _figure,
@@ -93,36 +94,44 @@ def _unit_sets(result: Benchmark, by: str) -> dict[str, frozenset]:
 
 
 def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
-                   unit_totals: Mapping[str, frozenset] | None = None
-                   ) -> dict[str, frozenset[str]]:
+                   unit_totals: Mapping[str, frozenset] | None = None, *,
+                   everyone: frozenset | None = None,
+                   shown: Collection[str] | None = None) -> dict[str, frozenset[str]]:
     """Per outcome, the units whose client count the page withholds so that no 1..minimum-1
-    clients can be worked out from the counts it shows and each outcome's total (published by
-    the claims pages), and ``unit_totals`` (each unit's clients, when the folder has a page
-    per unit); the first outcome's counts are kept longest (hidden last)."""
+    clients can be worked out from the counts it shows and the counts published elsewhere:
+    ``everyone`` (the page's own title count), each outcome's total where the all-clients
+    page shows it (``shown``: digests of the client sets that page shows, from the runner;
+    None: assumed shown), and ``unit_totals`` (each unit's clients, when the folder has a
+    page per unit); the first outcome's counts are kept longest (hidden last). The units'
+    counts of an outcome add up to its total: all of them shown beside the title count gave
+    the clients without a pain pair (593 - 589 = 4) that the all-clients page withholds."""
+    from mfr_analysis.privacy_audit import _small_differences, set_digest
+
     cells: list[tuple[str, str]] = []
     sets: list[frozenset] = []
     for outcome in reversed(list(results)):  # most hideable first: the later outcomes
         for unit, members in sorted(_unit_sets(results[outcome], by).items()):
             cells.append((outcome, unit))
             sets.append(members)
-    for outcome, result in results.items():  # each outcome's total: other pages show it
-        cells.append((outcome, ""))
-        sets.append(frozenset(result.fit.clients["client_id"]))
-    for members in (unit_totals or {}).values():  # each unit's clients: its own page shows it
-        cells.append(("", ""))
-        sets.append(members)
+    totals = [frozenset(result.fit.clients["client_id"].astype("str"))
+              for result in results.values()]
+    kept = [total for total in totals  # each outcome's total, where others show it
+            if shown is None or set_digest(total) in set(shown)]
+    if everyone and len(kept) < len(totals):  # a total that only this page's units give
+        kept.append(everyone)  # (with every total shown elsewhere, title minus total is too)
+    kept += list((unit_totals or {}).values())  # each unit's clients: its own page shows it
     by_unit: dict[str, list[frozenset]] = {}  # one unit's counts of two outcomes
     for (outcome, unit), members in zip(cells, sets, strict=True):
         if outcome and unit:
             by_unit.setdefault(unit, []).append(members)
     targets = [a - b for counts in by_unit.values() for a in counts for b in counts
                if a is not b]
-    hidden = audit_sets(sets, minimum, targets,
-                        keep=len(results) + len(unit_totals or {}))  # the totals: elsewhere
+    targets += _small_differences([*sets, *kept], minimum)
+    hidden = audit_sets([*sets, *kept], minimum, targets, keep=len(kept))
     out: dict[str, set[str]] = {outcome: set() for outcome in results}
     for index in hidden:
-        outcome, unit = cells[index]
-        if outcome and unit:  # a total is hidden last and is not this page's to hide
+        if index < len(cells):  # a count published elsewhere is never this page's to hide
+            outcome, unit = cells[index]
             out[outcome].add(unit)
     return {outcome: frozenset(units) for outcome, units in out.items()}
 
@@ -133,10 +142,12 @@ def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings |
     """Benchmark every outcome of the page by ``by`` (site or clinician), protected;
     ``unit_pages``: the folder also has a claims page per unit (``report --by site``), whose
     client counts the protection then takes into account. ``shown_sets`` (from the runner):
-    per unit with a page, the digests of the client sets whose counts that page shows; a
-    unit's count is then shown here only if its page shows the same clients' count, so this
-    page adds no count to the unit's own (a count its page withholds, the clients with a
-    follow-up pain rating, gave a withheld 3 back with the page's other counts)."""
+    per page (``""``: the all-clients page, else a unit with a page), the digests of the
+    client sets whose counts that page shows. An outcome's total counts as published only
+    if the all-clients page shows it; a unit's count is shown here only if its own page shows
+    the same clients' count, so this page adds no count to the unit's own (a count its page
+    withholds, the clients with a follow-up pain rating, gave a withheld 3 back with the
+    page's other counts)."""
     settings = settings or AnalysisSettings()
     if by not in LEVELS:  # before any fit: benchmark() would say it once per outcome
         raise AnalysisError(f"benchmark by {by!r}: expected site or clinician")
@@ -153,8 +164,11 @@ def benchmark_page(sessions: pd.DataFrame, by: str, settings: AnalysisSettings |
         units = sessions[by].astype("string")
         totals = {str(unit): frozenset(sessions.loc[units == unit, "client_id"])
                   for unit in units.dropna().unique()}
-    withheld = protect_counts(results, by, settings.min_reported_clients, totals)
-    if unit_pages and shown_sets:
+    withheld = protect_counts(
+        results, by, settings.min_reported_clients, totals,
+        everyone=frozenset(sessions["client_id"].astype("str")),
+        shown=None if shown_sets is None else shown_sets.get(POOLED, ()))
+    if unit_pages and shown_sets is not None:
         withheld = {outcome: units | _not_on_own_page(results[outcome], by, shown_sets)
                     for outcome, units in withheld.items()}
     return BenchmarkPage(by, results, skipped, withheld)
@@ -166,7 +180,8 @@ def _not_on_own_page(result: Benchmark, by: str, shown_sets: Mapping[str, Collec
     from mfr_analysis.privacy_audit import set_digest
 
     return frozenset(unit for unit, members in _unit_sets(result, by).items()
-                     if unit in shown_sets and set_digest(members) not in set(shown_sets[unit]))
+                     if unit in shown_sets and unit != POOLED
+                     and set_digest(members) not in set(shown_sets[unit]))
 
 
 # ------------------------------------------------------------------------ words ---
@@ -303,7 +318,8 @@ def units_table_html(rows: pd.DataFrame, caption: str) -> str:
     body = []
     for row in rows.itertuples():
         attributes = {"data-unit": row.unit_value,
-                      "data-n-clients": "" if row.n_clients is None else str(row.n_clients)}
+                      "data-n-clients": "" if pd.isna(row.n_clients)
+                      else str(int(row.n_clients))}  # NaN, not None, beside shown counts
         if row.pooled:
             attributes["data-pooled"] = "true"
         else:
@@ -360,7 +376,7 @@ def units_section(page: BenchmarkPage, outcome: str, minimum: int) -> HTML:
              _para(_flagged_sentence(result, page.by)),
              _para(result.sentence)]
     if page.withheld.get(outcome):
-        parts.append(_para(f"{len(page.withheld[outcome])} client count(s) of this table are "
+        parts.append(_para(f"{len(page.withheld[outcome])} of this table's client counts are "
                            "withheld: with the other tables they would reveal a small number "
                            "of clients by subtraction."))
     rows = unit_rows(result, page.withheld.get(outcome, frozenset()), minimum)

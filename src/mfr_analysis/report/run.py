@@ -276,8 +276,8 @@ def plan_jobs(sessions_path: Path, cleaning_report: Path | None, out: Path, by: 
         jobs.append(SliceJob(CLAIMS_NOTEBOOK, slug, item.label, parameters))
     pages = {item.value for item in folder.slices if item.value != POOLED}
     for unit in benchmark:
-        shown = ({value: sorted(folder.shown_sets.get(value, ())) for value in sorted(pages)}
-                 if by == unit else {})
+        shown = {value: sorted(folder.shown_sets.get(value, ()))
+                 for value in [POOLED, *(sorted(pages) if by == unit else [])]}
         jobs.append(SliceJob(BENCHMARK_NOTEBOOK, f"benchmark-{unit}",
                              f"{unit.capitalize()}s compared",
                              {**common, "benchmark_by": unit, "unit_pages": by == unit,
