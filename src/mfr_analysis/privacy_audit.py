@@ -242,12 +242,13 @@ def audit_sets(sets: Sequence[frozenset], minimum: int = MIN_REPORTED_CLIENTS,
     1..minimum-1 clients can be worked out from the rest; ``sets`` in the order to hide
     them (most hideable first). The same audit as :func:`audit_disclosure`, on bare sets;
     ``targets``: further small sets a reader is after (e.g. the difference of two counts of
-    one unit), checked whole as well as atoms and pairs of atoms. The last ``keep`` sets are
+    one unit), checked whole as well as atoms and pairs of atoms, like the small differences
+    of nested sets (:func:`_small_differences`, always). The last ``keep`` sets are
     published elsewhere and are never chosen: a disclosure that needs one of them loses its
     first other count instead (one by one, until nothing is disclosed)."""
     fixed = len(sets) - keep
     hidden: set[int] = set()
-    small = [t for t in targets if 0 < len(t) < minimum]
+    small = [t for t in [*targets, *_small_differences(sets, minimum)] if 0 < len(t) < minimum]
     for _ in range(max_rounds):
         live = [i for i in range(len(sets)) if sets[i] and i not in hidden]
         if not live:

@@ -105,7 +105,7 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
     page per unit); the first outcome's counts are kept longest (hidden last). The units'
     counts of an outcome add up to its total: all of them shown beside the title count gave
     the clients without a pain pair (593 - 589 = 4) that the all-clients page withholds."""
-    from mfr_analysis.privacy_audit import _small_differences, set_digest
+    from mfr_analysis.privacy_audit import set_digest
 
     cells: list[tuple[str, str]] = []
     sets: list[frozenset] = []
@@ -115,8 +115,9 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
             sets.append(members)
     totals = [frozenset(result.fit.clients["client_id"].astype("str"))
               for result in results.values()]
+    shown = None if shown is None else set(shown)
     kept = [total for total in totals  # each outcome's total, where others show it
-            if shown is None or set_digest(total) in set(shown)]
+            if shown is None or set_digest(total) in shown]
     if everyone and len(kept) < len(totals):  # a total that only this page's units give
         kept.append(everyone)  # (with every total shown elsewhere, title minus total is too)
     kept += list((unit_totals or {}).values())  # each unit's clients: its own page shows it
@@ -126,7 +127,6 @@ def protect_counts(results: Mapping[str, Benchmark], by: str, minimum: int,
             by_unit.setdefault(unit, []).append(members)
     targets = [a - b for counts in by_unit.values() for a in counts for b in counts
                if a is not b]
-    targets += _small_differences([*sets, *kept], minimum)
     hidden = audit_sets([*sets, *kept], minimum, targets, keep=len(kept))
     out: dict[str, set[str]] = {outcome: set() for outcome in results}
     for index in hidden:
@@ -179,9 +179,9 @@ def _not_on_own_page(result: Benchmark, by: str, shown_sets: Mapping[str, Collec
     """The named units with a page of their own that does not show this count's clients."""
     from mfr_analysis.privacy_audit import set_digest
 
+    pages = {unit: set(digests) for unit, digests in shown_sets.items() if unit != POOLED}
     return frozenset(unit for unit, members in _unit_sets(result, by).items()
-                     if unit in shown_sets and unit != POOLED
-                     and set_digest(members) not in set(shown_sets[unit]))
+                     if unit in pages and set_digest(members) not in pages[unit])
 
 
 # ------------------------------------------------------------------------ words ---

@@ -552,11 +552,7 @@ def _execute(job: SliceJob, folder: Path, executed: Path, cwd: Path, kernel: str
             str(folder / job.notebook), str(executed), parameters=job.parameters,
             kernel_name=kernel, km=manager, progress_bar=False, log_output=False, cwd=str(cwd),
         )
-    except BaseException:
-        if keep_kernel and not manager.is_alive():
-            _close_kernel()
-        raise
-    finally:
+    finally:  # a kept kernel that died is replaced by the next _kept_kernel
         if keep_kernel:
             _close_clients(manager)
         else:
