@@ -392,8 +392,9 @@ def privacy_rule(minimum: int = MIN_REPORTED_CLIENTS) -> str:
             "*suppressed*. Where a total minus its shown parts, or a combination of the "
             "folder's published client counts (checked by linear algebra), would reveal a "
             "small group, a further count is withheld (complementary suppression): it reads "
-            "*withheld*, while its estimate and verdict stay, since an average over many "
-            "clients reveals no count. This holds across the all-clients report, every slice "
+            "*withheld*, while its estimate, interval and verdict stay (its standard error, "
+            "p-values and power figures go: with the interval they would give the count "
+            "back). This holds across the all-clients report, every slice "
             f"report and their claims files. Notes give small counts as 'fewer than {minimum}'; "
             f"figures leave out points resting on fewer than {minimum} clients and never draw "
             "one client's values; dates are shown as months.")
@@ -638,6 +639,14 @@ def paired_outcomes(sessions: pd.DataFrame) -> list[str]:
 RESPONDER_COLUMNS = ("claim_id", "outcome", "audience_group", "design", "mcid", "unit",
                      "responder_share", "responders", "responder_clients", "responders_control",
                      "responder_clients_control")
+
+
+def responders_withheld(minimum: int = MIN_REPORTED_CLIENTS) -> HTML:
+    """What the responders section says when no share can be shown, rather than nothing."""
+    return HTML(f"<p>No share can be shown in this report: each would rest on fewer than "
+                f"{minimum} responders or non-responders, or would let a withheld count "
+                "(such as the clients with a single session, who have no responder status) "
+                "be worked out.</p>")
 
 
 def responder_table(claims: pd.DataFrame) -> pd.DataFrame:
