@@ -128,6 +128,26 @@ def test_the_audit_hides_the_count_that_resolves_a_pair() -> None:
     assert not _in_row_space(shown, people["a"] | people["b"])
 
 
+def test_the_audit_hides_a_describe_count_before_a_claims_rows_clients() -> None:
+    """The pain row's 50 clients and the flow's 55 MFR clients with a pain pair give 5
+    clients; either count closes it. The row's would take its standard error and p-values
+    with it, so the flow box goes, although it is the larger count."""
+    from mfr_analysis.privacy_audit import audit_disclosure
+
+    everyone = {f"c{i}" for i in range(100)}
+    row, box = {f"c{i}" for i in range(50)}, {f"c{i}" for i in range(55)}
+    members = {(POOLED, ALL, CLIENTS): everyone, (POOLED, ALL, "pain|pain"): row,
+               (POOLED, ALL, "flow:pair_pain_mfr#with"): box}
+    counts = pd.DataFrame([{"slice": s, "group": g, "measure": m, "clients": len(c),
+                            "sessions": 0} for (s, g, m), c in members.items()])
+    plan = plan_disclosure(counts, minimum=MINIMUM)
+    assert not plan.count_hidden  # no line relates the row and the box
+    extra, found = audit_disclosure(members, plan)
+    assert found and found[0].clients == 5
+    assert extra == {(POOLED, ALL, "flow:pair_pain_mfr#with")}
+    assert not _in_row_space([everyone, row], box - row)
+
+
 # --- gap 2: a complement recomputed through another table ---------------------------------
 
 

@@ -34,7 +34,15 @@ import pandas as pd
 from scipy import linalg
 
 from mfr_analysis.config import MIN_REPORTED_CLIENTS
-from mfr_analysis.privacy import ALL, CLIENTS, POOLED, Cell, DisclosurePlan, claim_measure
+from mfr_analysis.privacy import (
+    ALL,
+    CLIENTS,
+    POOLED,
+    Cell,
+    DisclosurePlan,
+    claim_measure,
+    is_described,
+)
 
 _TOLERANCE = 1e-7
 
@@ -199,10 +207,19 @@ def _small_differences(sets: Iterable[frozenset], minimum: int) -> list[frozense
     return sorted(out, key=lambda d: (len(d), sorted(map(str, d))))
 
 
-def _last_to_hide(cells: Sequence[Cell]) -> tuple[bool, bool]:
-    """Sort key of a count to hide: a report's title count last, a group's clients next."""
+def _last_to_hide(cells: Sequence[Cell]) -> tuple[bool, bool, bool, bool]:
+    """Sort key of a count to hide, by what hiding it costs a reader: a report's title count
+    last, a group's clients next, then a claims row's clients (its standard error and
+    p-values go with them), then a part of a claims row (an arm size, responders: the
+    responder share goes); a describe table's count (a flow box, a Table 1 level) first."""
     return (any(m == CLIENTS and g == ALL for _, g, m in cells),
-            any(m == CLIENTS for _, _, m in cells))
+            any(m == CLIENTS for _, _, m in cells),
+            any(_is_claims_row(m) for _, _, m in cells),
+            any(not is_described(m) and m != CLIENTS for _, _, m in cells))
+
+
+def _is_claims_row(measure: str) -> bool:
+    return measure != CLIENTS and not is_described(measure) and "#" not in measure
 
 
 def _resolve(rows: Sequence[frozenset], minimum: int, targets: Sequence[frozenset] = ()
