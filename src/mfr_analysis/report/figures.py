@@ -231,7 +231,9 @@ def png_bytes(drawing: Figure | SubFigure | Axes) -> tuple[bytes, int]:
     palette = image.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE,
                              dither=Image.Dither.NONE)
     out = io.BytesIO()
-    palette.save(out, format="PNG", optimize=True, dpi=(dpi, dpi))
+    # zlib's default level: level 9 (optimize=True) made the PNGs 10 % smaller for 7x the
+    # time (1.4 s against 0.2 s for a claims page's 19 figures)
+    palette.save(out, format="PNG", compress_level=6, dpi=(dpi, dpi))
     return out.getvalue(), round(image.width * CSS_PIXELS_PER_INCH / dpi)
 
 
