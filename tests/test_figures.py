@@ -261,6 +261,19 @@ def test_responders_one_panel_per_outcome_mfr_and_control_side_by_side() -> None
     assert_legends_clear_of_data(fig)
 
 
+def test_responder_panels_stand_in_one_column_as_wide_as_a_forest_plot() -> None:
+    """On a phone the figure is scaled to the screen: a two-column grid was unreadable."""
+    from mfr_analysis.report.views import responder_table
+
+    fig = figures.responder_bars(responder_table(responder_claims()))
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title(loc="left")]
+    assert len(panels) >= 4
+    assert len({round(ax.get_position().x0, 6) for ax in panels}) == 1
+    tops = [ax.get_position().y1 for ax in panels]
+    assert tops == sorted(tops, reverse=True)  # one under the other, in the table's order
+    assert fig.get_size_inches()[0] == 7.5
+
+
 def test_responder_intervals_are_wilson_intervals_of_the_tables_counts() -> None:
     from statsmodels.stats.proportion import proportion_confint
 

@@ -773,55 +773,34 @@ def responder_bars(responders: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
                 title += f"  ·  MCID {values[0]}" + (
                     f" to {values[-1]}" if len(values) > 1 else "") + unit
             panels.append((title, {g: bars[g] for g in _ordered(list(bars))}))
-    columns = 1 if len(panels) <= 2 else 2
+    # one column, as wide as the forest plots: a grid of two columns shrank to unreadable
+    # text on a phone (a 420 px screen showed it at 40 % of its size)
     heights = [0.5 * len(bars) + 0.9 for _, bars in panels]
-    split = _balanced(heights, columns)
-    total = max((sum(heights[i] for i in part) for part in split), default=1.0)
-    fig = _panel_area(ax, 7.5 if columns == 1 else 10.0, total + 1.1)
-    subfigs = fig.subfigures(1, columns, squeeze=False)[0]
+    fig = _panel_area(ax, 7.5, sum(heights) + 1.3)
     legend: list[tuple[Artist, str]] = []
-    for subfig, part in zip(subfigs, split, strict=True):
-        if not part:
-            continue
-        part_heights = [heights[i] for i in part]
-        filler = total - sum(part_heights)
-        ratios = part_heights + ([filler] if filler > 0.05 else [])
-        axes = subfig.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios},
-                               squeeze=False)[:, 0]
-        for panel_ax, i in zip(axes, part, strict=False):
-            legend += _responder_panel(panel_ax, *panels[i], minimum, colours)
-        for panel_ax in axes[len(part):]:
-            panel_ax.set_visible(False)
-        axes[len(part) - 1].set_xlabel("clients whose own average change reaches the MCID",
-                                       fontsize="small")
+    if panels:
+        axes = fig.subplots(len(panels), 1, squeeze=False,
+                            gridspec_kw={"height_ratios": heights})[:, 0]
+        for panel_ax, panel in zip(axes, panels, strict=True):
+            legend += _responder_panel(panel_ax, *panel, minimum, colours)
+        axes[-1].set_xlabel("clients whose own average change reaches the MCID",
+                            fontsize="small")
     handles, labels = _unique(legend)
     order = [labels.index(x) for x in ("MFR clients", "control clients", "95% interval (Wilson)")
              if x in labels]
-    notes = [f"{WITHHELD_WORDS}: fewer than {minimum} responders or non-responders, or hidden "
-             "to protect a smaller count (privacy)"]
+    notes = [f"{WITHHELD_WORDS}: fewer than {minimum} responders or non-responders,\n"
+             "or hidden to protect a smaller count (privacy)"]
     if left_out:
         notes.append(f"{left_out} group row(s) with no bar to show are left out")
     blank = Line2D([], [], linestyle="", marker="")
     _outside_legend(fig, [handles[i] for i in order] + [blank] * len(notes),
-                    [labels[i] for i in order] + notes, ncols=3)
+                    [labels[i] for i in order] + notes, ncols=2)
     return fig
 
 
 def _responder_unit(rows: pd.DataFrame) -> str:
     unit = _unit(rows)
     return f" {unit}" if unit and "odds" not in unit else ""
-
-
-def _balanced(heights: list[float], columns: int) -> list[list[int]]:
-    """Panels split into ``columns`` runs of about equal height, in order."""
-    if columns == 1:
-        return [list(range(len(heights)))]
-    total, running = sum(heights), 0.0
-    for i, h in enumerate(heights):
-        if running + h / 2 > total / 2:
-            return [list(range(i)), list(range(i, len(heights)))]
-        running += h
-    return [list(range(len(heights))), []]
 
 
 def _responder_panel(ax: Axes, words: str,
