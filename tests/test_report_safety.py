@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -565,6 +566,19 @@ def snapshot(folder: Path) -> dict[str, str]:
                                        for part in p.relative_to(folder).parts)}
 
 
+@contextmanager
+def _ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """SIGINT handled as an interactive Python handles it, for the block: a test suite started
+    in the background by a shell without job control (``make test &``, some CI runners)
+    inherits SIGINT ignored, and a process that starts ignoring it rightly keeps ignoring it
+    (``nohup``), so a Ctrl-C test would test nothing there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def report_process(hostile_logs: Path, tmp_path: Path) -> Iterator:
     """Start `mfr-analysis report` in its own process group; yield a helper that waits for a
@@ -576,11 +590,12 @@ def report_process(hostile_logs: Path, tmp_path: Path) -> Iterator:
     def start(out: Path) -> tuple[subprocess.Popen, list]:
         stdout = open(tmp_path / "stdout", "w")  # noqa: SIM115 - closed below
         stderr = open(tmp_path / "stderr", "w")  # noqa: SIM115 - files: orphans cannot block
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mfr_analysis.cli", "report", str(hostile_logs), "--out",
-             str(out), "--workers", "2", "--no-progress"],
-            stdout=stdout, stderr=stderr, start_new_session=True,
-            env={**os.environ, "MFR_PSEUDONYM_KEY": TEST_KEY})
+        with _ctrl_c_as_in_a_terminal():  # the run inherits a Ctrl-C it can receive
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mfr_analysis.cli", "report", str(hostile_logs),
+                 "--out", str(out), "--workers", "2", "--no-progress"],
+                stdout=stdout, stderr=stderr, start_new_session=True,
+                env={**os.environ, "MFR_PSEUDONYM_KEY": TEST_KEY})
         stdout.close()
         stderr.close()
         started.append(process)
@@ -696,15 +711,16 @@ def test_a_ctrl_c_while_workers_start_is_raised_after_not_lost() -> None:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
                                initializer=run_module._worker_init, initargs=(os.getpid(),))
     try:
-        with pytest.raises(KeyboardInterrupt), run_module._workers_born_ignoring_ctrl_c():
-            future = pool.submit(_ctrl_c_state)  # spawns the worker
-            # a Ctrl-C as it starts, to the main thread: a process-directed one may be handed
-            # to another of the test worker's threads, which do not hold it
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            reached = True
-        assert reached  # held during the spawning, raised as it ended
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        with _ctrl_c_as_in_a_terminal():
+            with pytest.raises(KeyboardInterrupt), run_module._workers_born_ignoring_ctrl_c():
+                future = pool.submit(_ctrl_c_state)  # spawns the worker
+                # a Ctrl-C as it starts, to the main thread: a process-directed one may be
+                # handed to another of the test worker's threads, which do not hold it
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                reached = True
+            assert reached  # held during the spawning, raised as it ended
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
         # the worker ignores Ctrl-C but does not block it (its kernels would inherit that)
         assert future.result(timeout=120) == (True, False)
     finally:
