@@ -768,3 +768,25 @@ def test_png_crop_keeps_a_legend_beyond_the_figure_and_trims_white() -> None:
     assert (image[:, :5] == 255).all() and not (image[:, 15:40] == 255).all()  # white pad
     # the legend lies past the right edge: the picture is wider than the figure
     assert outside_width > 4 * CSS_PIXELS_PER_INCH
+
+
+def test_long_titles_and_labels_break_into_lines_at_the_figure_edge() -> None:
+    """A title or axis label longer than the figure is wide (an outcome name, a threshold, a
+    group from the data) wraps instead of widening the picture a phone then shrinks."""
+    from mfr_analysis.report.figures import CSS_PIXELS_PER_INCH, png_bytes
+
+    def figure(words: int) -> Figure:
+        fig = Figure(figsize=(4, 3), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1])
+        ax.set_title(" ".join(["threshold"] * words), loc="left")
+        ax.set_xlabel(" ".join(["change"] * words))
+        fig.suptitle(" ".join(["pain"] * 3 * words))
+        return fig
+
+    short, long = figure(2), figure(12)
+    _, short_width = png_bytes(short)
+    _, long_width = png_bytes(long)
+    assert short_width <= long_width <= 4.2 * CSS_PIXELS_PER_INCH  # the figure and 0.1 in pad
+    # the lines the texts broke into took their room from the plot, inside the figure
+    assert long.axes[0].get_position().height < short.axes[0].get_position().height - 0.15

@@ -172,10 +172,12 @@ def _drawn_pixels(fig: Figure) -> Any:
     from PIL import Image
 
     canvas = fig.canvas if hasattr(fig.canvas, "buffer_rgba") else FigureCanvasAgg(fig)
+    _wrap_at_the_edge(fig)
     canvas.draw()
     box = fig.get_tightbbox(canvas.get_renderer())
     width, height = fig.get_size_inches()
-    if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
+    edge = 1 / fig.get_dpi()  # a drawing ending on the edge may pass it by a rounding error
+    if box.x0 < -edge or box.y0 < -edge or box.x1 > width + edge or box.y1 > height + edge:
         return _redrawn_around(fig, box)
     dpi = fig.get_dpi()
     pixels = np.asarray(canvas.buffer_rgba())
@@ -191,6 +193,24 @@ def _drawn_pixels(fig: Figure) -> Any:
                                     max(left, 0):min(right, columns)]).convert("RGB")
     image.paste(inside, (max(-left, 0), max(-top, 0)))
     return image
+
+
+def _wrap_at_the_edge(artist: Artist) -> None:
+    """Titles, axis labels and notes break into lines at the figure's edge (matplotlib's
+    text wrap, measured where each text ends up) instead of reaching past it: a long
+    outcome name, threshold or group label would otherwise widen the picture, which a
+    narrow screen then shrinks. Tick labels (short, remade at each draw) and legends (laid
+    out by their own box) are left as they are."""
+    from matplotlib.axis import Tick
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    for child in artist.get_children():
+        if isinstance(child, (Tick, Legend)):
+            continue
+        if isinstance(child, Text):
+            child.set_wrap(True)
+        _wrap_at_the_edge(child)
 
 
 def _redrawn_around(fig: Figure, box: Any) -> Any:
