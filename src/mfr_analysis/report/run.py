@@ -438,9 +438,12 @@ _RESET_NAMESPACE = (
 )
 # What every report notebook imports, loaded while the runner computes the claims.
 _WARM_IMPORTS = (
-    "import IPython.display, matplotlib.pyplot\n"
+    "import IPython.display, matplotlib.pyplot, PIL.Image\n"
     "import mfr_analysis.claims, mfr_analysis.settings, mfr_analysis.report.parameters\n"
     "from mfr_analysis.report import disclosure, figures, outcome_views, quality, views\n"
+    # a page's first read of the session table imports the cleaning stage, its schema and
+    # with it pandera and dask.dataframe (0.8 s): here, beside the runner's claims
+    "import mfr_analysis.pipeline\n"
 )
 
 
