@@ -271,7 +271,8 @@ def test_responder_panels_stand_in_one_column_as_wide_as_a_forest_plot() -> None
     assert len({round(ax.get_position().x0, 6) for ax in panels}) == 1
     tops = [ax.get_position().y1 for ax in panels]
     assert tops == sorted(tops, reverse=True)  # one under the other, in the table's order
-    assert fig.get_size_inches()[0] == 7.5
+    forest = figures.forest_plot(forest_claims(), "pain")
+    assert fig.get_size_inches()[0] == figures.figure_of(forest).get_size_inches()[0]
 
 
 def test_responder_intervals_are_wilson_intervals_of_the_tables_counts() -> None:
@@ -790,3 +791,12 @@ def test_long_titles_and_labels_break_into_lines_at_the_figure_edge() -> None:
     assert short_width <= long_width <= 4.2 * CSS_PIXELS_PER_INCH  # the figure and 0.1 in pad
     # the lines the texts broke into took their room from the plot, inside the figure
     assert long.axes[0].get_position().height < short.axes[0].get_position().height - 0.15
+
+
+def test_a_figure_shown_in_jupyterlab_wraps_its_long_texts_as_the_report_does() -> None:
+    from mfr_analysis.report.figures import COLUMN_INCHES, CSS_PIXELS_PER_INCH
+
+    long_unit = "points on the clinic's own eleven-point numeric rating scale of pain today"
+    fig = figures.figure_of(figures.forest_plot(forest_claims().assign(unit=long_unit), "pain"))
+    _, shown = fig._repr_png_()
+    assert shown["width"] <= (COLUMN_INCHES + 0.2) * CSS_PIXELS_PER_INCH

@@ -70,6 +70,7 @@ from mfr_analysis.tables import load_table
 Palette = Mapping[str, Any] | str | Sequence[Any] | None
 FigureLike = Figure | SubFigure
 FIGURE_DPI = 150  # pixels per inch of the embedded PNG: sharp on 2x screens and in print
+COLUMN_INCHES = 7.5  # width of the one-column figures: the same text size side by side
 INK = "#24292f"  # text and outlines
 QUIET = "#57606a"  # confidence intervals, reference lines
 THRESHOLD_COLOUR = "#7d4e00"  # MCID lines: dark amber, dashed (never the only cue)
@@ -176,10 +177,10 @@ def _drawn_pixels(fig: Figure) -> Any:
     canvas.draw()
     box = fig.get_tightbbox(canvas.get_renderer())
     width, height = fig.get_size_inches()
-    edge = 1 / fig.get_dpi()  # a drawing ending on the edge may pass it by a rounding error
+    dpi = fig.get_dpi()
+    edge = 1 / dpi  # a drawing ending on the edge may pass it by a rounding error
     if box.x0 < -edge or box.y0 < -edge or box.x1 > width + edge or box.y1 > height + edge:
         return _redrawn_around(fig, box)
-    dpi = fig.get_dpi()
     pixels = np.asarray(canvas.buffer_rgba())
     rows, columns = pixels.shape[:2]
     # the padded box in pixels, from the top left; the padding beyond the figure's edge
@@ -306,6 +307,7 @@ class ReportFigure(Figure):
         import io
 
         buffer = io.BytesIO()
+        _wrap_at_the_edge(self)  # as in the report (:func:`png_bytes`)
         self.savefig(buffer, format="png", dpi=self.get_dpi(), bbox_inches="tight")
         width = int.from_bytes(buffer.getvalue()[16:20], "big")  # the PNG header's width
         return buffer.getvalue(), {"width": round(width * CSS_PIXELS_PER_INCH / self.get_dpi())}
@@ -470,7 +472,7 @@ def forest_plot(claims: pd.DataFrame, claim_id: str, minimum: int = MIN_REPORTED
     heights = [0.55 * n + 1.1 for n in counts]
     verdicts = [str(v) for v in rows["verdict"]] if "verdict" in rows else ["inconclusive"]
     colours = _colours(palette, verdicts, verdict_colour)
-    fig = _panel_area(ax, 7.5, sum(heights) + 0.9)
+    fig = _panel_area(ax, COLUMN_INCHES, sum(heights) + 0.9)
     axes = fig.subplots(max(len(outcomes), 1), 1, squeeze=False,
                         gridspec_kw={"height_ratios": heights or [1]})
     legend: list[tuple[Artist, str]] = []
@@ -688,7 +690,7 @@ def pain_trajectories(sessions: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENT
     groups = _ordered(frame["audience_group"])
     colours = _colours(palette, groups, group_colour)
     given = ax
-    fig, ax = _one_panel(ax, 7.5, 4.4)
+    fig, ax = _one_panel(ax, COLUMN_INCHES, 4.4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # seaborn 0.13 on pandas 3 internals
         sns.lineplot(data=frame, x="week", y="pain_pre", hue="audience_group",
@@ -793,10 +795,10 @@ def responder_bars(responders: pd.DataFrame, minimum: int = MIN_REPORTED_CLIENTS
                 title += f"  ·  MCID {values[0]}" + (
                     f" to {values[-1]}" if len(values) > 1 else "") + unit
             panels.append((title, {g: bars[g] for g in _ordered(list(bars))}))
-    # one column, as wide as the forest plots: a grid of two columns shrank to unreadable
-    # text on a phone (a 420 px screen showed it at 40 % of its size)
+    # one column: a grid of two columns shrank to unreadable text on a phone (a 420 px
+    # screen showed it at 40 % of its size)
     heights = [0.5 * len(bars) + 0.9 for _, bars in panels]
-    fig = _panel_area(ax, 7.5, sum(heights) + 1.3)
+    fig = _panel_area(ax, COLUMN_INCHES, sum(heights) + 1.3)
     legend: list[tuple[Artist, str]] = []
     if panels:
         axes = fig.subplots(len(panels), 1, squeeze=False,
@@ -907,7 +909,7 @@ def reason_bars(reasons: pd.Series, *, ax: Axes | None = None,
     ordered = reasons.sort_values()
     colours = _colours(palette, [str(r) for r in ordered.index], lambda _reason: REASON_COLOUR)
     given = ax
-    fig, ax = _one_panel(ax, 7.5, 0.3 * max(len(ordered), 2) + 1.2)
+    fig, ax = _one_panel(ax, COLUMN_INCHES, 0.3 * max(len(ordered), 2) + 1.2)
     ax.barh(list(ordered.index), ordered.to_numpy(),
             color=[colours[str(r)] for r in ordered.index] or REASON_COLOUR)
     for y, value in enumerate(ordered.to_numpy()):
