@@ -254,6 +254,8 @@ def test_printed_report_starts_with_the_scorecard(browser: object, report_dir: P
     page.emulate_media(media="print")
     figures = page.eval_on_selector_all("figure.mfr-figure", """fs => fs.map(f =>
         getComputedStyle(f).breakInside)""")
+    tallest = page.eval_on_selector_all("figure.mfr-figure", """fs => Math.max(...fs.map(f =>
+        f.getBoundingClientRect().height))""")
     page.close()
     pages = pdf_lines(pdf)
     first = " ".join(text for text, _top in pages[0])
@@ -271,8 +273,11 @@ def test_printed_report_starts_with_the_scorecard(browser: object, report_dir: P
                     design_rule(designs()[-1])[:40]]
     on = [[i for i, text in enumerate(texts) if part in text] for part in legend_parts]
     assert all(on) and len({found[0] for found in on}) == 1, on  # the methods repeat them
-    # figures are never cut across pages
+    # figures are never cut across pages: kept whole, and none taller than the page's
+    # printable height (12 mm margins), which no "avoid" could keep whole
     assert figures and set(figures) == {"avoid"}
+    printable_mm = {"A4": 297, "Letter": 279.4}[paper] - 2 * 12
+    assert tallest <= printable_mm / 25.4 * 96, (paper, tallest)
 
 
 def test_phone_scorecard_scrolls_with_the_claim_column_kept(browser: object,
